@@ -1,0 +1,28 @@
+# The two commands of the README:
+#   make serve   # serve the embedded default (SQLite, CPU vLLM, bundled SmolLM2) on :8000
+#   make test    # run the test suite (real vLLM on CPU, real PostgreSQL and Redis)
+.PHONY: bootstrap serve test test-unit services bench-gateway clean-data
+
+VENV ?= .venv
+PYTEST_ARGS ?=
+
+bootstrap:
+	@scripts/bootstrap.sh
+
+serve: bootstrap
+	$(VENV)/bin/perennial serve
+
+services:
+	@scripts/services.sh
+
+test: bootstrap services
+	$(VENV)/bin/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+test-unit: bootstrap
+	$(VENV)/bin/python -m pytest tests/unit $(PYTEST_ARGS)
+
+bench-gateway: bootstrap
+	$(VENV)/bin/python bench/gateway.py
+
+clean-data:
+	rm -rf .perennial .data

@@ -1,0 +1,1 @@
+"""Perennial: the command line that composes the processes (gateway, learner) and the clients."""

@@ -1,0 +1,121 @@
+"""Settings of the gateway process (`perennial serve`), validated once at start.
+
+Every field is read from the environment with the prefix ``PERENNIAL_`` (for example
+``PERENNIAL_PORT=8000``) or from a ``.env`` file in the working directory; the CLI flags of
+``perennial serve`` override both. ``.env.example`` lists every setting with its default.
+No other module reads ``os.environ``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+def _split_csv(value: object) -> object:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """One typed configuration for the gateway, its engine and the embedded default."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="PERENNIAL_", env_file=".env", extra="ignore", validate_default=True
+    )
+
+    # --- where it listens, where state lives -------------------------------------------------
+    host: str = Field("127.0.0.1", description="Interface the gateway binds to.")
+    port: int = Field(8000, ge=0, le=65535, description="Gateway port (0 picks a free one).")
+    data_dir: Path = Field(
+        Path(".perennial"),
+        description="All state of the embedded default: model, database, versions, keys, logs.",
+    )
+
+    # --- model ---------------------------------------------------------------------------------
+    model_dir: Path | None = Field(
+        None,
+        description="A local Hugging Face model directory to serve. Unset: the bundled "
+        "SmolLM2-135M-Instruct, converted once into <data_dir>/models.",
+    )
+    model_name: str | None = Field(
+        None,
+        description="Model id clients send and /v1/models lists. Unset: derived from the "
+        "model directory's name, lower-cased.",
+    )
+
+    # --- serving engine ------------------------------------------------------------------------
+    engine_url: str | None = Field(
+        None,
+        description="Use an already running vLLM OpenAI server (loopback or private network) "
+        "instead of starting and supervising one.",
+    )
+    engine_dtype: str = Field(
+        "auto",
+        description="vLLM --dtype. auto: bfloat16 on GPUs and on CPUs with native bf16 "
+        "(AVX-512 BF16 / AMX), float32 on other CPUs (emulated bf16 is ~3x slower there).",
+    )
+    engine_max_model_len: int = Field(2048, ge=64, description="vLLM --max-model-len.")
+    engine_kv_cache_gib: int = Field(1, ge=1, description="VLLM_CPU_KVCACHE_SPACE in GiB (CPU only).")
+    engine_port: int = Field(0, ge=0, le=65535, description="Engine port on 127.0.0.1 (0: free).")
+    engine_start_timeout_s: float = Field(300.0, gt=0, description="Wait this long for health.")
+    engine_extra_args: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Extra vLLM server arguments, comma-separated (e.g. --enforce-eager).",
+    )
+    engine_max_restarts: int = Field(
+        5, ge=0, description="Restarts of a dying engine before the supervisor gives up."
+    )
+
+    # --- security ------------------------------------------------------------------------------
+    api_keys: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list,
+        description="Bearer keys for chat and feedback, comma-separated. Empty: open.",
+    )
+    admin_key: SecretStr | None = Field(
+        None,
+        description="Bearer key for /admin routes. Unset: generated at first start and kept "
+        "in <data_dir>/admin_key.",
+    )
+
+    # --- limits --------------------------------------------------------------------------------
+    max_body_bytes: int = Field(1_048_576, ge=1024, description="Largest request body accepted.")
+    max_messages: int = Field(256, ge=1, description="Most messages in one chat request.")
+    max_completion_tokens: int = Field(
+        1024, ge=1, description="Upper bound on max_tokens / max_completion_tokens per request."
+    )
+    max_n: int = Field(8, ge=1, description="Upper bound on n (choices per request).")
+    request_timeout_s: float = Field(300.0, gt=0, description="Engine request timeout.")
+
+    log_level: str = Field("info", description="Log level of the gateway.")
+
+    @field_validator("api_keys", "engine_extra_args", mode="before")
+    @classmethod
+    def _csv(cls, value: object) -> object:
+        return _split_csv(value)
+
+    @field_validator("data_dir")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @field_validator("model_dir")
+    @classmethod
+    def _absolute_model(cls, value: Path | None) -> Path | None:
+        return value.expanduser().resolve() if value is not None else None
+
+    @property
+    def admin_key_file(self) -> Path:
+        return self.data_dir / "admin_key"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.data_dir / "models"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.data_dir / "logs"

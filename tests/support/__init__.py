@@ -1,0 +1,1 @@
+"""Test helpers: real processes (gateway + vLLM engine) started once per test session."""
