@@ -1,8 +1,8 @@
-"""The gateway application: lifespan-owned resources and the routes.
+"""The gateway application: lifespan-owned resources and the routers.
 
-``create_app(settings)`` builds the FastAPI app; its lifespan prepares the model, starts (or
-attaches to) the serving engine, and closes everything in ``finally``. Routes are thin: the
-chat service lives in ``serving.py``, the wire models in ``protocol.py``.
+``create_app(settings)`` builds the FastAPI app. Its lifespan starts each component in order
+and registers its cleanup on one ``AsyncExitStack``, so whatever started is closed in reverse
+order, also when a later step fails. Components put what routes need on ``app.state``.
 
 Run it with ``perennial serve`` (see ``server/main.py``).
 """
@@ -10,11 +10,10 @@ Run it with ``perennial serve`` (see ``server/main.py``).
 from __future__ import annotations
 
 import logging
-from contextlib import asynccontextmanager
-from typing import Annotated
+from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
 
-from fastapi import Depends, FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi import FastAPI
 
 from server.auth import KeyRing, load_or_create_admin_key
 from server.engine.client import EngineClient
@@ -24,14 +23,16 @@ from server.errors import install_error_handlers
 from server.metrics import GatewayMetrics
 from server.middleware import BodyLimitMiddleware, MetricsMiddleware
 from server.model_prep import default_model_name, resolve_model_dir
-from server.protocol import ModelCard, ModelList
-from server.serving import ChatService, NullRecorder, ServedModel, parse_json_body
+from server.routes import admin, ops
+from server.routes import openai as openai_routes
+from server.serving import ChatService, NullRecorder, ServedModel
 from server.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
-def build_engine(settings: Settings, served_name: str, model_dir) -> EngineRuntime:
+def build_engine(settings: Settings, served_name: str, model_dir: Path) -> EngineRuntime:
+    """A supervised engine child process, or a client of ``PERENNIAL_ENGINE_URL``."""
     if settings.engine_url:
         client = EngineClient(settings.engine_url, timeout_s=settings.request_timeout_s)
         return EngineRuntime(client)
@@ -54,10 +55,7 @@ def build_engine(settings: Settings, served_name: str, model_dir) -> EngineRunti
     return EngineRuntime(client, supervisor)
 
 
-@asynccontextmanager
-async def lifespan(app: FastAPI):
-    settings: Settings = app.state.settings
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+def start_keys(app: FastAPI, settings: Settings) -> None:
     admin_key, generated = load_or_create_admin_key(
         settings.admin_key.get_secret_value() if settings.admin_key else None,
         settings.admin_key_file,
@@ -67,35 +65,29 @@ async def lifespan(app: FastAPI):
         print(f"Generated admin key (kept in {settings.admin_key_file}):\n  {admin_key}", flush=True)
     app.state.keys = KeyRing([k.get_secret_value() for k in settings.api_keys], admin_key)
 
+
+async def start_engine(app: FastAPI, settings: Settings, stack: AsyncExitStack) -> None:
     model_dir = resolve_model_dir(settings.model_dir, settings.models_dir)
+    app.state.model_dir = model_dir
     served = ServedModel(name=settings.model_name or default_model_name(model_dir), version="base")
     engine = build_engine(settings, served.name, model_dir)
+    stack.push_async_callback(engine.stop)
+    await engine.start(settings.engine_start_timeout_s)
     app.state.served = served
     app.state.engine = engine
-    app.state.chat = ChatService(settings, engine, served, app.state.metrics, NullRecorder())
-    try:
-        await engine.start(settings.engine_start_timeout_s)
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI):
+    settings: Settings = app.state.settings
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    async with AsyncExitStack() as stack:
+        start_keys(app, settings)
+        await start_engine(app, settings, stack)
+        app.state.chat = ChatService(
+            settings, app.state.engine, app.state.served, app.state.metrics, NullRecorder()
+        )
         yield
-    finally:
-        await engine.stop()
-
-
-# --- dependencies ------------------------------------------------------------------------------
-
-
-def api_caller(request: Request) -> str:
-    return request.app.state.keys.caller(request)
-
-
-def admin_caller(request: Request) -> str:
-    return request.app.state.keys.admin(request)
-
-
-Caller = Annotated[str, Depends(api_caller)]
-Admin = Annotated[str, Depends(admin_caller)]
-
-
-# --- app -----------------------------------------------------------------------------------------
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -105,42 +97,7 @@ def create_app(settings: Settings) -> FastAPI:
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)  # outermost: sees 413s too
-
-    @app.post("/v1/chat/completions")
-    async def chat_completions(request: Request, caller: Caller):
-        body = parse_json_body(await request.body())
-        return await request.app.state.chat.complete(body, caller)
-
-    @app.get("/v1/models", response_model=ModelList)
-    async def list_models(request: Request, _: Caller) -> ModelList:
-        served: ServedModel = request.app.state.served
-        card = ModelCard(id=served.name, created=served.created, version=served.version, root=served.name)
-        return ModelList(data=[card])
-
-    @app.get("/health")
-    async def health(request: Request) -> JSONResponse:
-        engine: EngineRuntime = request.app.state.engine
-        ok = engine.ready and await engine.client.healthy()
-        body = {
-            "status": "ok" if ok else "degraded",
-            "gateway": "ok",
-            "engine": "ok" if ok else engine.status()["state"],
-            "model": request.app.state.served.name,
-            "version": request.app.state.served.version,
-        }
-        return JSONResponse(body, status_code=200 if ok else 503)
-
-    @app.get("/metrics")
-    async def metrics(request: Request) -> Response:
-        m: GatewayMetrics = request.app.state.metrics
-        engine: EngineRuntime = request.app.state.engine
-        m.engine_up.set(1 if engine.ready else 0)
-        m.engine_restarts.set(engine.status().get("restarts", 0))
-        return Response(m.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
-
-    @app.get("/admin/engine")
-    async def admin_engine(request: Request, _: Admin) -> dict:
-        """The serving engine's state (admin only)."""
-        return {**request.app.state.engine.status(), "model": request.app.state.served.name}
-
+    app.include_router(openai_routes.router)
+    app.include_router(ops.router)
+    app.include_router(admin.router)
     return app

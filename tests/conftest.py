@@ -36,3 +36,12 @@ def client(server):
 
     with OpenAI(base_url=server.base_url, api_key=API_KEYS[0], max_retries=0, timeout=120) as c:
         yield c
+
+
+@pytest.fixture(scope="session")
+def engine_url(server) -> str:
+    """The shared serving engine's own URL (loopback), for tests that drive vLLM directly."""
+    import httpx
+
+    status = httpx.get(server.url + "/admin/engine", headers={"authorization": f"Bearer {ADMIN_KEY}"})
+    return status.json()["url"]

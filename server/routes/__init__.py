@@ -1,0 +1,1 @@
+"""Thin HTTP routes; services live in ``server/serving.py`` and friends."""
