@@ -23,10 +23,11 @@ from server.errors import install_error_handlers
 from server.metrics import GatewayMetrics
 from server.middleware import BodyLimitMiddleware, MetricsMiddleware
 from server.model_prep import default_model_name, resolve_model_dir
-from server.routes import admin, ops
+from server.routes import admin, admin_data, feedback, ops
 from server.routes import openai as openai_routes
-from server.serving import ChatService, NullRecorder, ServedModel
+from server.serving import ChatService, ServedModel
 from server.settings import Settings
+from server.storage import start_store
 
 log = logging.getLogger(__name__)
 
@@ -83,9 +84,10 @@ async def lifespan(app: FastAPI):
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     async with AsyncExitStack() as stack:
         start_keys(app, settings)
+        recorder = await start_store(app, settings, stack)  # before the engine: fail fast
         await start_engine(app, settings, stack)
         app.state.chat = ChatService(
-            settings, app.state.engine, app.state.served, app.state.metrics, NullRecorder()
+            settings, app.state.engine, app.state.served, app.state.metrics, recorder
         )
         yield
 
@@ -100,4 +102,6 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(openai_routes.router)
     app.include_router(ops.router)
     app.include_router(admin.router)
+    app.include_router(feedback.router)
+    app.include_router(admin_data.router)
     return app

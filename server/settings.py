@@ -91,6 +91,47 @@ class Settings(BaseSettings):
     max_n: int = Field(8, ge=1, description="Upper bound on n (choices per request).")
     request_timeout_s: float = Field(300.0, gt=0, description="Engine request timeout.")
 
+    # --- store: database, Redis ingest stream, feedback limits --------------------------------
+    database_url: SecretStr | None = Field(
+        None,
+        description="Database URL: postgresql://user:pass@host/db or sqlite:///path.db (drivers "
+        "chosen automatically). Unset: SQLite file <data_dir>/perennial.db.",
+    )
+    redis_url: SecretStr | None = Field(
+        None,
+        description="Redis URL (redis://host:6379/0). Set: interactions and feedback go through "
+        "a Redis stream and a consumer group. Unset: direct writes from the gateway.",
+    )
+    redis_prefix: str = Field(
+        "perennial", min_length=1, max_length=64,
+        description="Prefix of every Redis key (stream, consumer group, markers).",
+    )  # fmt: skip
+    log_interactions: bool = Field(True, description="Store every chat completion.")
+    ingest_consumer: bool = Field(
+        True, description="Run the Redis stream consumer inside this gateway."
+    )
+    ingest_batch_size: int = Field(500, ge=1, le=10_000, description="Rows per database write.")
+    ingest_claim_idle_s: float = Field(
+        30.0, gt=0,
+        description="Stream entries pending this long with a dead consumer are reclaimed.",
+    )  # fmt: skip
+    completion_ttl_s: int = Field(
+        86_400, ge=60,
+        description="How long Redis remembers an issued completion id (older: checked in the DB).",
+    )  # fmt: skip
+    idempotency_ttl_s: int = Field(
+        86_400, ge=60, description="How long an Idempotency-Key is remembered in Redis."
+    )
+    feedback_batch_max: int = Field(
+        1000, ge=1, le=10_000, description="Most items in one POST /v1/feedback/batch."
+    )
+    feedback_text_max_chars: int = Field(
+        32_768, ge=1, description="Longest correction or reference (characters)."
+    )
+    feedback_metadata_max_bytes: int = Field(
+        16_384, ge=2, description="Largest feedback metadata object (bytes of JSON)."
+    )
+
     log_level: str = Field("info", description="Log level of the gateway.")
 
     @field_validator("api_keys", "engine_extra_args", mode="before")
@@ -119,3 +160,10 @@ class Settings(BaseSettings):
     @property
     def logs_dir(self) -> Path:
         return self.data_dir / "logs"
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The configured database URL, or the embedded SQLite file in the data directory."""
+        if self.database_url is not None:
+            return self.database_url.get_secret_value()
+        return f"sqlite:///{self.data_dir / 'perennial.db'}"

@@ -1,0 +1,71 @@
+"""The store component of the gateway's lifespan: database, migrations, Redis, ingest.
+
+``start_store`` opens the database (SQLite file by default, Postgres by URL), runs
+``alembic upgrade head``, connects Redis when ``PERENNIAL_REDIS_URL`` is set, starts the
+ingest sink (publisher, stream consumer, direct writer) and registers every cleanup on the
+lifespan's exit stack. Routes reach the results through ``app.state``: ``db``, ``ingest``,
+``feedback``.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import AsyncExitStack
+
+from fastapi import FastAPI
+from redis.exceptions import RedisError
+
+from server.feedback import FeedbackService
+from server.recorder import StoreRecorder
+from server.serving import NullRecorder, Recorder
+from server.settings import Settings
+from store.db import Database, safe_url
+from store.sink import IngestConfig, IngestSink
+from store.streams import connect as connect_redis
+
+log = logging.getLogger(__name__)
+
+
+async def _redis(settings: Settings, stack: AsyncExitStack):
+    if settings.redis_url is None:
+        return None
+    redis = connect_redis(settings.redis_url.get_secret_value())
+    stack.push_async_callback(redis.aclose)
+    try:
+        await redis.ping()
+    except (RedisError, OSError) as exc:  # start anyway: writes fall back to the database
+        log.warning("Redis is not reachable at start (%s); falling back to direct writes", exc)
+    return redis
+
+
+async def start_store(app: FastAPI, settings: Settings, stack: AsyncExitStack) -> Recorder:
+    """Open the store and return the interaction recorder for the chat service.
+
+    Args:
+        app: the gateway app (``app.state.db``, ``.ingest``, ``.feedback`` are set).
+        settings: the gateway settings.
+        stack: the lifespan's exit stack (cleanups run in reverse order).
+
+    Returns:
+        A ``StoreRecorder``, or a ``NullRecorder`` when ``PERENNIAL_LOG_INTERACTIONS=false``.
+    """
+    db = Database.connect(settings.resolved_database_url)
+    stack.push_async_callback(db.close)
+    await db.migrate()
+    log.info("store: %s (migrated to head)", safe_url(db.url))
+    redis = await _redis(settings, stack)
+    config = IngestConfig(
+        redis_prefix=settings.redis_prefix,
+        batch_size=settings.ingest_batch_size,
+        claim_idle_s=settings.ingest_claim_idle_s,
+        completion_ttl_s=settings.completion_ttl_s,
+        idempotency_ttl_s=settings.idempotency_ttl_s,
+        run_consumer=settings.ingest_consumer,
+    )
+    sink = IngestSink(db, redis, config)
+    await sink.start()
+    stack.push_async_callback(sink.close)
+    app.state.db = db
+    app.state.ingest = sink
+    app.state.feedback = FeedbackService(settings, sink)
+    return StoreRecorder(sink) if settings.log_interactions else NullRecorder()

@@ -1,0 +1,323 @@
+"""The gateway's entrance to the store: record interactions, accept feedback, off the hot path.
+
+With Redis (production): interactions go to the ingest stream through a background publisher
+(one MULTI/EXEC per burst); a feedback request is accepted by one atomic Lua call (idempotency,
+issued-id check, XADD); stream consumers persist into the database.
+
+Without Redis (embedded default), or while Redis is unreachable: entries go to the in-process
+``DirectWriter`` queue, written by one task. Redis failures trip a short circuit breaker
+(``redis_retry_s``), so an outage costs one failed call per second, not one per request.
+During an outage, items are held in this process's memory until the database has them (the
+writer retries forever); nothing accepted is dropped unless the process dies meanwhile.
+
+Is a completion id real? Checked in order: ids this process issued (in memory), Redis markers
+(ids issued by any gateway, kept ``completion_ttl_s``), the database. Feedback on a completion
+whose interaction is still in flight is therefore accepted, never lost or refused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+from sqlalchemy.exc import SQLAlchemyError
+
+from store import queries
+from store.consumer import StreamConsumer
+from store.db import Database
+from store.ingest import INTERACTION, Entry
+from store.streams import IngestStream, idempotency_value
+from store.writer import DirectWriter, WriterFull
+
+log = logging.getLogger(__name__)
+
+REDIS_ERRORS = (RedisError, OSError, TimeoutError)
+
+
+class StoreUnavailable(Exception):
+    """The database (and Redis) cannot take or answer this request right now (503)."""
+
+
+@dataclass
+class IngestConfig:
+    redis_prefix: str = "perennial"
+    batch_size: int = 500
+    claim_idle_s: float = 30.0
+    completion_ttl_s: int = 86_400
+    idempotency_ttl_s: int = 86_400
+    run_consumer: bool = True
+    redis_retry_s: float = 1.0
+    issued_cache: int = 200_000  # completion ids remembered in memory
+    idempotency_cache: int = 20_000
+
+
+@dataclass
+class IdempotencyRequest:
+    caller: str
+    key: str
+    request_hash: str
+    response: dict[str, Any]
+
+    def row(self) -> dict[str, Any]:
+        return {"caller": self.caller, "key": self.key, "request_hash": self.request_hash,
+                "response": self.response, "created_at": time.time()}  # fmt: skip
+
+
+@dataclass
+class Acceptance:
+    """accepted | replay (``response`` is the first answer) | conflict | missing (ids)."""
+
+    status: str
+    response: dict[str, Any] | None = None
+    missing: list[str] = field(default_factory=list)
+
+
+class _Bounded(dict):
+    """A dict that forgets its oldest keys beyond ``capacity`` (insertion order)."""
+
+    def __init__(self, capacity: int):
+        super().__init__()
+        self.capacity = capacity
+
+    def put(self, key: Any, value: Any) -> None:
+        self[key] = value
+        if len(self) > self.capacity:
+            del self[next(iter(self))]
+
+
+class IngestSink:
+    """Records interactions and accepts feedback for one gateway process."""
+
+    def __init__(self, db: Database, redis: Redis | None, config: IngestConfig | None = None):
+        self.db = db
+        self.config = config or IngestConfig()
+        c = self.config
+        self.writer = DirectWriter(db.sessions, batch_size=c.batch_size)
+        self.stream = None if redis is None else IngestStream(
+            redis, prefix=c.redis_prefix, completion_ttl_s=c.completion_ttl_s,
+            idempotency_ttl_s=c.idempotency_ttl_s,
+        )  # fmt: skip
+        self.consumer: StreamConsumer | None = None
+        self._issued = _Bounded(c.issued_cache)
+        self._idempotency = _Bounded(c.idempotency_cache)
+        self._outbox: asyncio.Queue[dict] = asyncio.Queue(maxsize=100_000)
+        self._publisher: asyncio.Task | None = None
+        self._redis_down_until = 0.0
+        self.fallbacks = 0
+        self.dropped = 0
+
+    # --- lifecycle -----------------------------------------------------------------------------
+    async def start(self) -> None:
+        self.writer.start()
+        if self.stream is None:
+            return
+        with contextlib.suppress(*REDIS_ERRORS):  # Redis down at start: the consumer waits
+            await self.stream.ensure_group()
+        self._publisher = asyncio.create_task(self._publish_loop(), name="ingest-publisher")
+        if self.config.run_consumer:
+            self.consumer = StreamConsumer(
+                self.stream, self.db.sessions, batch_size=self.config.batch_size,
+                claim_idle_s=self.config.claim_idle_s,
+            )  # fmt: skip
+            self.consumer.start()
+
+    async def flush(self) -> None:
+        """Wait until this process has handed everything on (to Redis or the database)."""
+        await self._outbox.join()
+        await self.writer.flush()
+
+    async def close(self) -> None:
+        """Publish what is queued, stop the consumer, write what the writer holds."""
+        if self._publisher is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._outbox.join(), 10)
+            self._publisher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._publisher
+        if self.consumer is not None:
+            await self.consumer.stop()
+        await self.writer.stop()
+
+    # --- Redis circuit breaker -----------------------------------------------------------------
+    def _redis_usable(self) -> bool:
+        return self.stream is not None and time.monotonic() >= self._redis_down_until
+
+    def _redis_failed(self, exc: BaseException) -> None:
+        if time.monotonic() >= self._redis_down_until:
+            log.warning("Redis unreachable (%s: %s); writing directly to the database for %.1f s",
+                        type(exc).__name__, exc, self.config.redis_retry_s)  # fmt: skip
+        self._redis_down_until = time.monotonic() + self.config.redis_retry_s
+        self.fallbacks += 1
+
+    # --- interactions --------------------------------------------------------------------------
+    def record_interaction(self, row: dict[str, Any]) -> None:
+        """Queue one interaction row (never blocks, never raises for a full queue)."""
+        self._issued.put(row["id"], row["caller"])
+        if self.stream is not None:
+            try:
+                self._outbox.put_nowait(row)
+                return
+            except asyncio.QueueFull:
+                pass
+        self._submit(Entry(INTERACTION, row))
+
+    def _submit(self, entry: Entry) -> None:
+        try:
+            self.writer.submit(entry)
+        except WriterFull:
+            self.dropped += 1
+            log.error("write queue full: dropped an interaction (database down for long)")
+
+    async def _publish_loop(self) -> None:
+        while True:
+            rows = [await self._outbox.get()]
+            while len(rows) < 256 and not self._outbox.empty():
+                rows.append(self._outbox.get_nowait())
+            try:
+                await self._publish(rows)
+            finally:
+                for _ in rows:
+                    self._outbox.task_done()
+
+    async def _publish(self, rows: list[dict]) -> None:
+        if self._redis_usable():
+            try:
+                await self.stream.publish_interactions(rows)
+                return
+            except REDIS_ERRORS as exc:
+                self._redis_failed(exc)
+        for row in rows:  # an unknown outcome is fine: the write is idempotent
+            self._submit(Entry(INTERACTION, row))
+
+    # --- feedback ------------------------------------------------------------------------------
+    async def missing_completions(self, ids: list[str]) -> list[str]:
+        """The ids among ``ids`` that no gateway issued (404 material).
+
+        Raises:
+            StoreUnavailable: the database could not be asked.
+        """
+        unknown = [cid for cid in dict.fromkeys(ids) if cid not in self._issued]
+        if unknown and self._redis_usable():
+            try:
+                markers = await self._markers(unknown)
+                unknown = [cid for cid, present in zip(unknown, markers, strict=True) if not present]
+            except REDIS_ERRORS as exc:
+                self._redis_failed(exc)
+        return await self._missing_in_db(unknown)
+
+    async def _markers(self, ids: list[str]) -> list[bool]:
+        async with self.stream.redis.pipeline(transaction=False) as pipe:
+            for cid in ids:
+                pipe.exists(self.stream.marker(cid))
+            return [bool(n) for n in await pipe.execute()]
+
+    async def _missing_in_db(self, ids: list[str]) -> list[str]:
+        if not ids:
+            return []
+        try:
+            async with self.db.sessions() as session:
+                found = await queries.existing_completion_ids(session, ids=ids)
+        except (SQLAlchemyError, OSError) as exc:
+            raise StoreUnavailable(f"database unavailable: {type(exc).__name__}") from exc
+        return [cid for cid in ids if cid not in found]
+
+    def _replayed(self, idem: IdempotencyRequest, request_hash: str, response: dict) -> Acceptance:
+        self._idempotency.put((idem.caller, idem.key), (request_hash, response))
+        if request_hash != idem.request_hash:
+            return Acceptance("conflict")
+        return Acceptance("replay", response)
+
+    async def accept_feedback(self, entry: Entry, idem: IdempotencyRequest | None) -> Acceptance:
+        """Accept one feedback request (already validated) for durable storage.
+
+        Args:
+            entry: the feedback entry (items, with ids already assigned).
+            idem: the request's Idempotency-Key record, or None.
+
+        Returns:
+            accepted; replay (same key, same body: the first response); conflict (same key,
+            another body); missing (completion ids nobody issued; nothing stored).
+
+        Raises:
+            StoreUnavailable: neither Redis nor the database can take it now.
+        """
+        if idem is not None and (idem.caller, idem.key) in self._idempotency:
+            request_hash, response = self._idempotency[(idem.caller, idem.key)]
+            return self._replayed(idem, request_hash, response)
+        ids = list(dict.fromkeys(item["completion_id"] for item in entry.data["items"]))
+        unchecked = [cid for cid in ids if cid not in self._issued]
+        if self._redis_usable():
+            try:
+                result = await self._accept_redis(entry, idem, unchecked)
+                if result is not None:
+                    return result
+            except REDIS_ERRORS as exc:
+                self._redis_failed(exc)
+        return await self._accept_direct(entry, idem, unchecked)
+
+    async def _accept_redis(
+        self, entry: Entry, idem: IdempotencyRequest | None, unchecked: list[str]
+    ) -> Acceptance | None:
+        key = self.stream.idempotency(idem.caller, idem.key) if idem else None
+        value = idempotency_value(idem.request_hash, idem.response) if idem else ""
+        reply = await self.stream.accept_feedback(entry, idem_key=key, idem_value=value,
+                                                  check_ids=unchecked)  # fmt: skip
+        if reply.status == "missing":
+            # Markers expire after completion_ttl_s; by then the interaction is in the DB.
+            missing = await self._missing_in_db(reply.missing)
+            if missing:
+                return Acceptance("missing", missing=missing)
+            reply = await self.stream.accept_feedback(entry, idem_key=key, idem_value=value,
+                                                      check_ids=[])  # fmt: skip
+        if reply.status == "replay":
+            stored = json.loads(reply.value)
+            return self._replayed(idem, stored["hash"], stored["response"])
+        if idem is not None:
+            self._idempotency.put((idem.caller, idem.key), (idem.request_hash, idem.response))
+        return Acceptance("accepted", idem.response if idem else None)
+
+    async def _accept_direct(
+        self, entry: Entry, idem: IdempotencyRequest | None, unchecked: list[str]
+    ) -> Acceptance:
+        missing = await self._missing_in_db(unchecked)
+        if missing:
+            return Acceptance("missing", missing=missing)
+        if idem is not None:
+            stored = await self._stored_idempotency(idem)
+            if stored is not None:
+                return self._replayed(idem, stored.request_hash, stored.response)
+            # No await from here on: a concurrent twin either saw our record or we see its.
+            if (idem.caller, idem.key) in self._idempotency:
+                request_hash, response = self._idempotency[(idem.caller, idem.key)]
+                return self._replayed(idem, request_hash, response)
+        try:
+            self.writer.submit(entry)
+        except WriterFull as exc:
+            raise StoreUnavailable("the database write queue is full") from exc
+        if idem is not None:
+            self._idempotency.put((idem.caller, idem.key), (idem.request_hash, idem.response))
+        return Acceptance("accepted", idem.response if idem else None)
+
+    async def _stored_idempotency(self, idem: IdempotencyRequest):
+        try:
+            async with self.db.sessions() as session:
+                return await queries.get_idempotency(session, caller=idem.caller, key=idem.key)
+        except (SQLAlchemyError, OSError) as exc:
+            raise StoreUnavailable(f"database unavailable: {type(exc).__name__}") from exc
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "mode": "redis" if self.stream is not None else "direct",
+            "redis_up": self._redis_usable() if self.stream is not None else None,
+            "fallbacks": self.fallbacks, "dropped": self.dropped,
+            "writer": {"pending": self.writer.pending, "written": self.writer.written,
+                       "failures": self.writer.failures, "refused": self.writer.refused},
+            "consumer": self.consumer.stats() if self.consumer else None,
+        }  # fmt: skip

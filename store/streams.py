@@ -1,0 +1,135 @@
+"""The Redis side of ingest: one stream, one consumer group, markers and idempotency keys.
+
+Keys (``<p>`` is ``PERENNIAL_REDIS_PREFIX``):
+
+=========================  ============================================================
+``<p>:ingest``             the stream: entries ``{k: kind, d: json}`` (see store.ingest)
+``<p>:ingest:dead``        entries the database refused as invalid data (kept for a human)
+``<p>:store``              the consumer group that persists the stream into the database
+``<p>:cid:<completion>``   "this completion id was issued" (value: caller), TTL
+``<p>:idem:<hash>``        first answer under an Idempotency-Key (value: JSON), TTL
+=========================  ============================================================
+
+An interaction is published as ``SET marker`` + ``XADD`` in one MULTI/EXEC, so a visible marker
+implies the interaction is already in the stream. A feedback request is accepted by one Lua
+script, atomically: replay check on its idempotency key, marker check of its completion ids,
+``XADD``, idempotency record. Consumers live in ``store/consumer.py``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ResponseError
+
+from store.ingest import INTERACTION, Entry
+
+# KEYS: stream, [idempotency key], marker keys...   ARGV: has_idem, idem_value, idem_ttl, data
+_ACCEPT = """
+local first = 2
+if ARGV[1] == '1' then
+  local previous = redis.call('GET', KEYS[2])
+  if previous then return {'replay', previous} end
+  first = 3
+end
+local missing = {}
+for i = first, #KEYS do
+  if redis.call('EXISTS', KEYS[i]) == 0 then missing[#missing + 1] = KEYS[i] end
+end
+if #missing > 0 then return {'missing', table.concat(missing, ' ')} end
+redis.call('XADD', KEYS[1], '*', 'k', 'feedback', 'd', ARGV[4])
+if ARGV[1] == '1' then redis.call('SET', KEYS[2], ARGV[2], 'EX', tonumber(ARGV[3])) end
+return {'ok', ''}
+"""
+
+
+def connect(url: str) -> Redis:
+    """A Redis client for the request path: fail fast (one quick retry), so that an outage
+    trips the fallback in milliseconds rather than seconds."""
+    retry = Retry(ExponentialBackoff(cap=0.05, base=0.01), retries=1)
+    return Redis.from_url(url, socket_connect_timeout=1.0, socket_timeout=3.0, retry=retry)
+
+
+@dataclass
+class AcceptReply:
+    """The Lua script's verdict: ``ok``, ``replay`` (value = stored JSON) or ``missing``."""
+
+    status: str
+    value: str = ""
+    missing: list[str] = field(default_factory=list)
+
+
+class IngestStream:
+    """Names and the publishing operations of the ingest stream."""
+
+    def __init__(self, redis: Redis, *, prefix: str, completion_ttl_s: int, idempotency_ttl_s: int):
+        self.redis = redis
+        self.prefix = prefix
+        self.stream = f"{prefix}:ingest"
+        self.dead = f"{prefix}:ingest:dead"
+        self.group = f"{prefix}:store"
+        self.completion_ttl_s = completion_ttl_s
+        self.idempotency_ttl_s = idempotency_ttl_s
+        self._accept = redis.register_script(_ACCEPT)
+
+    def marker(self, completion_id: str) -> str:
+        return f"{self.prefix}:cid:{completion_id}"
+
+    def idempotency(self, caller: str, key: str) -> str:
+        # Hashed: client keys may be long or hold any characters.
+        digest = hashlib.sha256(f"{caller}\0{key}".encode()).hexdigest()[:40]
+        return f"{self.prefix}:idem:{digest}"
+
+    async def ensure_group(self) -> None:
+        """Create the stream and its consumer group if missing (from the stream's start)."""
+        try:
+            await self.redis.xgroup_create(self.stream, self.group, id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    async def publish_interactions(self, rows: list[dict]) -> None:
+        """Marker + XADD per interaction, all in one MULTI/EXEC round trip."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            for row in rows:
+                pipe.set(self.marker(row["id"]), row["caller"], ex=self.completion_ttl_s)
+                pipe.xadd(self.stream, Entry(INTERACTION, row).encode())
+            await pipe.execute()
+
+    async def accept_feedback(
+        self, entry: Entry, *, idem_key: str | None, idem_value: str, check_ids: list[str]
+    ) -> AcceptReply:
+        """Run the accept script for one feedback request.
+
+        Args:
+            entry: the feedback entry to XADD.
+            idem_key: the Redis key of its Idempotency-Key (``idempotency()``), or None.
+            idem_value: JSON stored under ``idem_key`` (request hash and response).
+            check_ids: completion ids whose markers must exist (the rest are known already).
+
+        Returns:
+            ok (added), replay (the key was used before: its stored JSON), or missing (ids
+            without a marker; nothing was added).
+        """
+        keys = [self.stream] + ([idem_key] if idem_key else [])
+        keys += [self.marker(cid) for cid in check_ids]
+        args = ["1" if idem_key else "0", idem_value, self.idempotency_ttl_s, entry.encode()["d"]]
+        status, value = await self._accept(keys=keys, args=args)
+        status, value = status.decode(), value.decode()
+        if status == "missing":
+            cut = len(self.marker(""))
+            return AcceptReply(status, missing=[key[cut:] for key in value.split(" ")])
+        return AcceptReply(status, value)
+
+    async def dead_letter(self, entries: list[Entry], reason: str) -> None:
+        for entry in entries:
+            await self.redis.xadd(self.dead, {**entry.encode(), "reason": reason[:500]})
+
+
+def idempotency_value(request_hash: str, response: dict) -> str:
+    return json.dumps({"hash": request_hash, "response": response}, separators=(",", ":"))
