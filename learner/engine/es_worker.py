@@ -1,0 +1,188 @@
+"""vLLM worker extension of the learner engine: fp32 master, perturbed members, ES updates.
+
+Loaded into the learner engine's worker with ``--worker-extension-cls
+learner.engine.es_worker.ESWorkerExtension``; every ``es_*`` method is reached through
+``POST /collective_rpc``. vLLM's HTTP route hands kwargs over as given and our client sends
+them as strings, so each method parses its arguments.
+
+The worker keeps, as CPU float32 tensors keyed by checkpoint names, the ``master`` (theta, the
+current ES solution, starting from a parent model directory) and the ``base`` (theta0, the AWD
+anchor, possibly another directory). A member is ``master + sign * sigma * eps(seed)`` written
+into load buffers and handed to the engine; the master itself is never perturbed, so restoring
+it is an exact reload, not a subtract (bf16 subtract-restore drifts).
+
+Two ways into the engine (see ``kernel_load``): ``direct`` writes straight into the CPU
+kernels' fused buffers and re-packs (checked once against vLLM's own loader at init), and
+``reload`` uses vLLM's ``reload_weights`` plus a re-pack of the tied ``lm_head``.
+Only seeds and coefficients come in and scalars go out, so an engine on another machine can
+serve the same handle.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from learner.engine.kernel_load import DirectLoader, layer_probe, refresh_tied_lm_head
+from learner.es import NoiseTable, es_step, l2_distance, perturbed, tensors_sha256
+from learner.snapshots import load_tensors, write_snapshot
+
+LOAD_MODES = ("auto", "direct", "reload")
+
+
+def _parse(value: Any) -> Any:
+    """kwargs arrive as JSON strings from the HTTP route (plain strings stay strings)."""
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return value
+    return value
+
+
+class ESWorkerExtension:
+    """ES state and weight operations inside one vLLM worker."""
+
+    def es_init(self, master_dir: str, base_dir: str, table_size: str = "67108864",
+                table_seed: str = "0", load_mode: str = "auto") -> dict:  # fmt: skip
+        """Load theta (``master_dir``) and theta0 (``base_dir``), build the noise table.
+
+        Returns:
+            Sizes, timings, the chosen load mode and, if the direct path was rejected, why.
+        """
+        started = time.perf_counter()
+        master_dir, base_dir = str(_parse(master_dir)), str(_parse(base_dir))
+        mode = str(_parse(load_mode))
+        if mode not in LOAD_MODES:
+            raise ValueError(f"load_mode must be one of {LOAD_MODES}")
+        self._es_master = load_tensors(Path(master_dir))
+        same = Path(base_dir).resolve() == Path(master_dir).resolve()
+        self._es_base = ({k: v.clone() for k, v in self._es_master.items()} if same
+                         else load_tensors(Path(base_dir)))  # fmt: skip
+        _check_same_layout(self._es_master, self._es_base)
+        self._es_table = NoiseTable(int(_parse(table_size)), int(_parse(table_seed)))
+        self._es_source = master_dir
+        self._es_scratch = {k: torch.empty_like(v) for k, v in self._es_master.items()}
+        self._es_direct = None
+        self._es_out = self._es_scratch
+        self._es_load_copy(self._es_master)  # vLLM's own path: the reference for the check
+        rejected = self._es_try_direct() if mode != "reload" else "load_mode=reload"
+        if mode == "direct" and self._es_direct is None:
+            raise RuntimeError(f"direct weight load unavailable: {rejected}")
+        self._es_loaded = "master"
+        numel = sum(v.numel() for v in self._es_master.values())
+        return {"tensors": len(self._es_master), "numel": numel, "rejected": rejected,
+                "load_mode": "direct" if self._es_direct else "reload",
+                "init_s": round(time.perf_counter() - started, 3)}  # fmt: skip
+
+    def _es_try_direct(self) -> str | None:
+        """Enable the direct path if it reproduces vLLM's loader exactly; else say why not."""
+        model = self.model_runner.get_model()  # type: ignore[attr-defined]
+        shapes = {k: v.shape for k, v in self._es_master.items()}
+        direct = DirectLoader.build(model, shapes)
+        if direct is None:
+            return "unsupported model or platform"
+        probes = list(direct.linears) + (["lm_head"] if direct.lm_head is not None else [])
+        reference = layer_probe(model, probes)
+        for name, tensor in self._es_master.items():
+            direct.targets[name].copy_(tensor)
+        direct.finalize()
+        for name, value in layer_probe(model, probes).items():
+            if not torch.equal(value, reference[name]):
+                self._es_load_copy(self._es_master)  # back to vLLM's own result
+                return f"direct load differs from vLLM's loader at {name}"
+        self._es_direct = direct
+        fp32 = all(t.dtype == torch.float32 for t in direct.targets.values())
+        # fp32 engine: members are written straight into the kernels' buffers (no copy).
+        self._es_out = direct.targets if fp32 else self._es_scratch
+        return None
+
+    def _es_commit(self) -> float:
+        """Make the engine serve what is in ``self._es_out``; returns seconds."""
+        started = time.perf_counter()
+        if self._es_direct is not None:
+            if self._es_out is not self._es_direct.targets:
+                for name, tensor in self._es_out.items():
+                    self._es_direct.targets[name].copy_(tensor)
+            self._es_direct.finalize()
+        else:
+            model_runner = self.model_runner  # type: ignore[attr-defined]
+            model_runner.reload_weights(weights_iterator=list(self._es_out.items()),
+                                        is_checkpoint_format=True)  # fmt: skip
+            refresh_tied_lm_head(model_runner.get_model())
+        return time.perf_counter() - started
+
+    def _es_load_copy(self, params: dict[str, torch.Tensor]) -> float:
+        for name, tensor in params.items():
+            self._es_out[name].copy_(tensor)
+        return self._es_commit()
+
+    def es_load_member(self, seed: str, sigma: str, sign: str) -> dict:
+        """Serve ``master + sign * sigma * eps(seed)``; the master is untouched."""
+        seed_i, sigma_f, sign_i = int(_parse(seed)), float(_parse(sigma)), int(_parse(sign))
+        started = time.perf_counter()
+        for _ in perturbed(self._es_master, self._es_table, seed_i, sigma_f, sign_i, out=self._es_out):
+            pass
+        perturb_s = time.perf_counter() - started
+        reload_s = self._es_commit()
+        self._es_loaded = f"member:{seed_i}:{sign_i:+d}:{sigma_f:g}"
+        return {"perturb_s": perturb_s, "reload_s": reload_s, "load_s": perturb_s + reload_s}
+
+    def es_load_master(self) -> dict:
+        """Serve theta exactly."""
+        reload_s = self._es_load_copy(self._es_master)
+        self._es_loaded = "master"
+        return {"reload_s": reload_s, "loaded": self._es_loaded}
+
+    def es_load_base(self) -> dict:
+        """Serve theta0 exactly (for baselines such as log-likelihoods under the base)."""
+        reload_s = self._es_load_copy(self._es_base)
+        self._es_loaded = "base"
+        return {"reload_s": reload_s, "loaded": self._es_loaded}
+
+    def es_update(self, seeds: str, coefficients: str, alpha: str, population: str,
+                  awd_lambda: str = "0", awd_kind: str = "l2") -> dict:  # fmt: skip
+        """``theta += alpha/N sum c_i eps_i`` then AWD, on the master; returns the step stats.
+
+        The engine keeps serving what it had; ``es_load_master`` serves the new master.
+        """
+        started = time.perf_counter()
+        stats = es_step(
+            self._es_master, self._es_base, self._es_table,
+            [int(s) for s in _parse(seeds)], [float(c) for c in _parse(coefficients)],
+            alpha=float(_parse(alpha)), population=int(_parse(population)),
+            awd_lambda=float(_parse(awd_lambda)), awd_kind=str(_parse(awd_kind)),
+        )  # fmt: skip
+        return {**stats.__dict__, "update_s": time.perf_counter() - started}
+
+    def es_snapshot(self, out_dir: str, meta: str = "{}") -> dict:
+        """Write the master as a HF model directory with ``meta.json``; return the meta."""
+        if int(getattr(self, "rank", 0) or 0) != 0:
+            return {}
+        return write_snapshot(Path(str(_parse(out_dir))), self._es_master,
+                              Path(self._es_source), _parse(meta) or {})  # fmt: skip
+
+    def es_checksum(self) -> dict:
+        """sha256 of the master's and the base's tensors, and what the engine serves."""
+        return {"master": tensors_sha256(self._es_master), "base": tensors_sha256(self._es_base),
+                "loaded": self._es_loaded}  # fmt: skip
+
+    def es_drift(self) -> dict:
+        """||theta - theta0||_2 and the share of values equal to the base."""
+        numel = sum(v.numel() for v in self._es_master.values())
+        same = sum(int((self._es_master[k] == self._es_base[k]).sum()) for k in self._es_master)
+        return {"drift": l2_distance(self._es_master, self._es_base),
+                "unchanged": same / max(numel, 1), "loaded": self._es_loaded}  # fmt: skip
+
+
+def _check_same_layout(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    if a.keys() != b.keys():
+        missing = sorted(a.keys() ^ b.keys())[:3]
+        raise ValueError(f"master and base hold different tensors (e.g. {missing})")
+    for name, tensor in a.items():
+        if tensor.shape != b[name].shape:
+            raise ValueError(f"{name}: master {tuple(tensor.shape)} vs base {tuple(b[name].shape)}")
