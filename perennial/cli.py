@@ -2,6 +2,7 @@
 
     perennial serve [--host H] [--port P] [--data-dir D]   # gateway + engine (+ learner)
     perennial model prepare [--data-dir D]                  # convert the bundled model once
+    perennial learn --model DIR --items FILE --out DIR      # ES + AWD run -> snapshot
 
 Every option also has a ``PERENNIAL_*`` environment variable (see .env.example); flags win.
 """
@@ -66,6 +67,52 @@ def model_prepare(data_dir) -> None:
         raise click.ClickException(str(exc)) from exc
     record = read_record(path) or {}
     click.echo(f"{path}  sha256={record.get('sha256', 'n/a')}")
+
+
+_PATH = click.Path(path_type=Path)
+
+
+@main.command()
+@click.option("--model", "model_dir", type=_PATH, required=True, help="Parent model directory.")
+@click.option("--items", "items_path", type=_PATH, required=True, help="JSONL training items.")
+@click.option("--out", "out_dir", type=_PATH, required=True, help="Output directory.")
+@click.option("--iterations", type=int, help="ES iterations (K).")
+@click.option("--preset", type=click.Choice(["paper", "cpu"]), default="paper", show_default=True)
+@click.option("--config", "config_path", type=_PATH, help="YAML config (flags override it).")
+@click.option("--base", "base_dir", type=_PATH, help="theta0 for AWD (default: --model).")
+@click.option("--heldout", "heldout_path", type=_PATH, help="Verifiable JSONL items for the target score.")
+@click.option("--eval-every", type=int, default=0, help="Score --heldout every N iterations.")
+@click.option("--population", type=int)
+@click.option("--sigma", type=float)
+@click.option("--alpha", type=float)
+@click.option("--awd-lambda", type=float, help="0 = plain ES.")
+@click.option("--awd-kind", type=click.Choice(["l2", "l1"]))
+@click.option("--minibatch", type=int)
+@click.option("--max-tokens", type=int)
+@click.option("--seed", type=int)
+@click.option("--resume", is_flag=True, help="Continue the run recorded in --out.")
+@click.option("--eager", is_flag=True, help="Start the engine with --enforce-eager (faster start).")
+def learn(model_dir, items_path, out_dir, config_path, preset, base_dir, heldout_path, eval_every,
+          resume, eager, **overrides) -> None:  # fmt: skip
+    """ES + AWD on a JSONL item file; writes metrics.jsonl and a snapshot (see learner/learn.py)."""
+    import asyncio
+    import logging
+
+    from learner.config import ConfigError, ESConfig
+    from learner.items import ItemError
+    from learner.learn import learn as run_learn
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        config = (ESConfig.from_yaml(config_path, **overrides) if config_path
+                  else ESConfig.preset(preset, **overrides))  # fmt: skip
+        meta = asyncio.run(run_learn(
+            model_dir, items_path, out_dir, config, base_dir=base_dir, heldout_path=heldout_path,
+            eval_every=eval_every, resume=resume, engine_args=["--enforce-eager"] if eager else None,
+        ))  # fmt: skip
+    except (ConfigError, ItemError, ValueError, FileNotFoundError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"{out_dir / 'snapshot'}  sha256={meta['sha256']}")
 
 
 if __name__ == "__main__":

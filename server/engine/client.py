@@ -69,6 +69,14 @@ class EngineClient:
     async def chat(self, body: dict) -> dict:
         return (await self._request("POST", "/v1/chat/completions", json=body)).json()
 
+    async def completions(self, body: dict) -> dict:
+        """``POST /v1/completions`` (the learner reads ``prompt_logprobs`` from it)."""
+        return (await self._request("POST", "/v1/completions", json=body)).json()
+
+    async def tokenize(self, body: dict) -> dict:
+        """vLLM's ``POST /tokenize``: a prompt or chat ``messages`` -> ``{"tokens": [...]}``."""
+        return (await self._request("POST", "/tokenize", json=body)).json()
+
     async def chat_stream(self, body: dict) -> AsyncIterator[dict]:
         """Yield the parsed SSE events of a streaming chat completion, ``[DONE]`` excluded.
 

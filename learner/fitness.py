@@ -1,0 +1,202 @@
+"""Fitness of the model an engine serves right now, on a minibatch of items.
+
+* **verifiable**: greedy chat completion per item, scored in [0, 1] by the item's verifier
+  (the ES paper's setting); the component is the mean score.
+* **likelihood**: for rated replies and corrections, the mean per-token log-likelihood of the
+  reply under the member minus the same under theta0, times the item's reward (up-rated
+  replies become likelier, down-rated ones less likely). It reads ``prompt_logprobs`` of one
+  ``/v1/completions`` call per item: a forward pass, no generation.
+* **combined**: each component is z-scored across the population, then weighted
+  (``ESConfig.fitness_weights``). The raw scales differ by orders of magnitude (a verifier
+  moves in steps of 1/batch, a log-likelihood by ~1e-3 per member), so a plain sum would let
+  one component drown the other.
+
+A failing item (engine error, over-long prompt, malformed reply) scores 0 for that item and is
+counted; a round never crashes on one bad item.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from learner.es import zscore
+from learner.items import ItemSet, RatedItem, VerifiableItem
+from learner.verifiers import score as verify
+
+log = logging.getLogger(__name__)
+COMPONENTS = ("verifiable", "likelihood")
+
+
+class ServingEngine(Protocol):
+    """What fitness needs: an engine client and the served model name (``LearnerEngine``)."""
+
+    client: Any
+    served_name: str
+
+
+@dataclass(frozen=True)
+class Batch:
+    """The items every member of one iteration is scored on."""
+
+    verifiable: list[VerifiableItem] = field(default_factory=list)
+    rated: list[RatedItem] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class MemberFitness:
+    """Raw component values of one member (None: no item of that kind in the batch)."""
+
+    verifiable: float | None
+    likelihood: float | None
+    failed: int
+    items: int
+
+
+def greedy_body(model: str, item: VerifiableItem, max_tokens: int) -> dict[str, Any]:
+    """The chat request for one verifiable item: greedy, bounded."""
+    return {"model": model, "messages": [dict(m) for m in item.messages], "temperature": 0.0,
+            "top_p": 1.0, "max_tokens": item.max_tokens or max_tokens}  # fmt: skip
+
+
+async def score_verifiable(
+    engine: ServingEngine, items: list[VerifiableItem], *, max_tokens: int, concurrency: int = 32
+) -> tuple[list[float], int]:
+    """Score every item with greedy generation; returns (scores, failed count)."""
+    sem = asyncio.Semaphore(concurrency)
+
+    async def one(item: VerifiableItem) -> float | None:
+        async with sem:
+            try:
+                reply = await engine.client.chat(greedy_body(engine.served_name, item, max_tokens))
+                text = reply["choices"][0]["message"]["content"] or ""
+            except Exception as exc:  # noqa: BLE001 - any failure scores 0, never crashes a round
+                log.warning("item %s failed: %s", item.id, exc)
+                return None
+        return verify(text, item.reference, item.verifier)
+
+    results = await asyncio.gather(*(one(item) for item in items))
+    return [r or 0.0 for r in results], sum(r is None for r in results)
+
+
+@dataclass
+class _Tokens:
+    ids: list[int]
+    start: int  # first token of the reply
+
+
+class FitnessEvaluator:
+    """Scores the engine's current weights on minibatches drawn from a fixed item set."""
+
+    def __init__(self, engine: ServingEngine, items: ItemSet, *, minibatch: int, max_tokens: int,
+                 seed: int = 0, concurrency: int = 32):  # fmt: skip
+        self.engine = engine
+        self.items = items
+        self.minibatch = minibatch
+        self.max_tokens = max_tokens
+        self.seed = seed
+        self.concurrency = concurrency
+        self._tokens: dict[str, _Tokens | None] = {}
+        self._baseline: dict[str, float | None] = {}
+
+    async def prepare(self, load_base, load_master) -> None:
+        """Tokenize rated items once and measure their log-likelihood under theta0.
+
+        Args:
+            load_base: coroutine function serving theta0 (``LearnerEngine.load_base``).
+            load_master: coroutine function serving theta again afterwards.
+        """
+        if not self.items.rated:
+            return
+        for item in self.items.rated:
+            self._tokens[item.id] = await self._tokenize(item)
+        await load_base()
+        try:
+            values = await self._loglik(self.items.rated)
+        finally:
+            await load_master()
+        self._baseline = dict(zip((i.id for i in self.items.rated), values, strict=True))
+
+    async def _tokenize(self, item: RatedItem) -> _Tokens | None:
+        try:
+            model = self.engine.served_name
+            prompt = await self.engine.client.tokenize(
+                {"model": model, "messages": list(item.messages), "add_generation_prompt": True})
+            full = await self.engine.client.tokenize({"model": model, "add_generation_prompt": False,
+                "messages": [*item.messages, {"role": "assistant", "content": item.completion}]})  # fmt: skip
+        except Exception as exc:  # noqa: BLE001
+            log.warning("item %s cannot be tokenized: %s", item.id, exc)
+            return None
+        head, ids = prompt["tokens"], full["tokens"]
+        if ids[: len(head)] != head or len(ids) <= len(head):
+            log.warning("item %s: the chat template does not extend the prompt; skipped", item.id)
+            return None
+        return _Tokens(ids, len(head))
+
+    async def _loglik(self, items: list[RatedItem]) -> list[float | None]:
+        """Mean per-token log-probability of each item's reply (None on failure)."""
+        sem = asyncio.Semaphore(self.concurrency)
+
+        async def one(item: RatedItem) -> float | None:
+            tokens = self._tokens.get(item.id)
+            if tokens is None:
+                return None
+            body = {"model": self.engine.served_name, "prompt": tokens.ids, "max_tokens": 1,
+                    "temperature": 0.0, "prompt_logprobs": 0}  # fmt: skip
+            async with sem:
+                try:
+                    rows = (await self.engine.client.completions(body))["choices"][0]["prompt_logprobs"]
+                    lps = [rows[i][str(tokens.ids[i])]["logprob"] for i in range(tokens.start, len(tokens.ids))]
+                except Exception as exc:  # noqa: BLE001
+                    log.warning("item %s: log-likelihood failed: %s", item.id, exc)
+                    return None
+            return sum(lps) / len(lps)
+
+        return list(await asyncio.gather(*(one(item) for item in items)))
+
+    def batch(self, iteration: int) -> Batch:
+        """The iteration's minibatch: a seeded sample (all items if there are fewer)."""
+        pool: list[VerifiableItem | RatedItem] = [*self.items.verifiable, *self.items.rated]
+        rng = random.Random(self.seed * 7919 + iteration)
+        chosen = pool if len(pool) <= self.minibatch else rng.sample(pool, self.minibatch)
+        return Batch([i for i in chosen if isinstance(i, VerifiableItem)],
+                     [i for i in chosen if isinstance(i, RatedItem)])  # fmt: skip
+
+    async def evaluate(self, batch: Batch) -> MemberFitness:
+        """Score whatever the engine serves now on ``batch``."""
+        (scores, failed), liks = await asyncio.gather(
+            score_verifiable(self.engine, batch.verifiable, max_tokens=self.max_tokens,
+                             concurrency=self.concurrency),
+            self._loglik(batch.rated),
+        )  # fmt: skip
+        rel = []
+        for item, value in zip(batch.rated, liks, strict=True):
+            base = self._baseline.get(item.id)
+            ok = value is not None and base is not None
+            failed += not ok
+            rel.append(item.reward * (value - base) if ok else 0.0)
+        return MemberFitness(
+            verifiable=sum(scores) / len(scores) if scores else None,
+            likelihood=sum(rel) / len(rel) if rel else None,
+            failed=failed, items=len(batch.verifiable) + len(batch.rated),
+        )  # fmt: skip
+
+
+def combine(members: list[MemberFitness], weights: dict[str, float]) -> list[float]:
+    """One fitness per member: z-score each present component, then a weighted sum.
+
+    >>> combine([MemberFitness(1.0, None, 0, 1), MemberFitness(0.0, None, 0, 1)], {"verifiable": 1})
+    [1.0, -1.0]
+    """
+    total = [0.0] * len(members)
+    for name in COMPONENTS:
+        values = [getattr(m, name) for m in members]
+        weight = float(weights.get(name, 0.0))
+        if weight == 0 or any(v is None for v in values):
+            continue
+        for i, z in enumerate(zscore(values).tolist()):
+            total[i] += weight * z
+    return total
