@@ -65,9 +65,10 @@ def stored_object(fb: Feedback) -> dict[str, Any]:
 
 def _check_item(item: FeedbackCreate, prefix: str) -> dict[str, Any] | None:
     """Cross-field rules of one item; returns the normalised verifier spec."""
-    if item.reward is None and item.label is None and item.correction is None and item.reference is None:
+    signals = (item.reward, item.label, item.correction, item.reference, item.verifier)
+    if all(signal is None for signal in signals):
         raise APIError(400, f"{prefix or 'feedback'}: give at least one of reward, label, "
-                       "correction, reference", param=prefix.rstrip(".") or None,
+                       "correction, reference, verifier", param=prefix.rstrip(".") or None,
                        code="invalid_value")  # fmt: skip
     if item.label is not None and item.reward is not None:
         if (item.label == "up" and item.reward < 0) or (item.label == "down" and item.reward > 0):

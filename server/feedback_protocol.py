@@ -27,11 +27,13 @@ def _limits(info: ValidationInfo) -> FeedbackLimits:
 
 
 class FeedbackCreate(BaseModel):
-    """One feedback item on a completion. At least one of reward, label, correction, reference.
+    """One feedback item on a completion: at least one of reward, label, correction,
+    reference, verifier.
 
     reward: in [-1, 1]; label "up"/"down" alone means +1/-1. correction: the reply the user
-    wanted. reference + verifier: a checkable answer (verifier defaults to "exact"). task: a tag
-    the learner and the admin views group by. metadata: any JSON object, stored as is.
+    wanted. reference + verifier: a checkable answer (verifier defaults to "exact"; a regex or
+    json_schema verifier may carry its pattern/schema and need no reference). task: a tag the
+    learner and the admin views group by. metadata: any JSON object, stored as is.
     """
 
     model_config = ConfigDict(extra="forbid")

@@ -1,5 +1,7 @@
-"""Initial schema: interactions, feedback, idempotency keys, model versions, learner runs and
-iterations, gate decisions, audit log, eval suites, suite scores.
+"""Initial schema.
+
+Tables: interactions, feedback, idempotency keys, model versions, learner runs and iterations,
+gate decisions, audit log, eval suites, suite scores.
 
 Frozen DDL (it does not import ``store.models``, so later model edits cannot change what this
 revision creates). See ``store/models.py`` for what each table and column means.

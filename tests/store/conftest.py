@@ -7,13 +7,16 @@ and engineers never see each other's rows. Fault tests use private instances (se
 
 from __future__ import annotations
 
+import os
 import uuid
 
+import httpx
 import psycopg
 import pytest
 import redis
 
 from store.db import upgrade
+from tests.conftest import ADMIN_KEY
 from tests.store.services import PrivatePostgres, PrivateRedis
 
 PG_SERVER = "postgresql://postgres@127.0.0.1:5432"
@@ -96,3 +99,16 @@ def private_postgres():
     upgrade(server.url)
     yield server
     server.close()
+
+
+@pytest.fixture(scope="session")
+def engine_url(request) -> str:
+    """The shared serving engine (started by the root ``server`` fixture), or, to iterate on
+    these tests without an engine start per run, the vLLM server at
+    ``PERENNIAL_TEST_ENGINE_URL`` (e.g. the engine of a ``perennial serve`` kept running)."""
+    given = os.environ.get("PERENNIAL_TEST_ENGINE_URL")
+    if given:
+        return given
+    server = request.getfixturevalue("server")
+    status = httpx.get(server.url + "/admin/engine", headers={"authorization": f"Bearer {ADMIN_KEY}"})
+    return status.json()["url"]
