@@ -2,6 +2,7 @@
 
     perennial serve [--host H] [--port P] [--data-dir D]   # gateway + engine (+ learner)
     perennial model prepare [--data-dir D]                  # convert the bundled model once
+    perennial ingest [--consumers N]                        # persist the Redis ingest stream
     perennial learn --model DIR --items FILE --out DIR      # ES + AWD run -> snapshot
 
 Every option also has a ``PERENNIAL_*`` environment variable (see .env.example); flags win.
@@ -67,6 +68,23 @@ def model_prepare(data_dir) -> None:
         raise click.ClickException(str(exc)) from exc
     record = read_record(path) or {}
     click.echo(f"{path}  sha256={record.get('sha256', 'n/a')}")
+
+
+@main.command()
+@click.option("--consumers", type=int, default=1, show_default=True, help="Consumer tasks.")
+def ingest(consumers) -> None:
+    """Persist interactions and feedback from the Redis stream (no gateway, no engine)."""
+    import asyncio
+
+    from server.main import configure_logging
+    from server.storage import run_ingest_worker
+
+    settings = _settings()
+    configure_logging(settings.log_level)
+    try:
+        asyncio.run(run_ingest_worker(settings, consumers))
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
 
 
 _PATH = click.Path(path_type=Path)

@@ -7,12 +7,14 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 
-def api_caller(request: Request) -> str:
+# async (not def): FastAPI runs sync dependencies in a worker thread, a thread hop per request
+# that cost ~0.1-0.2 ms of CPU here; these only hash a header.
+async def api_caller(request: Request) -> str:
     """Key id of the caller of a chat or feedback route (401 without a valid key)."""
     return request.app.state.keys.caller(request)
 
 
-def admin_caller(request: Request) -> str:
+async def admin_caller(request: Request) -> str:
     """Any /admin route: the admin key (401 otherwise)."""
     return request.app.state.keys.admin(request)
 

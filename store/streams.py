@@ -13,19 +13,23 @@ Keys (``<p>`` is ``PERENNIAL_REDIS_PREFIX``):
 An interaction is published as ``SET marker`` + ``XADD`` in one MULTI/EXEC, so a visible marker
 implies the interaction is already in the stream. A feedback request is accepted by one Lua
 script, atomically: replay check on its idempotency key, marker check of its completion ids,
-``XADD``, idempotency record. Consumers live in ``store/consumer.py``.
+``XADD``, idempotency record. Concurrent accepts share round trips (``ScriptBatcher``): a
+redis-py call costs ~120 us of CPU here, a pipelined one ~30 us. Consumers live in
+``store/consumer.py``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 from dataclasses import dataclass, field
+from typing import Any
 
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
-from redis.exceptions import ResponseError
+from redis.exceptions import NoScriptError, ResponseError
 
 from store.ingest import INTERACTION, Entry
 
@@ -55,6 +59,63 @@ def connect(url: str) -> Redis:
     return Redis.from_url(url, socket_connect_timeout=1.0, socket_timeout=3.0, retry=retry)
 
 
+class ScriptBatcher:
+    """Runs one Lua script for many concurrent callers, a pipeline of EVALSHAs per round trip.
+
+    While a round trip is in flight, new calls queue up and go out together in the next one
+    (group commit): one call alone waits for nothing extra; under load, batches form by
+    themselves. Each caller gets its own result or exception.
+    """
+
+    def __init__(self, redis: Redis, source: str, max_batch: int = 256):
+        self.redis = redis
+        self.source = source
+        self.sha = hashlib.sha1(source.encode()).hexdigest()
+        self.max_batch = max_batch
+        self._queue: list[tuple[list[str], list[Any], asyncio.Future]] = []
+        self._flushing = False
+
+    async def __call__(self, keys: list[str], args: list[Any]) -> Any:
+        future = asyncio.get_running_loop().create_future()
+        self._queue.append((keys, args, future))
+        if not self._flushing:
+            self._flushing = True
+            asyncio.get_running_loop().create_task(self._flush())
+        return await future
+
+    async def _flush(self) -> None:
+        try:
+            while self._queue:
+                batch = self._queue[: self.max_batch]
+                del self._queue[: self.max_batch]
+                try:
+                    results = await self._run(batch)
+                except Exception as exc:  # connection lost: every caller of the batch learns it
+                    results = [exc] * len(batch)
+                for (_, _, future), result in zip(batch, results, strict=True):
+                    if future.done():
+                        continue
+                    if isinstance(result, BaseException):
+                        future.set_exception(result)
+                    else:
+                        future.set_result(result)
+        finally:
+            self._flushing = False
+
+    async def _run(self, batch: list) -> list[Any]:
+        results = await self._pipeline(batch)
+        if any(isinstance(r, NoScriptError) for r in results):  # Redis restarted: cache empty
+            await self.redis.script_load(self.source)
+            results = await self._pipeline(batch)
+        return results
+
+    async def _pipeline(self, batch: list) -> list[Any]:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for keys, args, _ in batch:
+                pipe.evalsha(self.sha, len(keys), *keys, *args)
+            return await pipe.execute(raise_on_error=False)
+
+
 @dataclass
 class AcceptReply:
     """The Lua script's verdict: ``ok``, ``replay`` (value = stored JSON) or ``missing``."""
@@ -75,7 +136,7 @@ class IngestStream:
         self.group = f"{prefix}:store"
         self.completion_ttl_s = completion_ttl_s
         self.idempotency_ttl_s = idempotency_ttl_s
-        self._accept = redis.register_script(_ACCEPT)
+        self._accept = ScriptBatcher(redis, _ACCEPT)
 
     def marker(self, completion_id: str) -> str:
         return f"{self.prefix}:cid:{completion_id}"
@@ -119,7 +180,7 @@ class IngestStream:
         keys = [self.stream] + ([idem_key] if idem_key else [])
         keys += [self.marker(cid) for cid in check_ids]
         args = ["1" if idem_key else "0", idem_value, self.idempotency_ttl_s, entry.encode()["d"]]
-        status, value = await self._accept(keys=keys, args=args)
+        status, value = await self._accept(keys, args)
         status, value = status.decode(), value.decode()
         if status == "missing":
             cut = len(self.marker(""))

@@ -104,7 +104,8 @@ class DirectWriter:
                     refused = await persist_isolating(self.sessions, batch)
                     self.refused += len(refused)
                     for entry in refused:
-                        log.error("database refused an entry; dropped: %s", entry.encode()["d"][:500])
+                        log.error("database refused an entry; dropped: %s",
+                                  entry.encode()["d"][:500].decode(errors="replace"))
             except Exception as exc:  # unreachable / failing database: keep the batch, retry
                 self.failures += 1
                 self.last_error = f"{type(exc).__name__}: {exc}"[:300]

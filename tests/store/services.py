@@ -15,11 +15,12 @@ import glob
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-from tests.support.server import free_port
+from tests.support.server import REPO, free_port
 
 
 def _wait(check, timeout: float, what: str) -> None:
@@ -112,3 +113,11 @@ class PrivatePostgres:
         if (self.data / "postmaster.pid").exists():
             self.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def start_ingest_worker(env: dict[str, str], log_file: Path) -> subprocess.Popen:
+    """``perennial ingest`` with ``env`` (PERENNIAL_* only from it); stop it with SIGTERM."""
+    full = {k: v for k, v in os.environ.items() if not k.startswith("PERENNIAL_")} | env
+    with open(log_file, "ab") as log:
+        return subprocess.Popen([sys.executable, "-m", "perennial.cli", "ingest"], env=full,
+                                cwd=REPO, stdout=log, stderr=subprocess.STDOUT)  # fmt: skip

@@ -4,6 +4,8 @@ gateway), Redis stopped while chats and feedback keep arriving, logging switched
 from __future__ import annotations
 
 import asyncio
+import signal
+import subprocess
 import threading
 import time
 import uuid
@@ -17,6 +19,7 @@ from store.db import Database
 from store.models import Feedback, Interaction
 from tests.store.conftest import REDIS_URL, delete_prefix
 from tests.store.test_feedback_api import ADMIN, USER, all_feedback, chat, gateway_env, poll, post
+from tests.store.services import start_ingest_worker
 from tests.support.server import start_server
 
 pytestmark = pytest.mark.integration
@@ -53,7 +56,7 @@ def test_feedback_before_its_interaction_is_stored(tmp_path, model_dir, engine_u
     idle = {**env, "PERENNIAL_INGEST_CONSUMER": "false"}  # nothing reaches the DB through these
     issuer = start_server(tmp_path / "issuer", idle)
     other = start_server(tmp_path / "other", idle)
-    consumer = None
+    consumer: subprocess.Popen | None = None
     try:
         reply = chat(issuer, "What is 2 + 2?")
         cid = reply["id"]
@@ -63,16 +66,18 @@ def test_feedback_before_its_interaction_is_stored(tmp_path, model_dir, engine_u
         time.sleep(0.5)
         assert stored(pg_url, [cid]) == (0, 0, 0)  # accepted, not persisted yet
         assert all_feedback(other, cid) == []  # issued (no 404), nothing stored yet
-        consumer = start_server(tmp_path / "consumer", env)  # a gateway that consumes
+        consumer = start_ingest_worker(env, tmp_path / "ingest.log")  # `perennial ingest`
         assert poll(lambda: stored(pg_url, [cid]) == (1, 2, 2)), stored(pg_url, [cid])
         items = asyncio.run(_joined(pg_url, cid))
         assert sorted(i.feedback.id for i in items) == sorted([here.json()["id"], there.json()["id"]])
         assert all(i.response == reply["choices"][0]["message"]["content"] for i in items)
         assert all(i.messages == [{"role": "user", "content": "What is 2 + 2?"}] for i in items)
     finally:
-        for gw in (issuer, other, consumer):
-            if gw is not None:
-                gw.stop()
+        for gw in (issuer, other):
+            gw.stop()
+        if consumer is not None:
+            consumer.send_signal(signal.SIGTERM)
+            assert consumer.wait(30) == 0  # a clean stop on SIGTERM
         delete_prefix(REDIS_URL, prefix)
 
 
