@@ -74,6 +74,7 @@ class ScriptBatcher:
         self.max_batch = max_batch
         self._queue: list[tuple[list[str], list[Any], asyncio.Future]] = []
         self._flushing = False
+        self.round_trips = 0
 
     async def __call__(self, keys: list[str], args: list[Any]) -> Any:
         future = asyncio.get_running_loop().create_future()
@@ -110,6 +111,7 @@ class ScriptBatcher:
         return results
 
     async def _pipeline(self, batch: list) -> list[Any]:
+        self.round_trips += 1
         async with self.redis.pipeline(transaction=False) as pipe:
             for keys, args, _ in batch:
                 pipe.evalsha(self.sha, len(keys), *keys, *args)

@@ -196,3 +196,20 @@ async def test_poison_entry_goes_to_the_dead_letter_stream(sqlite_url, redis_pre
     assert await drained(stream) == (0, 0)
     await redis.aclose()
     await db.close()
+
+
+async def test_accepts_survive_a_flushed_script_cache_and_batch_under_load(private_redis):
+    redis = connect(private_redis.url)
+    stream = IngestStream(redis, prefix="p", completion_ttl_s=60, idempotency_ttl_s=60)
+    await stream.ensure_group()
+    await redis.script_flush()  # what a Redis restart does to loaded scripts
+    cids = [rows.completion_id() for _ in range(200)]
+    replies = await asyncio.gather(*(
+        stream.accept_feedback(rows.feedback(rows.feedback_row(cid)), idem_key=None, idem_value="",
+                               check_ids=[]) for cid in cids))  # fmt: skip
+    assert [r.status for r in replies] == ["ok"] * 200
+    assert await redis.xlen(stream.stream) == 200
+    # 200 concurrent accepts went out in a few pipelined round trips (group commit), the
+    # first of which met NOSCRIPT and was replayed after loading the script.
+    assert 2 <= stream._accept.round_trips <= 10
+    await redis.aclose()
