@@ -19,15 +19,18 @@ from server.auth import KeyRing, load_or_create_admin_key
 from server.engine.client import EngineClient
 from server.engine.runtime import EngineRuntime
 from server.engine.supervisor import EngineSpec, EngineSupervisor
+from server.engine.worker_ext import rpc_result
 from server.errors import install_error_handlers
 from server.metrics import GatewayMetrics
 from server.middleware import BodyLimitMiddleware, MetricsMiddleware
-from server.model_prep import default_model_name, resolve_model_dir
-from server.routes import admin, admin_data, feedback, ops
+from server.model_prep import default_model_name, read_record, resolve_model_dir
+from server.routes import admin, admin_data, feedback, ops, versions
 from server.routes import openai as openai_routes
 from server.serving import ChatService, ServedModel
 from server.settings import Settings
 from server.storage import start_store
+from server.swap import HotSwapper, SwapTarget
+from server.versions import VersionService, boot_version
 
 log = logging.getLogger(__name__)
 
@@ -68,14 +71,35 @@ def start_keys(app: FastAPI, settings: Settings) -> None:
 
 
 async def start_engine(app: FastAPI, settings: Settings, stack: AsyncExitStack) -> None:
-    model_dir = resolve_model_dir(settings.model_dir, settings.models_dir)
-    app.state.model_dir = model_dir
-    served = ServedModel(name=settings.model_name or default_model_name(model_dir), version="base")
-    engine = build_engine(settings, served.name, model_dir)
+    """Start (or attach to) the serving engine with the version the registry says serves."""
+    base_dir = resolve_model_dir(settings.model_dir, settings.models_dir)
+    app.state.model_dir = base_dir
+    boot = await boot_version(app.state.db, base_dir, (read_record(base_dir) or {}).get("sha256"))
+    served = ServedModel(name=settings.model_name or default_model_name(base_dir), version=boot.version)
+    engine = build_engine(settings, served.name, boot.path)
     stack.push_async_callback(engine.stop)
     await engine.start(settings.engine_start_timeout_s)
+    swapper = HotSwapper(engine, served, SwapTarget(boot.version, boot.path, boot.engine_checksum))
+    versions = VersionService(app.state.db, swapper)
+    await attach_boot_version(engine, swapper, versions, boot)
     app.state.served = served
     app.state.engine = engine
+    app.state.swapper = swapper
+    app.state.versions = versions
+
+
+async def attach_boot_version(engine, swapper: HotSwapper, versions: VersionService, boot) -> None:
+    """Make the engine hold ``boot`` (an external engine may hold anything) and record it."""
+    if engine.supervisor is None and await engine.client.weight_version() != boot.version:
+        report = await swapper.swap(SwapTarget(boot.version, boot.path, boot.engine_checksum))
+        checksum = report.checksum
+    else:
+        await engine.client.update_weight_version(boot.version)
+        checksum = rpc_result(await engine.client.collective_rpc("perennial_weights_checksum"))["checksum"]
+        if boot.engine_checksum and checksum != boot.engine_checksum:
+            log.warning("engine checksum of %s changed since it last served (dtype or engine "
+                        "settings changed?); recording the new one", boot.version)  # fmt: skip
+    await versions.record_boot(checksum)
 
 
 @asynccontextmanager
@@ -104,4 +128,5 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(admin.router)
     app.include_router(feedback.router)
     app.include_router(admin_data.router)
+    app.include_router(versions.router)
     return app

@@ -41,6 +41,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -171,6 +172,10 @@ class ModelVersion(Base):
     meta: Mapped[dict[str, Any]] = mapped_column("meta", JSONType, default=dict)  # meta.json
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     promoted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # 0002: serving state (see migrations/versions/0002_version_serving.py)
+    serving: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false(), index=True)
+    served_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    engine_checksum: Mapped[str | None] = mapped_column(String(64))
 
 
 class LearnerRun(Base):

@@ -24,8 +24,10 @@ def server(tmp_path_factory, model_dir) -> RunningServer:
         "PERENNIAL_API_KEYS": ",".join(API_KEYS),
         "PERENNIAL_ADMIN_KEY": ADMIN_KEY,
         "PERENNIAL_MAX_BODY_BYTES": str(MAX_BODY),
+        # generous: a cold engine start (torch.compile) on a busy 2-core machine is slow
+        "PERENNIAL_ENGINE_START_TIMEOUT_S": "900",
     }
-    running = start_server(tmp_path_factory.mktemp("gateway"), env)
+    running = start_server(tmp_path_factory.mktemp("gateway"), env, timeout=960)
     yield running
     running.stop()
 

@@ -1,19 +1,95 @@
-"""Worker extension loaded into every vLLM worker of a Perennial engine.
+"""Worker extension loaded into every vLLM worker of a Perennial serving engine.
 
 vLLM mixes this class into its worker (``--worker-extension-cls
 server.engine.worker_ext.ServingWorkerExtension``); its methods run inside the engine process
 and are reached through ``POST /collective_rpc {"method": "perennial_..."}``. The HTTP route
 passes arguments as JSON strings, so methods take strings and parse them.
+
+An exception escaping a collective RPC takes the whole vLLM server down (measured: the API
+server shuts down), so every method here catches its errors and returns ``{"error": ...}``;
+:func:`rpc_result` on the caller's side turns that back into an exception. A snapshot is also
+checked (names, shapes, dtypes from the safetensors headers) before any weight is touched: a
+reload that fails half-way leaves a half-loaded model.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import os
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+
+def never_raises(method: Callable[..., dict]) -> Callable[..., dict]:
+    @functools.wraps(method)
+    def wrapper(self, *args: Any, **kwargs: Any) -> dict:
+        try:
+            return method(self, *args, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - see the module docstring
+            return {"error": f"{type(exc).__name__}: {exc}", "trace": traceback.format_exc(limit=4)}
+
+    return wrapper
+
+
+def checkpoint_layout(directory: Path) -> dict[str, tuple[tuple[int, ...], str]]:
+    """Tensor name -> (shape, dtype) from the safetensors headers of ``directory`` (no data read)."""
+    from safetensors import safe_open
+
+    layout: dict[str, tuple[tuple[int, ...], str]] = {}
+    files = sorted(directory.glob("*.safetensors"))
+    if not files:
+        raise FileNotFoundError(f"no safetensors weights in {directory}")
+    for file in files:
+        with safe_open(str(file), framework="pt") as f:
+            for name in f.keys():
+                sl = f.get_slice(name)
+                layout[name] = (tuple(sl.get_shape()), str(sl.get_dtype()))
+    return layout
+
+
+def retie_word_embeddings(model: Any, hf_config: Any) -> bool:
+    """Re-tie ``lm_head`` to the input embedding after an in-place reload (vLLM 0.32 bug).
+
+    With ``tie_word_embeddings`` the checkpoint holds only ``embed_tokens``. vLLM's layerwise
+    reload gives ``embed_tokens`` a new tensor, finds nothing to load for ``lm_head`` and puts
+    its *old* tensor back ("ParallelLMHead: Failed to load weights"): the tie is broken and the
+    model projects logits with the previous embedding. Measured: a swapped-in snapshot then
+    answered differently from an engine started on that snapshot. Re-tie, and rebuild the
+    layer's CPU GEMM dispatch (it can hold a packed copy of the weight).
+
+    Returns:
+        True if the tie had to be restored.
+    """
+    if not getattr(hf_config, "tie_word_embeddings", False) or not hasattr(model, "lm_head"):
+        return False
+    embed = next((m for n, m in model.named_modules() if n.endswith("embed_tokens")), None)
+    if embed is None or model.lm_head.weight is embed.weight:
+        return False
+    model.lm_head.weight = embed.weight
+    method = getattr(model.lm_head, "quant_method", None)
+    if method is not None:
+        method.process_weights_after_loading(model.lm_head)
+    return True
+
+
+def reload_in_place(worker: Any, **kwargs: Any) -> bool:
+    """``worker.reload_weights(**kwargs)`` plus the embedding re-tie; True if it re-tied."""
+    # The worker's reload_weights (not the runner's) sets vLLM's current config around it.
+    worker.reload_weights(**kwargs)
+    runner = worker.model_runner
+    return retie_word_embeddings(runner.get_model(), runner.model_config.hf_config)
 
 
 class ServingWorkerExtension:
     """Methods the gateway calls on the serving engine's workers."""
 
+    _perennial_layout: dict[str, tuple[tuple[int, ...], str]] | None = None
+
+    @never_raises
     def perennial_ping(self) -> dict:
         """Proves the extension is loaded: the worker's pid and the model it holds."""
         model_config = self.model_runner.model_config  # type: ignore[attr-defined]
@@ -23,3 +99,58 @@ class ServingWorkerExtension:
             "model": str(model_config.model),
             "dtype": str(model_config.dtype),
         }
+
+    @never_raises
+    def perennial_weights_checksum(self) -> dict:
+        """One sha256 over the live (kernel-format) weights: equal weights, equal checksum.
+
+        Built on vLLM's per-tensor digests (``compute_weight_checksums``), folded in name order
+        into one hex digest, so two loads of the same snapshot give the same value and any
+        changed value changes it.
+        """
+        started = time.perf_counter()
+        digests = self.compute_weight_checksums()  # type: ignore[attr-defined]
+        folded = hashlib.sha256()
+        for name in sorted(digests):
+            folded.update(name.encode())
+            folded.update(bytes.fromhex(digests[name]))
+        return {"checksum": folded.hexdigest(), "seconds": time.perf_counter() - started}
+
+    @never_raises
+    def perennial_load_weights(self, path: str) -> dict:
+        """Reload the weights in place from the HF safetensors directory ``path``.
+
+        vLLM repacks the weights for its kernels as it loads them, so this is the only correct
+        way to change weights on CPU (``named_parameters`` there hold only a fraction of the
+        model). Refuses a snapshot whose tensors differ in name, shape or dtype from the model
+        the engine started with. Returns the timing and the new checksum.
+        """
+        directory = Path(path)
+        if self._perennial_layout is None:
+            started_from = Path(str(self.model_runner.model_config.model))  # type: ignore[attr-defined]
+            type(self)._perennial_layout = checkpoint_layout(started_from)
+        layout = checkpoint_layout(directory)
+        if layout != self._perennial_layout:
+            missing = sorted(set(self._perennial_layout) - set(layout))[:3]
+            raise ValueError(f"snapshot does not match the served model's layout (e.g. {missing})")
+        started = time.perf_counter()
+        retied = reload_in_place(self, weights_path=str(directory), is_checkpoint_format=True)
+        loaded = time.perf_counter() - started
+        result = self.perennial_weights_checksum()
+        return {"load_seconds": loaded, **result, "path": str(directory), "retied": retied}
+
+
+class EngineRPCError(RuntimeError):
+    """A worker extension method reported an error."""
+
+
+def rpc_result(results: list[Any] | None) -> dict:
+    """The first worker's result of a ``never_raises`` method; raise its error if it had one."""
+    if not results:
+        raise EngineRPCError("the engine returned no result")
+    first = results[0]
+    if not isinstance(first, dict):
+        raise EngineRPCError(f"unexpected result: {str(first)[:200]}")
+    if "error" in first:
+        raise EngineRPCError(first["error"])
+    return first

@@ -1,0 +1,122 @@
+"""Versions through the admin API on the real engine: gated promotion, forced promotion,
+rollback with exact outputs, the audit log, and serving the right version after restarts."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+
+import httpx
+import pytest
+
+from store.db import Database
+from store.versions import add_candidate, record_decision
+from tests.conftest import ADMIN_KEY
+from tests.support.snapshots import perturbed_snapshot
+
+pytestmark = pytest.mark.integration
+
+MODEL = "smollm2-135m-instruct"
+ADMIN = {"authorization": f"Bearer {ADMIN_KEY}"}
+PROMPTS = ["What is the capital of France?", "Name a color.", "What is 2 + 2?"]
+
+
+def admin(server, method: str, path: str, **kwargs) -> httpx.Response:
+    return httpx.request(method, server.url + path, headers=ADMIN, timeout=120, **kwargs)
+
+
+def greedy(client) -> tuple[list[str], set[str]]:
+    texts, versions = [], set()
+    for prompt in PROMPTS:
+        raw = client.chat.completions.with_raw_response.create(
+            model=MODEL, messages=[{"role": "user", "content": prompt}], temperature=0, max_tokens=24
+        )
+        reply = raw.parse()
+        versions.add(raw.headers["x-perennial-model-version"])
+        assert reply.system_fingerprint == f"perennial:{raw.headers['x-perennial-model-version']}"
+        texts.append(reply.choices[0].message.content)
+    return texts, versions
+
+
+def add_version(server, model_dir, tmp_path, version_id: str, *, seed: int, promote: bool | None) -> None:
+    """A candidate as a round would leave it: snapshot, registry row, gate decision."""
+    snapshot = perturbed_snapshot(model_dir, tmp_path / version_id, seed=seed, scale=0.05)
+
+    async def insert() -> None:
+        db = Database.connect(f"sqlite:///{server.data_dir / 'perennial.db'}")
+        try:
+            async with db.sessions() as session:
+                await add_candidate(session, version_id=version_id, parent_id="base",
+                                    snapshot_path=str(snapshot), sha256=None, meta={}, metrics={})  # fmt: skip
+                if promote is not None:
+                    reasons = [] if promote else ["suite arithmetic dropped 0.05 > tolerance 0.02"]
+                    await record_decision(session, version_id=version_id, promote=promote,
+                                          reasons=reasons, checks={})  # fmt: skip
+                await session.commit()
+        finally:
+            await db.close()
+
+    asyncio.run(insert())
+
+
+def test_promotion_rollback_and_audit(server, client, model_dir, tmp_path):
+    listing = admin(server, "GET", "/admin/versions").json()
+    assert listing["serving"] == "base" and [v["id"] for v in listing["data"] if v["serving"]] == ["base"]
+    base_out, versions = greedy(client)
+    assert versions == {"base"}
+
+    add_version(server, model_dir, tmp_path, "v1", seed=1, promote=False)
+    refused = admin(server, "POST", "/admin/versions/v1/promote")
+    assert refused.status_code == 409 and refused.json()["error"]["code"] == "gate_not_passed"
+    assert "arithmetic dropped" in refused.json()["error"]["message"]
+    no_reason = admin(server, "POST", "/admin/versions/v1/promote", json={"force": True})
+    assert no_reason.status_code == 400 and no_reason.json()["error"]["param"] == "reason"
+    assert admin(server, "POST", "/admin/versions/v9/promote").status_code == 404
+
+    forced = admin(server, "POST", "/admin/versions/v1/promote", json={"force": True, "reason": "hotfix"})
+    assert forced.status_code == 200, forced.text
+    assert forced.json()["serving"] == "v1" and forced.json()["swap"]["pause_to_resume_s"] < 30
+    v1_out, versions = greedy(client)
+    assert versions == {"v1"} and v1_out != base_out
+    assert httpx.get(server.url + "/health").json()["version"] == "v1"
+    assert client.models.list().data[0].model_extra["version"] == "v1"
+
+    back = admin(server, "POST", "/admin/rollback", json={"reason": "regression report"})
+    assert back.status_code == 200 and back.json()["serving"] == "base"
+    assert greedy(client) == (base_out, {"base"})  # exact outputs of the base again
+
+    add_version(server, model_dir, tmp_path, "v2", seed=2, promote=True)
+    assert admin(server, "POST", "/admin/versions/v2/promote").status_code == 200
+    assert admin(server, "POST", "/admin/rollback", json={"to": "v1"}).json()["serving"] == "v1"
+    assert greedy(client) == (v1_out, {"v1"})  # v1 comes back exactly, checksum verified
+    assert admin(server, "POST", "/admin/rollback", json={"to": "v1"}).status_code == 409
+
+    entries = admin(server, "GET", "/admin/audit").json()["data"]
+    actions = [(e["action"], e["target"], e["who"]) for e in reversed(entries)]
+    assert actions[-4:] == [("force_promote", "v1", "admin"), ("rollback", "base", "admin"),
+                            ("promote", "v2", "admin"), ("rollback", "v1", "admin")]  # fmt: skip
+    forced_entry = next(e for e in entries if e["action"] == "force_promote")
+    assert forced_entry["reason"] == "hotfix" and forced_entry["details"]["from"] == "base"
+    versions_now = {v["id"]: v for v in admin(server, "GET", "/admin/versions").json()["data"]}
+    assert versions_now["v1"]["status"] == "promoted" and versions_now["v1"]["serving"]
+    assert versions_now["v2"]["gate"]["promote"] is True
+
+
+def test_engine_restart_keeps_serving_the_promoted_version(server, client):
+    """The supervisor restarts a dead engine from the version it was serving, not the base."""
+    before_out, versions = greedy(client)
+    serving = versions.pop()
+    status = admin(server, "GET", "/admin/engine").json()
+    os.killpg(status["pid"], signal.SIGKILL)
+    deadline = time.monotonic() + 900  # a cold compile on a loaded 2-core machine is slow
+    while time.monotonic() < deadline:
+        now = admin(server, "GET", "/admin/engine").json()
+        if now["restarts"] > status["restarts"] and now["state"] == "ready":
+            break
+        time.sleep(1)
+    assert greedy(client) == (before_out, {serving})
+    # leave the shared server on the base for the tests that follow
+    if serving != "base":
+        assert admin(server, "POST", "/admin/rollback", json={"to": "base"}).status_code == 200
