@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import platform
 import statistics
 import sys
@@ -272,6 +273,7 @@ def table(r: dict) -> str:
 
 
 async def main_async(args) -> dict:
+    load_before = os.getloadavg()
     work = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
     engine = None
     engine_url = args.engine_url
@@ -289,6 +291,8 @@ async def main_async(args) -> dict:
     result["settings"] = {
         "requests": args.requests, "concurrency": args.concurrency, "pairs": args.pairs,
         "load_generator": "aiohttp + uvloop, keep-alive, in the bench process",
+        # Other work on the machine skews everything: a quiet 2-core box shows ~0 here.
+        "loadavg_1m_before_after": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
         "machine": platform.processor() or platform.machine(), "date": time.strftime("%Y-%m-%d"),
     }  # fmt: skip
     return result
