@@ -11,5 +11,6 @@ sink.py        ``IngestSink``: what the gateway calls (record, accept feedback),
 queries.py     reads: admin listings, export, ``feedback_since`` for the learner
 =============  ===========================================================================
 
-Imports nothing of ``server`` or ``learner`` (tests/unit/test_imports.py).
+Later modules (``versions.py``, ``learner_runs.py``, ...) document themselves. The package
+imports nothing of ``server`` or ``learner`` (tests/unit/test_imports.py).
 """
