@@ -103,18 +103,25 @@ class ESWorkerExtension:
 
     def _es_commit(self) -> float:
         """Make the engine serve what is in ``self._es_out``; returns seconds."""
+        from vllm.config import set_current_vllm_config
+
         started = time.perf_counter()
         if self._es_direct is not None:
             if self._es_out is not self._es_direct.targets:
                 for name, tensor in self._es_out.items():
                     self._es_direct.targets[name].copy_(tensor)
-            self._es_direct.finalize()
+            with set_current_vllm_config(self.vllm_config):  # type: ignore[attr-defined]
+                self._es_direct.finalize()
         else:
-            model_runner = self.model_runner  # type: ignore[attr-defined]
-            model_runner.reload_weights(weights_iterator=list(self._es_out.items()),
-                                        is_checkpoint_format=True)  # fmt: skip
-            refresh_tied_lm_head(model_runner.get_model())
+            self._es_vllm_reload(weights_iterator=list(self._es_out.items()))
         return time.perf_counter() - started
+
+    def _es_vllm_reload(self, **kwargs: Any) -> None:
+        # The worker's reload_weights sets vLLM's current config around the runner's.
+        self.reload_weights(is_checkpoint_format=True, **kwargs)  # type: ignore[attr-defined]
+        runner = self.model_runner  # type: ignore[attr-defined]
+        tied = bool(getattr(runner.model_config.hf_config, "tie_word_embeddings", False))
+        refresh_tied_lm_head(runner.get_model(), tied)
 
     def _es_load_copy(self, params: dict[str, torch.Tensor]) -> float:
         for name, tensor in params.items():
@@ -143,6 +150,16 @@ class ESWorkerExtension:
         reload_s = self._es_load_copy(self._es_base)
         self._es_loaded = "base"
         return {"reload_s": reload_s, "loaded": self._es_loaded}
+
+    def es_load_dir(self, model_dir: str) -> dict:
+        """Serve a model directory through vLLM's own reload (the serving hot-swap path).
+
+        Plus the tied ``lm_head`` re-pack vLLM's reload misses on CPU. The master is untouched.
+        """
+        started = time.perf_counter()
+        self._es_vllm_reload(weights_path=str(_parse(model_dir)))
+        self._es_loaded = f"dir:{model_dir}"
+        return {"reload_s": time.perf_counter() - started, "loaded": self._es_loaded}
 
     def es_update(self, seeds: str, coefficients: str, alpha: str, population: str,
                   awd_lambda: str = "0", awd_kind: str = "l2") -> dict:  # fmt: skip

@@ -146,12 +146,12 @@ class LearnerEngine:
         """``{"drift": ||theta - theta0||, "unchanged": share, "loaded": ...}``."""
         return await self._rpc("es_drift")
 
-    async def load_weights_from(self, model_dir: Path) -> None:
+    async def load_weights_from(self, model_dir: Path) -> dict:
         """Serve a model directory through vLLM's own reload (the serving hot-swap path).
 
         The master is untouched; ``load_master`` serves it again.
         """
-        await self.client.collective_rpc("reload_weights", weights_path=str(model_dir))
+        return await self._rpc("es_load_dir", model_dir=str(model_dir))
 
     async def close(self) -> None:
         """Stop the engine if this handle started it; close the HTTP client."""

@@ -162,15 +162,29 @@ def _live_view(tensor: torch.Tensor, shape: torch.Size) -> torch.Tensor:
     return tensor.data[: shape[0]] if tensor.shape[0] != shape[0] else tensor.data
 
 
-def refresh_tied_lm_head(model: torch.nn.Module) -> bool:
-    """After vLLM's ``reload_weights``: re-pack a CPU ``lm_head`` so it sees the new weights.
+def refresh_tied_lm_head(model: torch.nn.Module, tied: bool) -> bool:
+    """After vLLM's ``reload_weights``: re-tie a tied ``lm_head`` and re-pack it on CPU.
+
+    The reload loads nothing for a tied head and puts its previous tensor (and packed CPU
+    handle) back, so logits keep the old embedding. The serving worker extension fixes the
+    same bug for hot swaps (``server.engine.worker_ext.retie_word_embeddings``).
+
+    Args:
+        model: the vLLM model.
+        tied: the HF config's ``tie_word_embeddings``.
 
     Returns:
         True if the head was re-packed.
     """
     head = getattr(model, "lm_head", None)
-    if head is None or not hasattr(head, "cpu_linear") or not hasattr(head, "quant_method"):
+    if head is None or not hasattr(head, "quant_method"):
         return False
+    if tied:
+        embed = next((m for n, m in model.named_modules() if n.endswith("embed_tokens")), None)
+        if embed is not None and head.weight is not embed.weight:
+            head.weight = embed.weight
+    if not hasattr(head, "cpu_linear"):
+        return False  # GPU: the head reads its (re-tied) weight directly
     head.quant_method.process_weights_after_loading(head)
     return True
 
