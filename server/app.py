@@ -24,7 +24,10 @@ from server.errors import install_error_handlers
 from server.metrics import GatewayMetrics
 from server.middleware import BodyLimitMiddleware, MetricsMiddleware
 from server.model_prep import default_model_name, read_record, resolve_model_dir
-from server.routes import admin, admin_data, feedback, ops, versions
+from learner.service import LearnerService
+from learner.settings import LearnerSettings
+from learner.suites_store import register_builtin_suites
+from server.routes import admin, admin_data, feedback, learner, ops, suites, versions
 from server.routes import openai as openai_routes
 from server.serving import ChatService, ServedModel
 from server.settings import Settings
@@ -102,6 +105,26 @@ async def attach_boot_version(engine, swapper: HotSwapper, versions: VersionServ
     await versions.record_boot(checksum)
 
 
+async def start_learner(app: FastAPI, settings: Settings, stack: AsyncExitStack) -> None:
+    """The learner's settings, the built-in suites, and in the embedded mode the learner itself."""
+    learner_settings = LearnerSettings(
+        data_dir=settings.data_dir, database_url=settings.database_url, model_dir=settings.model_dir
+    )
+    app.state.learner_settings = learner_settings
+    await register_builtin_suites(app.state.db)
+    if learner_settings.learner_mode != "embedded":
+        return
+    versions: VersionService = app.state.versions
+
+    async def promote(version_id: str, reason: str) -> dict:
+        return await versions.promote(version_id, who="learner", reason=reason)
+
+    service = LearnerService(app.state.db, learner_settings, app.state.model_dir, promote)
+    await service.start()
+    stack.push_async_callback(service.stop)
+    app.state.learner = service
+
+
 @asynccontextmanager
 async def lifespan(app: FastAPI):
     settings: Settings = app.state.settings
@@ -110,6 +133,7 @@ async def lifespan(app: FastAPI):
         start_keys(app, settings)
         recorder = await start_store(app, settings, stack)  # before the engine: fail fast
         await start_engine(app, settings, stack)
+        await start_learner(app, settings, stack)
         app.state.chat = ChatService(
             settings, app.state.engine, app.state.served, app.state.metrics, recorder
         )
@@ -129,4 +153,6 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(feedback.router)
     app.include_router(admin_data.router)
     app.include_router(versions.router)
+    app.include_router(learner.router)
+    app.include_router(suites.router)
     return app

@@ -42,6 +42,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     false,
+    true,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -262,6 +263,7 @@ class EvalSuite(Base):
     n_items: Mapped[int | None] = mapped_column(Integer)
     sha256: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())  # 0003
 
 
 class SuiteScore(Base):
@@ -282,3 +284,13 @@ class SuiteScore(Base):
 
 # Listing interactions newest-first with a version filter, and feedback joins.
 Index("ix_interactions_model_version_seq", Interaction.model_version, Interaction.seq)
+
+
+class LearnerLock(Base):
+    """A named lock with an expiry (0003): at most one learner round at a time, any process."""
+
+    __tablename__ = "learner_locks"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(128))
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)

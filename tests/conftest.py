@@ -26,6 +26,11 @@ def server(tmp_path_factory, model_dir) -> RunningServer:
         "PERENNIAL_MAX_BODY_BYTES": str(MAX_BODY),
         # generous: a cold engine start (torch.compile) on a busy 2-core machine is slow
         "PERENNIAL_ENGINE_START_TIMEOUT_S": "900",
+        # rounds only when a test asks for one; a small gate so a round fits in a test
+        "PERENNIAL_LEARNER_INTERVAL_S": "0",
+        "PERENNIAL_GATE_SUITE_MAX_ITEMS": "8",
+        "PERENNIAL_GATE_KL_SAMPLES": "1",
+        "PERENNIAL_GATE_KL_MAX_TOKENS": "16",
     }
     running = start_server(tmp_path_factory.mktemp("gateway"), env, timeout=960)
     yield running

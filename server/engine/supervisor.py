@@ -226,7 +226,8 @@ class EngineSupervisor:
             while not self._stopping:
                 if self.restarts >= self.max_restarts:
                     self.state = EngineState.FAILED
-                    log.error("engine failed %d times; giving up", self.restarts)
+                    log.error("engine not restarted (%d restarts, at most %d)", self.restarts,
+                              self.max_restarts)  # fmt: skip
                     return
                 self.restarts += 1
                 self.state = EngineState.RESTARTING

@@ -74,7 +74,10 @@ def test_dotenv_file_is_read(tmp_path):
 def test_env_example_lists_every_setting():
     example = (Path(__file__).resolve().parents[2] / ".env.example").read_text()
     names = {line.split("=")[0].lstrip("# ").strip() for line in example.splitlines() if "=" in line}
-    expected = {f"PERENNIAL_{name.upper()}" for name in Settings.model_fields}
+    from learner.settings import LearnerSettings
+
+    fields = {*Settings.model_fields, *LearnerSettings.model_fields}
+    expected = {f"PERENNIAL_{name.upper()}" for name in fields}
     assert expected <= names, sorted(expected - names)
 
 

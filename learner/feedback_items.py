@@ -1,0 +1,113 @@
+"""Turn stored feedback into ES items, and split them into train and held-out.
+
+One feedback row can yield several items:
+
+* a reference answer (with its verifier; ``exact`` when none was given), or a verifier alone
+  (``regex`` with a pattern, ``json_schema`` with a schema) -> a **verifiable** item: the
+  member answers the prompt greedily and the verifier scores it;
+* a correction -> a **rated** item with reward +1 on the corrected reply;
+* a reward or a label on the served reply -> a **rated** item on that reply (up = +1,
+  down = -1, or the scalar reward).
+
+The prompt is the interaction's messages (text turns only; an interaction with images or tool
+turns is skipped and counted). The split is by completion id (a stable hash), so items from
+one interaction never straddle train and held-out.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from learner.items import ItemSet, RatedItem, VerifiableItem
+from learner.verifiers import VerifierError, parse_verifier
+
+ROLES = ("system", "user", "assistant")
+
+
+@dataclass
+class RoundItems:
+    """A round's items and what was skipped (with why)."""
+
+    train: ItemSet = field(default_factory=ItemSet)
+    heldout: ItemSet = field(default_factory=ItemSet)
+    skipped: dict[str, int] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "train": {"verifiable": len(self.train.verifiable), "rated": len(self.train.rated)},
+            "heldout": {"verifiable": len(self.heldout.verifiable), "rated": len(self.heldout.rated)},
+            "skipped": dict(self.skipped),
+        }
+
+
+def text_messages(messages: Iterable[Any]) -> tuple[dict[str, str], ...] | None:
+    """The chat as plain text turns, or None if it holds anything else."""
+    out = []
+    for m in messages or ():
+        if not isinstance(m, dict) or m.get("role") not in ROLES or not isinstance(m.get("content"), str):
+            return None
+        out.append({"role": m["role"], "content": m["content"]})
+    return tuple(out) if out and out[-1]["role"] == "user" else None
+
+
+def heldout_bucket(completion_id: str, fraction: float) -> bool:
+    digest = hashlib.sha256(completion_id.encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < fraction
+
+
+def items_of(fb: Any, interaction: Any, response: str | None, skipped: dict[str, int]) -> list:
+    """The items one feedback row yields (see the module docstring)."""
+    messages = text_messages(interaction.messages if interaction is not None else None)
+    if messages is None:
+        skipped["no_text_prompt"] = skipped.get("no_text_prompt", 0) + 1
+        return []
+    out: list[VerifiableItem | RatedItem] = []
+    if fb.reference is not None or fb.verifier:
+        try:
+            verifier = parse_verifier(fb.verifier or "exact", fb.reference)
+            out.append(VerifiableItem(f"{fb.id}:ref", messages, fb.reference or "", verifier))
+        except VerifierError:
+            skipped["bad_verifier"] = skipped.get("bad_verifier", 0) + 1
+    if fb.correction:
+        out.append(RatedItem(f"{fb.id}:fix", messages, fb.correction, 1.0))
+    reward = fb.reward if fb.reward is not None else {"up": 1.0, "down": -1.0}.get(fb.label or "")
+    if reward is not None and reward != 0 and response:
+        out.append(RatedItem(f"{fb.id}:rated", messages, response, float(reward)))
+    return out
+
+
+def build_round_items(feedback: Iterable[Any], heldout_fraction: float) -> RoundItems:
+    """Items from ``store.queries.FeedbackItem`` rows, split by completion id.
+
+    Guarantees, when possible, at least one training item and at least one held-out item of
+    the kind that decides the target (verifiable if any, else rated).
+    """
+    result = RoundItems()
+    by_completion: dict[str, list] = {}
+    for row in feedback:
+        found = items_of(row.feedback, row.interaction, row.response, result.skipped)
+        by_completion.setdefault(row.feedback.completion_id, []).extend(found)
+    groups = [(cid, items) for cid, items in by_completion.items() if items]
+    held = {cid for cid, _ in groups if heldout_bucket(cid, heldout_fraction)}
+    _rebalance(groups, held)
+    for cid, items in groups:
+        side = result.heldout if cid in held else result.train
+        for item in items:
+            (side.verifiable if isinstance(item, VerifiableItem) else side.rated).append(item)
+    return result
+
+
+def _rebalance(groups: list[tuple[str, list]], held: set[str]) -> None:
+    """Move one interaction across when a side would be empty of the deciding kind."""
+    if len(groups) < 2:
+        held.clear()
+        return
+    has_verifiable = [cid for cid, items in groups if any(isinstance(i, VerifiableItem) for i in items)]
+    deciding = has_verifiable if len(has_verifiable) >= 2 else [cid for cid, _ in groups]
+    if not any(cid in held for cid in deciding):
+        held.add(sorted(deciding)[0])
+    if all(cid in held for cid, _ in groups):
+        held.discard(sorted(held)[0])

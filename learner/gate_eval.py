@@ -1,0 +1,100 @@
+"""Measure what the gate needs, on the learner engine: suite scores (cached) and KL to the base.
+
+Suite scores are cached in the store per (suite, suite version, content sha256, model
+version): the base is scored once, an incumbent once, and a candidate once. Loading other
+weights to score them goes through the learner engine's handle, never the serving engine.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from learner.drift import DriftEstimate, measure_kl
+from learner.evaluate import score_suites
+from learner.suites import Probe, Suite
+from store.db import Database
+from store.suites import cached_score, store_score
+
+log = logging.getLogger(__name__)
+
+
+def trim(suites: Sequence[Suite], max_items: int) -> list[Suite]:
+    """Each suite cut to its first ``max_items`` items (0: whole); the cut changes the sha."""
+    if not max_items:
+        return list(suites)
+    return [s if len(s.items) <= max_items else _cut(s, max_items) for s in suites]
+
+
+def _cut(suite: Suite, n: int) -> Suite:
+    from learner.suites.registry import _items_sha256  # the same hash the registry uses
+
+    items = tuple(suite.items[:n])
+    return replace(suite, items=items, sha256=_items_sha256(items))
+
+
+async def cached_suite_scores(
+    db: Database, engine: Any, suites: Sequence[Suite], model_version: str,
+    load: Callable[[], Awaitable[Any]] | None = None,
+) -> dict[str, float]:  # fmt: skip
+    """Scores of ``model_version`` on ``suites``: from the cache, or measured and cached.
+
+    Args:
+        db: the store (suite_scores cache).
+        engine: a learner engine handle (``client``, ``served_name``).
+        suites: the suites to score.
+        model_version: whose scores (``base``, ``v3``, ...).
+        load: awaited before measuring if anything is missing (loads those weights); None when
+            the engine already serves ``model_version``.
+
+    Returns:
+        ``{suite name: score}``.
+    """
+    scores: dict[str, float] = {}
+    missing: list[Suite] = []
+    async with db.sessions() as session:
+        for suite in suites:
+            row = await cached_score(session, suite=suite.name, suite_version=str(suite.version),
+                                     sha256=suite.sha256, model_version=model_version)  # fmt: skip
+            if row is None:
+                missing.append(suite)
+            else:
+                scores[suite.name] = row.score
+    if not missing:
+        return scores
+    if load is not None:
+        await load()
+    started = time.perf_counter()
+    measured = await score_suites(engine.client, engine.served_name, missing)
+    log.info("scored %s on %d suites in %.1f s", model_version, len(missing), time.perf_counter() - started)
+    async with db.sessions() as session:
+        for suite in missing:
+            result = measured[suite.name]
+            scores[suite.name] = result.score
+            await store_score(session, suite=suite.name, suite_version=str(suite.version),
+                              sha256=suite.sha256, model_version=model_version, score=result.score,
+                              n=result.n, details={"failed": result.failed, "wall_s": result.wall_s})  # fmt: skip
+        await session.commit()
+    return scores
+
+
+async def kl_to_base(engine: Any, probes: Sequence[Probe], *, k: int, max_tokens: int, seed: int) -> DriftEstimate:
+    """KL(served || base): sample from what the engine serves now, then load theta0 and score.
+
+    Leaves the engine serving the base.
+    """
+    return await measure_kl(
+        engine.client, engine.served_name, list(probes), load_reference=engine.load_base,
+        k=k, max_tokens=max_tokens, seed=seed,
+    )  # fmt: skip
+
+
+def load_dir(engine: Any, path: Path) -> Callable[[], Awaitable[Any]]:
+    async def _load() -> Any:
+        return await engine.load_weights_from(path)
+
+    return _load

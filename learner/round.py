@@ -1,0 +1,210 @@
+"""One learner round, top to bottom.
+
+    feedback since the last round -> split train / held-out -> fitness items
+    -> ES + AWD for K iterations from the serving version, anchored to the base
+    -> candidate snapshot + registry row -> gate (held-out target, prior suites, KL to base)
+    -> promote (hot swap in the serving engine, verified there) or reject, with reasons
+
+Every step is recorded: the run row (status, phase, timings, metrics, decision), one row per
+iteration, the gate decision. Nothing here touches the serving engine except ``ctx.promote``,
+which is called only after the gate passed: a crash anywhere leaves the served version as it
+was, and the runner (``learner/service.py``) marks the run failed.
+
+Run by the learner service; by hand: ``POST /admin/learner/rounds``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from learner.config import ESConfig
+from learner.es_loop import IterationRecord, run_es, target_score
+from learner.feedback_items import RoundItems, build_round_items
+from learner.fitness import Batch, FitnessEvaluator
+from learner.gate import Decision, Scores, decide
+from learner.gate_eval import cached_suite_scores, kl_to_base, load_dir, trim
+from learner.items import ItemSet
+from learner.settings import LearnerSettings
+from learner.suites import Probe, Suite
+from store.db import Database
+from store.learner_runs import add_iteration, feedback_cursor, update_run
+from store.models import utcnow
+from store.queries import feedback_since
+from store.versions import BASE, add_candidate, get_version, next_version_id, record_decision, serving_version, set_status
+
+log = logging.getLogger(__name__)
+
+Promote = Callable[[str, str], Awaitable[dict]]  # (version id, reason) -> swap report
+
+
+class RoundError(RuntimeError):
+    """The round cannot go on (no usable feedback, no serving version...)."""
+
+
+@dataclass
+class RoundContext:
+    """What a round needs; built once by the learner service."""
+
+    db: Database
+    engine: Any  # learner.engine.handle.LearnerEngine (or the same interface)
+    settings: LearnerSettings
+    base_dir: Path
+    suites: Callable[[], Awaitable[list[Suite]]]
+    probes: Sequence[Probe]
+    promote: Promote
+
+
+@dataclass
+class RoundOutcome:
+    decision: str  # promoted | rejected
+    candidate: str | None
+    gate: dict[str, Any] = field(default_factory=dict)
+
+
+def banner(run_id: int, text: str) -> None:
+    log.info("round %d: ---- %s", run_id, text)
+
+
+async def run_round(ctx: RoundContext, run_id: int, overrides: dict[str, Any]) -> RoundOutcome:
+    s, db, engine = ctx.settings, ctx.db, ctx.engine
+    phases: dict[str, float] = {}
+
+    async def phase(name: str, **extra: Any) -> None:
+        banner(run_id, name)
+        phases[name] = time.time()
+        async with db.sessions() as session:
+            await update_run(session, run_id=run_id, metrics={"phase": name, "phases": phases, **extra})
+            await session.commit()
+
+    # ---- 1. feedback since the last round ----------------------------------------------------
+    await phase("feedback")
+    async with db.sessions() as session:
+        cursor = await feedback_cursor(session)
+        page = await feedback_since(session, after_id=cursor, limit=s.learner_max_feedback)
+        incumbent = await serving_version(session) or await get_version(session, version_id=BASE)
+        await update_run(session, run_id=run_id, feedback_from_seq=cursor,
+                         feedback_to_seq=page.next_after_id, parent_version=incumbent.id,
+                         base_version=BASE)  # fmt: skip
+        await session.commit()
+
+    # ---- 2. split train / held-out, build fitness items --------------------------------------
+    items = build_round_items(page.items, s.learner_heldout_fraction)
+    log.info("round %d: %d feedback -> %s", run_id, len(page.items), items.summary())
+    if not len(items.train):
+        raise RoundError(f"no usable feedback since seq {cursor} ({items.summary()['skipped']})")
+    config = s.es_config(run_id, overrides.get("es"))
+    await phase("es", items=items.summary(), config=config.to_dict())
+
+    # ---- 3. ES + AWD from the serving version, anchored to the base ---------------------------
+    await engine.init_state(Path(incumbent.snapshot_path), ctx.base_dir)
+    incumbent_target, rated_only = await heldout_target(engine, items, config)
+    result = await run_es(engine, items.train, config, on_iteration=iteration_recorder(db, run_id))
+    candidate_target, _ = await heldout_target(engine, items, config)
+
+    # ---- 4. candidate snapshot ---------------------------------------------------------------
+    await phase("snapshot")
+    async with db.sessions() as session:
+        version_id = await next_version_id(session)
+    path = s.versions_dir / version_id
+    drift = await engine.drift()
+    meta = snapshot_meta(run_id, incumbent.id, config, result.records)
+    meta = await engine.snapshot(path, {**meta, "drift": drift["drift"]})
+    metrics = {"target": candidate_target, "incumbent_target": incumbent_target,
+               "drift": drift["drift"], "unchanged": drift["unchanged"]}  # fmt: skip
+    async with db.sessions() as session:
+        await add_candidate(session, version_id=version_id, parent_id=incumbent.id,
+                            snapshot_path=str(path), sha256=meta.get("sha256"), meta=meta,
+                            metrics=metrics)  # fmt: skip
+        await update_run(session, run_id=run_id, candidate_version=version_id)
+        await session.commit()
+
+    # ---- 5. gate: held-out target, prior suites, KL(candidate || base) -----------------------
+    await phase("gate", candidate=version_id)
+    suites = trim(await ctx.suites(), s.gate_suite_max_items)
+    cand_suites = await cached_suite_scores(db, engine, suites, version_id)  # master is loaded
+    kl = await kl_to_base(engine, ctx.probes, k=s.gate_kl_samples, max_tokens=s.gate_kl_max_tokens,
+                          seed=config.seed)  # fmt: skip  (leaves the base loaded)
+    base_suites = await cached_suite_scores(db, engine, suites, BASE)
+    inc_suites = base_suites if incumbent.id == BASE else await cached_suite_scores(
+        db, engine, suites, incumbent.id, load=load_dir(engine, Path(incumbent.snapshot_path)))
+    thresholds = s.thresholds(overrides.get("gate"), rated_only=rated_only)
+    decision = decide(
+        Scores(candidate_target, cand_suites, kl.kl),
+        Scores(incumbent_target, inc_suites, None),
+        Scores(None, base_suites, 0.0),
+        thresholds,
+    )
+    gate = {**decision.to_json(), "thresholds": thresholds.to_json(), "kl": kl.to_json(),
+            "target_kind": "likelihood" if rated_only else "verifier",
+            "scores": {"candidate": {"target": candidate_target, "suites": cand_suites},
+                       "incumbent": {"id": incumbent.id, "target": incumbent_target,
+                                     "suites": inc_suites},
+                       "base": {"suites": base_suites}}}  # fmt: skip
+    async with db.sessions() as session:
+        await record_decision(session, version_id=version_id, promote=decision.promote,
+                              reasons=decision.reasons, checks=gate, run_id=run_id)  # fmt: skip
+        await session.commit()
+
+    # ---- 6. promote (hot swap, verified by the gateway) or reject ------------------------------
+    await phase("promote" if decision.promote else "reject", candidate=version_id, gate=gate)
+    if decision.promote:
+        reason = f"round {run_id}: " + "; ".join(decision.reasons)
+        swap = await ctx.promote(version_id, reason)
+        gate["swap"] = swap.get("swap", swap)
+    else:
+        async with db.sessions() as session:
+            await set_status(session, version_id=version_id, status="rejected")
+            await session.commit()
+    return RoundOutcome("promoted" if decision.promote else "rejected", version_id, gate)
+
+
+async def heldout_target(engine: Any, items: RoundItems, config: ESConfig) -> tuple[float, bool]:
+    """The held-out target score of what the engine serves, and whether it is likelihood-based.
+
+    Verifiable held-out items: the mean verifier score. Only rated ones: the reward-weighted
+    mean log-likelihood change against theta0 (nats/token) of the held-out replies.
+    """
+    if items.heldout.verifiable:
+        return await target_score(engine, items.heldout.verifiable, config), False
+    if not items.heldout.rated:
+        return 0.0, False
+    evaluator = FitnessEvaluator(engine, ItemSet(rated=list(items.heldout.rated)),
+                                 minibatch=len(items.heldout.rated), max_tokens=config.max_tokens)  # fmt: skip
+    await evaluator.prepare(engine.load_base, engine.load_master)
+    fitness = await evaluator.evaluate(Batch(rated=list(items.heldout.rated)))
+    return fitness.likelihood or 0.0, True
+
+
+def iteration_recorder(db: Database, run_id: int):
+    async def record(it: IterationRecord) -> None:
+        log.info("round %d: iteration %d fitness %.3f drift %.3f (%.1f s)", run_id, it.iteration,
+                 it.fitness_mean, it.drift, it.wall_s)  # fmt: skip
+        async with db.sessions() as session:
+            await add_iteration(session, run_id=run_id, iteration=it.iteration, metrics=it.to_json())
+            await session.commit()
+
+    return record
+
+
+def snapshot_meta(run_id: int, parent: str, config: ESConfig, records: list[IterationRecord]) -> dict:
+    return {
+        "parent": parent,
+        "run_id": run_id,
+        "created_at": utcnow().isoformat(),
+        "config": config.to_dict(),
+        "seeds": [r.seeds for r in records],
+        "coefficients": [r.coefficients for r in records],
+        "alpha": config.alpha,
+        "sigma": config.sigma,
+        "lambda": config.awd_lambda,
+        "awd": config.awd_kind,
+        "metrics": {"iterations": [r.to_json() for r in records]},
+    }
+
+
+__all__ = ["Decision", "RoundContext", "RoundError", "RoundOutcome", "run_round"]

@@ -1,0 +1,235 @@
+"""The learner service: runs queued rounds one at a time; a scheduler queues them.
+
+* A round is asked for by inserting a ``queued`` run (``enqueue_round``: the admin API, or the
+  scheduled check when enough new feedback arrived). The runner loop claims queued runs in
+  order while holding the ``round`` lock in the database, so rounds never overlap, even across
+  processes; a heartbeat renews the lock while a round runs.
+* The scheduler is APScheduler's ``AsyncIOScheduler`` with a SQLAlchemy job store on the same
+  database, an interval or cron trigger, coalescing, one instance at a time. Exactly one
+  process runs it: ``perennial serve`` in the embedded default, ``perennial learner`` in
+  production (the job store must not be shared between schedulers).
+* The learner engine (a second vLLM engine, prefix caching off) starts with the first round
+  and stays up; if it died, the next round starts a new one.
+* A round that raises is marked ``failed`` with its error; one whose process died is marked
+  ``failed`` at the next start. Neither touches the served version.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import uuid
+from pathlib import Path
+from typing import Any
+
+from learner.config import ConfigError
+from learner.round import Promote, RoundContext, run_round
+from learner.settings import LearnerSettings
+from learner.suites import load_probes
+from learner.suites_store import enabled_suites, register_builtin_suites
+from store.db import Database, sync_url
+from store.learner_runs import (
+    acquire_lock,
+    active_run,
+    count_feedback_after,
+    enqueue_run,
+    fail_interrupted,
+    feedback_cursor,
+    next_queued,
+    release_lock,
+    update_run,
+)
+from store.models import LearnerRun, utcnow
+
+log = logging.getLogger(__name__)
+
+LOCK = "round"
+JOB_ID = "perennial-learner-round-check"
+_SERVICE: LearnerService | None = None  # the scheduler's job finds the service here
+
+
+class RoundBusy(Exception):
+    """A round is queued or running already."""
+
+    def __init__(self, run: LearnerRun):
+        super().__init__(f"round {run.id} is {run.status}")
+        self.run = run
+
+
+def validate_overrides(settings: LearnerSettings, overrides: dict[str, Any]) -> None:
+    """Raise ConfigError (naming the field) if the round's ES or gate overrides are invalid."""
+    settings.es_config(0, overrides.get("es"))
+    try:
+        settings.thresholds(overrides.get("gate"))
+    except (TypeError, ValueError) as exc:
+        raise ConfigError("gate", str(exc)) from exc
+
+
+async def enqueue_round(db: Database, settings: LearnerSettings, overrides: dict[str, Any],
+                        trigger: str) -> LearnerRun:  # fmt: skip
+    """Queue a round; raise RoundBusy if one is queued or running, ConfigError if invalid."""
+    validate_overrides(settings, overrides)
+    async with db.sessions() as session:
+        busy = await active_run(session)
+        if busy is not None:
+            raise RoundBusy(busy)
+        run = await enqueue_run(session, config={"trigger": trigger, "overrides": overrides})
+        await session.commit()
+        return run
+
+
+async def scheduled_check() -> None:
+    """The scheduler's job: queue a round if enough new feedback arrived and none is active."""
+    if _SERVICE is not None:
+        await _SERVICE.check_feedback()
+
+
+class LearnerService:
+    """Owns the runner loop, the scheduler and the learner engine of one process."""
+
+    def __init__(self, db: Database, settings: LearnerSettings, base_dir: Path, promote: Promote,
+                 *, schedule: bool = True):  # fmt: skip
+        self.db = db
+        self.settings = settings
+        self.base_dir = base_dir
+        self.promote = promote
+        self.schedule = schedule
+        self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.engine: Any = None
+        self.running: int | None = None
+        self._loop_task: asyncio.Task | None = None
+        self._scheduler: Any = None
+        self._probes = load_probes()
+
+    async def start(self) -> None:
+        global _SERVICE
+        async with self.db.sessions() as session:
+            failed = await fail_interrupted(session, reason="interrupted: the learner stopped mid-round")
+            await session.commit()
+        if failed:
+            log.warning("marked %d interrupted round(s) failed", failed)
+        await register_builtin_suites(self.db)
+        _SERVICE = self
+        self._loop_task = asyncio.create_task(self._loop(), name="learner-loop")
+        if self.schedule and (self.settings.learner_interval_s or self.settings.learner_cron):
+            self._start_scheduler()
+
+    def _start_scheduler(self) -> None:
+        from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+        from apscheduler.schedulers.asyncio import AsyncIOScheduler
+        from apscheduler.triggers.cron import CronTrigger
+        from apscheduler.triggers.interval import IntervalTrigger
+
+        s = self.settings
+        url = sync_url(s.resolved_database_url).render_as_string(hide_password=False)
+        scheduler = AsyncIOScheduler(jobstores={"default": SQLAlchemyJobStore(url=url)})
+        trigger = (CronTrigger.from_crontab(s.learner_cron) if s.learner_cron
+                   else IntervalTrigger(seconds=s.learner_interval_s))  # fmt: skip
+        scheduler.add_job("learner.service:scheduled_check", trigger, id=JOB_ID,
+                          replace_existing=True, coalesce=True, max_instances=1,
+                          misfire_grace_time=max(60, int(s.learner_interval_s or 60)))  # fmt: skip
+        scheduler.start()
+        self._scheduler = scheduler
+        log.info("learner schedule: %s", s.learner_cron or f"every {s.learner_interval_s:.0f} s")
+
+    async def check_feedback(self) -> LearnerRun | None:
+        async with self.db.sessions() as session:
+            if await active_run(session) is not None:
+                return None
+            new = await count_feedback_after(session, after_seq=await feedback_cursor(session))
+        if new < self.settings.learner_min_feedback:
+            log.info("scheduled check: %d new feedback < %d; no round", new, self.settings.learner_min_feedback)
+            return None
+        with contextlib.suppress(RoundBusy):
+            return await enqueue_round(self.db, self.settings, {}, trigger="schedule")
+        return None
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                await self._run_next()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - the loop must survive anything
+                log.exception("learner loop error")
+            await asyncio.sleep(self.settings.learner_poll_s)
+
+    async def _run_next(self) -> None:
+        async with self.db.sessions() as session:
+            run = await next_queued(session)
+            if run is None:
+                return
+            if not await acquire_lock(session, name=LOCK, holder=self.holder,
+                                      ttl_s=self.settings.learner_lock_ttl_s):  # fmt: skip
+                return
+        heartbeat = asyncio.create_task(self._heartbeat())
+        try:
+            await self._execute(run)
+        finally:
+            heartbeat.cancel()
+            async with self.db.sessions() as session:
+                await release_lock(session, name=LOCK, holder=self.holder)
+
+    async def _heartbeat(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.learner_lock_ttl_s / 3)
+            async with self.db.sessions() as session:
+                await acquire_lock(session, name=LOCK, holder=self.holder, ttl_s=self.settings.learner_lock_ttl_s)
+
+    async def _execute(self, run: LearnerRun) -> None:
+        self.running = run.id
+        async with self.db.sessions() as session:
+            await update_run(session, run_id=run.id, status="running", started_at=utcnow())
+            await session.commit()
+        values: dict[str, Any]
+        try:
+            engine = await self._ensure_engine()
+            ctx = RoundContext(self.db, engine, self.settings, self.base_dir,
+                               lambda: enabled_suites(self.db), self._probes, self.promote)  # fmt: skip
+            outcome = await run_round(ctx, run.id, (run.config or {}).get("overrides") or {})
+            values = {"status": "succeeded", "decision": outcome.decision}
+            log.info("round %d: %s %s", run.id, outcome.decision, outcome.candidate)
+        except asyncio.CancelledError:
+            values = {"status": "failed", "error": "cancelled: the learner is shutting down"}
+            raise
+        except Exception as exc:  # noqa: BLE001 - a failed round leaves serving untouched
+            log.exception("round %d failed", run.id)
+            values = {"status": "failed", "error": f"{type(exc).__name__}: {exc}"[:4000]}
+        finally:
+            self.running = None
+            async with self.db.sessions() as session:
+                await update_run(session, run_id=run.id, finished_at=utcnow(), **values)
+                await session.commit()
+
+    async def _ensure_engine(self) -> Any:
+        from learner.engine.handle import LearnerEngine
+
+        engine = self.engine
+        if engine is not None and engine.supervisor is not None and engine.supervisor.pid is None:
+            log.warning("the learner engine died; starting a new one")
+            await engine.close()
+            engine = None
+        if engine is None:
+            s = self.settings
+            engine = await LearnerEngine.start(
+                self.base_dir, base_dir=self.base_dir, log_file=s.data_dir / "logs" / "learner-engine.log",
+                extra_args=s.learner_engine_args, start_timeout_s=s.learner_engine_start_timeout_s,
+            )  # fmt: skip
+            self.engine = engine
+        return engine
+
+    async def stop(self) -> None:
+        global _SERVICE
+        if self._scheduler is not None:
+            self._scheduler.shutdown(wait=False)
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loop_task
+        if self.engine is not None:
+            await self.engine.close()
+        if _SERVICE is self:
+            _SERVICE = None

@@ -1,0 +1,139 @@
+"""Settings of the learner: schedule, round sizes, ES defaults, gate thresholds.
+
+Read from ``PERENNIAL_*`` environment variables (or ``.env``), like the gateway's settings.
+In the embedded default the gateway builds these too and runs the learner in its own process
+(``PERENNIAL_LEARNER_MODE=embedded``); in production ``perennial learner`` runs it alone and
+the gateway is told ``PERENNIAL_LEARNER_MODE=external``. ``data_dir``, ``database_url`` and
+``model_dir`` mean the same as in the gateway's settings (both must agree). No other learner
+module reads ``os.environ``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from learner.config import ESConfig
+from learner.gate import Thresholds
+
+
+class LearnerSettings(BaseSettings):
+    """One typed configuration of the learner (the scheduler, rounds, the learner engine)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="PERENNIAL_", env_file=".env", extra="ignore", validate_default=True
+    )
+
+    # --- shared with the gateway ----------------------------------------------------------------
+    data_dir: Path = Field(Path(".perennial"), description="As the gateway's (versions live here).")
+    database_url: SecretStr | None = Field(None, description="As the gateway's.")
+    model_dir: Path | None = Field(None, description="As the gateway's: the base model.")
+
+    # --- where the learner runs and when -------------------------------------------------------
+    learner_mode: Literal["embedded", "external", "off"] = Field(
+        "embedded",
+        description="embedded: rounds run inside `perennial serve`; external: a separate "
+        "`perennial learner` process runs them (the gateway only queues them); off: no rounds.",
+    )
+    learner_interval_s: float = Field(
+        600.0, ge=0, description="Seconds between scheduled round checks (0: no schedule)."
+    )
+    learner_cron: str | None = Field(
+        None, description="A crontab expression for round checks instead of the interval."
+    )
+    learner_min_feedback: int = Field(
+        16, ge=1, description="New feedback items needed before a scheduled round runs."
+    )
+    learner_max_feedback: int = Field(2000, ge=1, description="Most feedback items one round uses.")
+    learner_heldout_fraction: float = Field(
+        0.25, gt=0, lt=1, description="Share of a round's items held out to measure target gain."
+    )
+    learner_poll_s: float = Field(2.0, gt=0, description="How often the runner looks for queued rounds.")
+    learner_lock_ttl_s: float = Field(
+        120.0, gt=5, description="Round lock lifetime; renewed while a round runs."
+    )
+
+    # --- ES defaults of a round (an admin trigger may override per round) ----------------------
+    learner_preset: Literal["paper", "cpu"] = Field("cpu", description="ES preset (see learner/config.py).")
+    learner_iterations: int | None = Field(None, ge=1, description="ES iterations per round.")
+    learner_population: int | None = Field(None, ge=2, description="ES population N (even).")
+    learner_sigma: float | None = Field(None, gt=0, description="ES noise scale.")
+    learner_alpha: float | None = Field(None, gt=0, description="ES learning rate.")
+    learner_awd_lambda: float | None = Field(10.0, ge=0, description="AWD strength (0: plain ES).")
+    learner_awd_kind: Literal["l1", "l2"] = Field("l2", description="AWD form.")
+    learner_minibatch: int | None = Field(None, ge=1, description="Items scored per iteration.")
+    learner_max_tokens: int | None = Field(None, ge=1, description="Generation budget per item.")
+    learner_seed: int = Field(0, description="Base seed; each round adds its run id.")
+
+    # --- the learner engine --------------------------------------------------------------------
+    learner_engine_args: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Extra vLLM arguments of the learner engine, comma-separated."
+    )
+    learner_engine_start_timeout_s: float = Field(900.0, gt=0, description="Learner engine start wait.")
+
+    # --- the gate ------------------------------------------------------------------------------
+    gate_min_gain: float = Field(0.01, description="Held-out target gain needed (verifier score).")
+    gate_min_likelihood_gain: float = Field(
+        0.0, description="Held-out gain needed when a round has only rated replies (nats/token)."
+    )
+    gate_tolerance: float = Field(0.03, description="Most a suite may drop below the incumbent.")
+    gate_max_total_drop: float = Field(0.05, description="Most a suite may drop below the base.")
+    gate_max_kl: float = Field(0.05, description="Most mean KL(candidate || base), nats/token.")
+    gate_suite_max_items: int = Field(
+        0, ge=0, description="Score at most this many items per suite (0: all; for quick tests)."
+    )
+    gate_kl_samples: int = Field(2, ge=1, description="Sampled continuations per probe prompt.")
+    gate_kl_max_tokens: int = Field(32, ge=1, description="Length of each probe continuation.")
+
+    # --- an external learner promotes through the gateway --------------------------------------
+    gateway_url: str | None = Field(
+        None, description="External learner: the gateway whose admin API promotes candidates."
+    )
+    admin_key: SecretStr | None = Field(None, description="As the gateway's: the admin key.")
+
+    @field_validator("learner_engine_args", mode="before")
+    @classmethod
+    def _csv(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("data_dir")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @property
+    def versions_dir(self) -> Path:
+        return self.data_dir / "versions"
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url is not None:
+            return self.database_url.get_secret_value()
+        return f"sqlite:///{self.data_dir / 'perennial.db'}"
+
+    def es_config(self, run_id: int, overrides: dict[str, Any] | None = None) -> ESConfig:
+        """The round's ES config: preset, then these settings, then the admin's overrides."""
+        values = {
+            "iterations": self.learner_iterations, "population": self.learner_population,
+            "sigma": self.learner_sigma, "alpha": self.learner_alpha,
+            "awd_lambda": self.learner_awd_lambda, "awd_kind": self.learner_awd_kind,
+            "minibatch": self.learner_minibatch, "max_tokens": self.learner_max_tokens,
+            "seed": self.learner_seed + run_id,
+        }  # fmt: skip
+        values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+        return ESConfig.preset(self.learner_preset, **values)
+
+    def thresholds(self, overrides: dict[str, Any] | None = None, *, rated_only: bool = False) -> Thresholds:
+        values = {
+            "min_gain": self.gate_min_likelihood_gain if rated_only else self.gate_min_gain,
+            "tolerance": self.gate_tolerance,
+            "max_total_drop": self.gate_max_total_drop,
+            "max_kl": self.gate_max_kl,
+        }
+        values.update({k: float(v) for k, v in (overrides or {}).items() if v is not None})
+        return Thresholds(**values)
