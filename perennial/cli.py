@@ -4,6 +4,7 @@
     perennial model prepare [--data-dir D]                  # convert the bundled model once
     perennial ingest [--consumers N]                        # persist the Redis ingest stream
     perennial learn --model DIR --items FILE --out DIR      # ES + AWD run -> snapshot
+    perennial learner [--data-dir D]                        # production: rounds + scheduler
 
 Every option also has a ``PERENNIAL_*`` environment variable (see .env.example); flags win.
 """
@@ -17,11 +18,13 @@ import click
 from pydantic import ValidationError
 
 
-def _settings(**overrides):
-    from server.settings import Settings
+def _settings(cls=None, **overrides):
+    """Validated settings (the gateway's unless ``cls``); flags override the environment."""
+    if cls is None:
+        from server.settings import Settings as cls
 
     try:
-        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+        return cls(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as exc:
         for error in exc.errors():
             field = ".".join(str(p) for p in error["loc"])
@@ -45,6 +48,17 @@ def serve(host, port, data_dir, model_dir, engine_url) -> None:
     from server.main import serve as run
 
     run(_settings(host=host, port=port, data_dir=data_dir, model_dir=model_dir, engine_url=engine_url))
+
+
+@main.command("learner")
+@click.option("--data-dir", type=click.Path(path_type=Path), help="State directory (PERENNIAL_DATA_DIR).")
+@click.option("--gateway-url", help="Gateway that promotes candidates (PERENNIAL_GATEWAY_URL).")
+def learner_process(data_dir, gateway_url) -> None:
+    """Run learner rounds and their scheduler as their own process (production)."""
+    from learner.main import main as run
+    from learner.settings import LearnerSettings
+
+    run(_settings(LearnerSettings, data_dir=data_dir, gateway_url=gateway_url))
 
 
 @main.group()
