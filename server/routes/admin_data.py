@@ -4,7 +4,8 @@
         one page, newest first by default: {"object": "list", "data": [...], "first_id",
         "last_id", "has_more"}; pass ``after=<last_id>`` for the next page
     GET /admin/interactions/export?since=&until=&version=&has_feedback=&caller=
-        every match, oldest first, as JSONL (one interaction per line, feedback nested)
+        every match in stored order (oldest first, give or take concurrent writes), as JSONL:
+        one interaction per line, its feedback nested
     GET /admin/store    ingest state: mode, Redis up, queue depths, consumer counters
 
 ``since``/``until``: ISO 8601 (UTC unless an offset is given) or UNIX seconds.
