@@ -5,6 +5,7 @@
     perennial ingest [--consumers N]                        # persist the Redis ingest stream
     perennial learn --model DIR --items FILE --out DIR      # ES + AWD run -> snapshot
     perennial learner [--data-dir D]                        # production: rounds + scheduler
+    perennial engine [--port P] [--data-dir D]              # production: the serving engine alone
 
 Every option also has a ``PERENNIAL_*`` environment variable (see .env.example); flags win.
 """
@@ -48,6 +49,17 @@ def serve(host, port, data_dir, model_dir, engine_url) -> None:
     from server.main import serve as run
 
     run(_settings(host=host, port=port, data_dir=data_dir, model_dir=model_dir, engine_url=engine_url))
+
+
+@main.command()
+@click.option("--port", type=int, help="Engine port on 127.0.0.1 (PERENNIAL_ENGINE_PORT).")
+@click.option("--data-dir", type=click.Path(path_type=Path), help="State directory (PERENNIAL_DATA_DIR).")
+@click.option("--model-dir", type=click.Path(path_type=Path), help="Serve this HF model directory.")
+def engine(port, data_dir, model_dir) -> None:
+    """Run the supervised vLLM serving engine alone, on loopback (the gateway attaches to it)."""
+    from server.engine.standalone import main as run
+
+    run(_settings(engine_port=port, data_dir=data_dir, model_dir=model_dir))
 
 
 @main.command("learner")

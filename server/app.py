@@ -85,6 +85,7 @@ async def start_engine(app: FastAPI, settings: Settings, stack: AsyncExitStack) 
     swapper = HotSwapper(engine, served, SwapTarget(boot.version, boot.path, boot.engine_checksum))
     versions = VersionService(app.state.db, swapper)
     await attach_boot_version(engine, swapper, versions, boot)
+    engine.on_recovered.append(swapper.reapply)
     app.state.served = served
     app.state.engine = engine
     app.state.swapper = swapper

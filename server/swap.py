@@ -124,6 +124,13 @@ class HotSwapper:
                 timings={"checksum_s": loaded["seconds"], "verify_s": time.perf_counter() - t_resumed},
             )
 
+    async def reapply(self) -> SwapReport | None:
+        """Load the current version again if the engine does not hold it (it restarted)."""
+        if await self.client.weight_version() == self.current.version:
+            return None
+        log.warning("engine does not hold %s; loading it again", self.current.version)
+        return await self.swap(self.current)
+
     async def _check_files(self, target: SwapTarget) -> None:
         """Before pausing: the snapshot exists and its files hash to the recorded sha256."""
         if not any(Path(target.path).glob("*.safetensors")):

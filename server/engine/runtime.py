@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 
 from server.engine.client import EngineClient
 from server.engine.supervisor import EngineState, EngineSupervisor
@@ -24,6 +25,9 @@ class EngineRuntime:
         self.supervisor = supervisor
         self._external_ok = False
         self._probe: asyncio.Task | None = None
+        # Awaited when an external engine answers again after being down (it restarted and
+        # holds its start-up weights): the gateway puts the serving version back.
+        self.on_recovered: list[Callable[[], Awaitable[object]]] = []
 
     @property
     def ready(self) -> bool:
@@ -49,6 +53,12 @@ class EngineRuntime:
             ok = await self.client.healthy()
             if ok != self._external_ok:
                 log.warning("external engine is %s", "back" if ok else "unreachable")
+            if ok and not self._external_ok:
+                for callback in self.on_recovered:
+                    try:
+                        await callback()
+                    except Exception:  # noqa: BLE001 - keep probing; the next recovery retries
+                        log.exception("restoring the serving version on the engine failed")
             self._external_ok = ok
 
     async def stop(self) -> None:
