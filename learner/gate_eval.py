@@ -75,6 +75,9 @@ async def cached_suite_scores(
         for suite in missing:
             result = measured[suite.name]
             scores[suite.name] = result.score
+            if result.failed:  # an engine hiccup is not a score worth keeping
+                log.warning("%s on %s: %d items failed; not cached", model_version, suite.name, result.failed)
+                continue
             await store_score(session, suite=suite.name, suite_version=str(suite.version),
                               sha256=suite.sha256, model_version=model_version, score=result.score,
                               n=result.n, details={"failed": result.failed, "wall_s": result.wall_s})  # fmt: skip

@@ -19,6 +19,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from learner.config import ESConfig
 from learner.gate import Thresholds
 
+_GATE = Thresholds()
+
 
 class LearnerSettings(BaseSettings):
     """One typed configuration of the learner (the scheduler, rounds, the learner engine)."""
@@ -75,13 +77,14 @@ class LearnerSettings(BaseSettings):
     learner_engine_start_timeout_s: float = Field(900.0, gt=0, description="Learner engine start wait.")
 
     # --- the gate ------------------------------------------------------------------------------
-    gate_min_gain: float = Field(0.01, description="Held-out target gain needed (verifier score).")
+    # Defaults are learner.gate.Thresholds' (calibrated there; see its docstring).
+    gate_min_gain: float = Field(_GATE.min_gain, description="Held-out target gain needed (verifier score).")
     gate_min_likelihood_gain: float = Field(
         0.0, description="Held-out gain needed when a round has only rated replies (nats/token)."
     )
-    gate_tolerance: float = Field(0.03, description="Most a suite may drop below the incumbent.")
-    gate_max_total_drop: float = Field(0.05, description="Most a suite may drop below the base.")
-    gate_max_kl: float = Field(0.05, description="Most mean KL(candidate || base), nats/token.")
+    gate_tolerance: float = Field(_GATE.tolerance, description="Most a suite may drop below the incumbent.")
+    gate_max_total_drop: float = Field(_GATE.max_total_drop, description="Most a suite may drop below the base.")
+    gate_max_kl: float = Field(_GATE.max_kl, description="Most mean KL(candidate || base), nats/token.")
     gate_suite_max_items: int = Field(
         0, ge=0, description="Score at most this many items per suite (0: all; for quick tests)."
     )

@@ -123,7 +123,8 @@ class ServingWorkerExtension:
         vLLM repacks the weights for its kernels as it loads them, so this is the only correct
         way to change weights on CPU (``named_parameters`` there hold only a fraction of the
         model). Refuses a snapshot whose tensors differ in name, shape or dtype from the model
-        the engine started with. Returns the timing and the new checksum.
+        the engine started with. Returns the timing; the checksum is a separate call, so the
+        caller can take it after resuming the engine.
         """
         directory = Path(path)
         if self._perennial_layout is None:
@@ -135,9 +136,7 @@ class ServingWorkerExtension:
             raise ValueError(f"snapshot does not match the served model's layout (e.g. {missing})")
         started = time.perf_counter()
         retied = reload_in_place(self, weights_path=str(directory), is_checkpoint_format=True)
-        loaded = time.perf_counter() - started
-        result = self.perennial_weights_checksum()
-        return {"load_seconds": loaded, **result, "path": str(directory), "retied": retied}
+        return {"load_seconds": time.perf_counter() - started, "path": str(directory), "retied": retied}
 
 
 class EngineRPCError(RuntimeError):
