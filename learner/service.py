@@ -22,6 +22,7 @@ import logging
 import os
 import socket
 import uuid
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,7 @@ from store.learner_runs import (
     enqueue_run,
     fail_interrupted,
     feedback_cursor,
+    list_runs,
     next_queued,
     release_lock,
     update_run,
@@ -139,6 +141,10 @@ class LearnerService:
         async with self.db.sessions() as session:
             if await active_run(session) is not None:
                 return None
+            last = (await list_runs(session, limit=1) or [None])[0]
+            backoff = timedelta(seconds=self.settings.learner_failure_backoff_s)
+            if last is not None and last.status == "failed" and last.finished_at and utcnow() - last.finished_at < backoff:
+                return None  # a failing learner must not retry on every tick
             new = await count_feedback_after(session, after_seq=await feedback_cursor(session))
         if new < self.settings.learner_min_feedback:
             log.info("scheduled check: %d new feedback < %d; no round", new, self.settings.learner_min_feedback)

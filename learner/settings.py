@@ -53,6 +53,9 @@ class LearnerSettings(BaseSettings):
     learner_heldout_fraction: float = Field(
         0.25, gt=0, lt=1, description="Share of a round's items held out to measure target gain."
     )
+    learner_failure_backoff_s: float = Field(
+        600.0, ge=0, description="After a failed round, scheduled checks wait this long."
+    )
     learner_poll_s: float = Field(2.0, gt=0, description="How often the runner looks for queued rounds.")
     learner_lock_ttl_s: float = Field(
         120.0, gt=5, description="Round lock lifetime; renewed while a round runs."

@@ -1,0 +1,54 @@
+"""The scheduler queues a round only once enough new feedback arrived; the job lives in the
+database's APScheduler job store; a round that cannot start its engine fails cleanly."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+
+import httpx
+import pytest
+
+from tests.conftest import ADMIN_KEY
+from tests.integration.test_online_loop import chat, post
+from tests.support.server import start_server
+
+pytestmark = pytest.mark.integration
+
+ADMIN = {"authorization": f"Bearer {ADMIN_KEY}"}
+
+
+def rounds(gateway) -> list[dict]:
+    return httpx.get(gateway.url + "/admin/learner/rounds", headers=ADMIN, timeout=30).json()["data"]
+
+
+def test_scheduled_round_needs_enough_feedback(engine_url, model_dir, tmp_path):
+    env = {"PERENNIAL_MODEL_DIR": str(model_dir), "PERENNIAL_ENGINE_URL": engine_url,
+           "PERENNIAL_ADMIN_KEY": ADMIN_KEY, "PERENNIAL_LEARNER_INTERVAL_S": "2",
+           "PERENNIAL_LEARNER_MIN_FEEDBACK": "3",
+           # the learner engine cannot start: the round must fail without touching serving
+           "PERENNIAL_LEARNER_ENGINE_ARGS": "--no-such-vllm-flag"}  # fmt: skip
+    gateway = start_server(tmp_path / "sched", env, timeout=180)
+    try:
+        for i in range(2):
+            cid, _, _ = chat(gateway, f"What is {i} + 5?")
+            post(gateway, "/v1/feedback", {"completion_id": cid, "label": "up"}, headers={})
+        time.sleep(8)  # several scheduler ticks
+        assert rounds(gateway) == []
+
+        cid, _, _ = chat(gateway, "What is 9 + 5?")
+        post(gateway, "/v1/feedback", {"completion_id": cid, "label": "down"}, headers={})
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not [r for r in rounds(gateway) if r["status"] == "failed"]:
+            time.sleep(1)
+        runs = rounds(gateway)
+        assert len(runs) == 1 and runs[0]["trigger"] == "schedule", runs
+        assert runs[0]["status"] == "failed" and runs[0]["error"]
+        assert httpx.get(gateway.url + "/health").json()["version"] == "base"
+        with sqlite3.connect(tmp_path / "sched" / "perennial.db") as db:
+            jobs = db.execute("SELECT id FROM apscheduler_jobs").fetchall()
+        assert jobs == [("perennial-learner-round-check",)]
+        time.sleep(6)  # a failed round consumed nothing, but is not retried on every tick
+        assert len(rounds(gateway)) == 1
+    finally:
+        gateway.stop()
