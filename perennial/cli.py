@@ -6,6 +6,7 @@
     perennial learn --model DIR --items FILE --out DIR      # ES + AWD run -> snapshot
     perennial learner [--data-dir D]                        # production: rounds + scheduler
     perennial engine [--port P] [--data-dir D]              # production: the serving engine alone
+    perennial chat | feedback | versions | promote | rollback | runs | suites  # clients (--url)
 
 Every option also has a ``PERENNIAL_*`` environment variable (see .env.example); flags win.
 """
@@ -35,7 +36,13 @@ def _settings(cls=None, **overrides):
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
-    """Perennial: an online continual-learning server for LLMs."""
+    """Perennial: an online continual-learning server for LLMs.
+
+    Client commands (chat, feedback, versions, promote, rollback, runs, suites) talk to a running
+    gateway: --url / PERENNIAL_URL, --api-key / PERENNIAL_API_KEY, --admin-key /
+    PERENNIAL_ADMIN_KEY. Exit codes: 0 ok; 1 the server answered an error (or a round failed);
+    2 usage error; 3 cannot connect to the server; 4 timed out.
+    """
 
 
 @main.command()
@@ -157,6 +164,11 @@ def learn(model_dir, items_path, out_dir, config_path, preset, base_dir, heldout
     except (ConfigError, ItemError, ValueError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"{out_dir / 'snapshot'}  sha256={meta['sha256']}")
+
+
+from clients.cli import register as register_client_commands  # noqa: E402  (loads no SDK yet)
+
+register_client_commands(main)
 
 
 if __name__ == "__main__":

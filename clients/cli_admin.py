@@ -1,0 +1,241 @@
+"""The ``perennial`` admin commands (admin key): versions, promote, rollback, runs, suites.
+
+    perennial versions [VERSION] [--limit N]
+    perennial promote VERSION [--force --reason TEXT]
+    perennial rollback [--to VERSION] [--reason TEXT]
+    perennial runs list | show ROUND | trigger [--iterations K ...] [--wait] | wait ROUND
+    perennial suites list [--model-version V] | add FILE [--name N] | remove NAME [--version V]
+
+Shared options, errors and exit codes: ``clients/cli.py``.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from clients.cli import EXIT_API, ClientCommand, ClientGroup, admin_options, connect, emit
+from clients.models import Round
+
+
+@click.command(cls=ClientCommand)
+@click.argument("version", required=False)
+@click.option("--limit", type=click.IntRange(1, 1000), default=200, show_default=True)
+@admin_options
+def versions(version, limit, url, timeout, as_json, admin_key) -> None:
+    """List model versions with their gate decisions ('*' = serving), or show VERSION."""
+    from clients.render import version_detail, versions_table
+
+    with connect(url, timeout, admin_key=admin_key) as client:
+        if version:
+            one = client.admin.version(version)
+            emit(one, as_json, lambda: version_detail(one))
+        else:
+            listing = client.admin.versions(limit)
+            emit(listing, as_json, lambda: versions_table(listing.data))
+
+
+def _swap_line(result) -> str:
+    seconds = result.swap.get("pause_to_resume_s")
+    pause = f"; engine paused {seconds:.2f} s" if isinstance(seconds, int | float) else ""
+    return f"now serving {result.serving} (was {result.previous}){pause}"
+
+
+@click.command(cls=ClientCommand)
+@click.argument("version")
+@click.option("--force", is_flag=True, help="Promote even if the gate did not approve it.")
+@click.option("--reason", help="Why (required with --force; kept in the audit log).")
+@admin_options
+def promote(version, force, reason, url, timeout, as_json, admin_key) -> None:
+    """Serve VERSION (hot swap); refused with 409 unless the gate approved it or --force."""
+    if force and not (reason or "").strip():
+        raise click.UsageError("--force needs --reason (it goes into the audit log)")
+    with connect(url, timeout, admin_key=admin_key) as client:
+        result = client.admin.promote(version, force=force, reason=reason)
+    emit(result, as_json, lambda: _swap_line(result))
+
+
+@click.command(cls=ClientCommand)
+@click.option("--to", "to", help="A promoted version (default: the one served before).")
+@click.option("--reason", help="Why (kept in the audit log).")
+@admin_options
+def rollback(to, reason, url, timeout, as_json, admin_key) -> None:
+    """Serve an earlier promoted version again (hot swap)."""
+    with connect(url, timeout, admin_key=admin_key) as client:
+        result = client.admin.rollback(to=to, reason=reason)
+    emit(result, as_json, lambda: _swap_line(result))
+
+
+@click.group(cls=ClientGroup)
+def runs() -> None:
+    """Learner rounds: list, show, trigger (and wait), wait."""
+
+
+@runs.command("list")
+@click.option("--limit", type=click.IntRange(1, 500), default=20, show_default=True)
+@admin_options
+def runs_list(limit, url, timeout, as_json, admin_key) -> None:
+    """Rounds, newest first, with their decisions."""
+    from clients.render import runs_table
+
+    with connect(url, timeout, admin_key=admin_key) as client:
+        rounds = client.admin.runs(limit)
+    emit(rounds, as_json, lambda: runs_table(rounds))
+
+
+@runs.command("show")
+@click.argument("run_id", metavar="ROUND", type=int)
+@admin_options
+def runs_show(run_id, url, timeout, as_json, admin_key) -> None:
+    """One round: phase, gate decision and reasons, per-iteration metrics."""
+    from clients.render import run_detail
+
+    with connect(url, timeout, admin_key=admin_key) as client:
+        run = client.admin.run(run_id)
+    emit(run, as_json, lambda: run_detail(run))
+
+
+class Progress:
+    """Round progress on stderr: a tqdm bar on a terminal, else one line per change."""
+
+    def __init__(self) -> None:
+        self.bar: Any = None
+        self.tty = sys.stderr.isatty()
+
+    def __call__(self, run: Round) -> None:
+        from clients.render import progress_text
+
+        if not self.tty:
+            click.echo(progress_text(run), err=True)
+            return
+        from tqdm import tqdm
+
+        if self.bar is None:
+            self.bar = tqdm(total=run.iterations_total, unit="it", file=sys.stderr, leave=True)
+        if run.iterations_total and self.bar.total != run.iterations_total:
+            self.bar.total = run.iterations_total
+        self.bar.set_description(f"round {run.id} {run.phase}")
+        self.bar.n = run.iterations_done
+        self.bar.refresh()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _wait(client, run_id: int, wait_timeout: float, poll: float, as_json: bool) -> None:
+    """Wait for a round with progress; exit 1 if it failed."""
+    from clients.render import run_detail
+
+    progress = Progress()
+    try:
+        run = client.admin.wait_round(run_id, timeout=wait_timeout, poll_s=poll, on_progress=progress)
+    finally:
+        progress.close()
+    emit(run, as_json, lambda: run_detail(run))
+    if run.status == "failed":
+        click.echo(f"error: round {run.id} failed: {run.error}", err=True)
+        sys.exit(EXIT_API)
+
+
+_wait_options = (
+    click.option("--wait-timeout", type=click.FloatRange(min=0, min_open=True), default=7200.0,
+                 show_default=True, help="Seconds to wait for the round (exit 4 after)."),
+    click.option("--poll", type=click.FloatRange(min=0.1), default=2.0, show_default=True,
+                 help="Seconds between progress polls."),
+)  # fmt: skip
+
+
+def _with_wait_options(fn):
+    for option in reversed(_wait_options):
+        fn = option(fn)
+    return fn
+
+
+@runs.command("trigger")
+@click.option("--iterations", type=click.IntRange(1), help="ES iterations (K).")
+@click.option("--population", type=click.IntRange(2), help="Population size (N).")
+@click.option("--sigma", type=float, help="Noise scale.")
+@click.option("--alpha", type=float, help="Learning rate.")
+@click.option("--awd-lambda", type=click.FloatRange(0), help="AWD strength (0 = plain ES).")
+@click.option("--awd", type=click.Choice(["l1", "l2"]), help="AWD form.")
+@click.option("--minibatch", type=click.IntRange(1), help="Items per fitness evaluation.")
+@click.option("--max-tokens", type=click.IntRange(1), help="Tokens per generation.")
+@click.option("--gate-min-gain", type=float, help="Gate: minimum held-out target gain.")
+@click.option("--gate-tolerance", type=float, help="Gate: allowed drop of a suite vs the incumbent.")
+@click.option("--gate-max-total-drop", type=float, help="Gate: allowed drop of a suite vs the base.")
+@click.option("--gate-max-kl", type=float, help="Gate: maximum KL(candidate || base).")
+@click.option("--wait", is_flag=True, help="Wait for the round, with a progress bar.")
+@_with_wait_options
+@admin_options
+def runs_trigger(wait, wait_timeout, poll, url, timeout, as_json, admin_key, **overrides) -> None:
+    """Queue a learner round now (409 while one is active); --wait follows it to the end."""
+    gate = {k.removeprefix("gate_"): overrides.pop(k) for k in list(overrides) if k.startswith("gate_")}
+    with connect(url, timeout, admin_key=admin_key) as client:
+        run = client.admin.trigger_round(gate=gate, **overrides)
+        if not wait:
+            emit(run, as_json, lambda: f"round {run.id} {run.status}")
+            return
+        click.echo(f"round {run.id} {run.status}", err=True)
+        _wait(client, run.id, wait_timeout, poll, as_json)
+
+
+@runs.command("wait")
+@click.argument("run_id", metavar="ROUND", type=int)
+@_with_wait_options
+@admin_options
+def runs_wait(run_id, wait_timeout, poll, url, timeout, as_json, admin_key) -> None:
+    """Wait for a round to finish, with a progress bar; exit 1 if it failed."""
+    with connect(url, timeout, admin_key=admin_key) as client:
+        _wait(client, run_id, wait_timeout, poll, as_json)
+
+
+@click.group(cls=ClientGroup)
+def suites() -> None:
+    """Prior-capability suites the gate scores: list, add, remove."""
+
+
+@suites.command("list")
+@click.option("--model-version", help="Also show this version's cached scores.")
+@admin_options
+def suites_list(model_version, url, timeout, as_json, admin_key) -> None:
+    """Registered suites (disabled ones too)."""
+    from clients.render import table
+
+    with connect(url, timeout, admin_key=admin_key) as client:
+        rows = client.admin.suites(model_version)
+    headers = ["SUITE", "VERSION", "SKILL", "SOURCE", "ITEMS", "ENABLED"] + (["SCORE"] if model_version else [])
+    emit(rows, as_json, lambda: table(headers, [
+        [s.name, s.version, s.skill, s.source, s.items, s.enabled] + ([s.score] if model_version else [])
+        for s in rows]))  # fmt: skip
+
+
+@suites.command("add")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--name", help="Default: the file's header name.")
+@click.option("--version", type=click.IntRange(1), help="Default: the header's, else 1.")
+@admin_options
+def suites_add(path, name, version, url, timeout, as_json, admin_key) -> None:
+    """Upload a suite (PATH: JSONL).
+
+    \b
+    Line 1 (optional): {"suite": {"name": ..., "version": 1, "skill": ...}}
+    Then one item a line: {"id", "prompt" (or "messages"), "reference", "verifier"}
+    """
+    with connect(url, timeout, admin_key=admin_key) as client:
+        suite = client.admin.add_suite(path, name=name, version=version)
+    emit(suite, as_json, lambda: f"suite {suite.name} v{suite.version}: {suite.items} items, enabled")
+
+
+@suites.command("remove")
+@click.argument("name")
+@click.option("--version", help="Only this version (default: every version).")
+@admin_options
+def suites_remove(name, version, url, timeout, as_json, admin_key) -> None:
+    """Stop scoring a suite (disabled; its past scores are kept)."""
+    with connect(url, timeout, admin_key=admin_key) as client:
+        rows = client.admin.remove_suite(name, version=version)
+    emit(rows, as_json, lambda: "disabled " + ", ".join(f"{s.name} v{s.version}" for s in rows))
