@@ -142,7 +142,7 @@ def transformers_arm(model_dir: Path, items: ItemSet, args) -> dict:
             t2 = time.perf_counter()
             add(seed, -sign * SIGMA)  # restore by subtraction, as the original code did
             rows.append({"load_s": (t1 - t0) + (time.perf_counter() - t2), "evaluate_s": t2 - t1})
-    drift = max(float((p - q).abs().max()) for p, q in zip(params, theta0, strict=True))
+    drift = max(float((p.detach() - q).abs().max()) for p, q in zip(params, theta0, strict=True))
     z = zscore(scores)
     t0 = time.perf_counter()
     for seed, c in zip(seeds, (z[0::2] - z[1::2]).tolist(), strict=True):

@@ -188,8 +188,8 @@ def es_step(
         awd_(tensor, theta0[name], alpha, awd_lambda, awd_kind)
         delta = before.sub_(tensor).neg_()
         drift = tensor - theta0[name]
-        upd_sq += float(delta.double().square().sum())
-        drift_sq += float(drift.double().square().sum())
+        upd_sq += float(torch.linalg.vector_norm(delta, dtype=torch.float64)) ** 2
+        drift_sq += float(torch.linalg.vector_norm(drift, dtype=torch.float64)) ** 2
         upd_small += int((delta.abs() < SPARSITY_EPS).sum())
         drift_small += int((drift.abs() < SPARSITY_EPS).sum())
         numel += tensor.numel()
@@ -204,7 +204,7 @@ def es_step(
 
 def l2_distance(a: Params, b: Params) -> float:
     """||a - b||_2 over all tensors (float64 accumulation)."""
-    return math.sqrt(sum(float((a[k] - b[k]).double().square().sum()) for k in a))
+    return math.sqrt(sum(float(torch.linalg.vector_norm(a[k] - b[k], dtype=torch.float64)) ** 2 for k in a))
 
 
 def tensors_sha256(params: Params) -> str:

@@ -7,6 +7,7 @@
     perennial learner [--data-dir D]                        # production: rounds + scheduler
     perennial engine [--port P] [--data-dir D]              # production: the serving engine alone
     perennial chat | feedback | versions | promote | rollback | runs | suites  # clients (--url)
+    perennial simulate --url U --task addition --count N    # simulated users: chats + feedback
 
 Every option also has a ``PERENNIAL_*`` environment variable (see .env.example); flags win.
 """
@@ -154,6 +155,7 @@ def learn(model_dir, items_path, out_dir, config_path, preset, base_dir, heldout
     from learner.learn import learn as run_learn
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per engine request otherwise
     try:
         config = (ESConfig.from_yaml(config_path, **overrides) if config_path
                   else ESConfig.preset(preset, **overrides))  # fmt: skip
@@ -169,6 +171,11 @@ def learn(model_dir, items_path, out_dir, config_path, preset, base_dir, heldout
 from clients.cli import register as register_client_commands  # noqa: E402  (loads no SDK yet)
 
 register_client_commands(main)
+
+
+from clients.simulate_cli import simulate  # noqa: E402  (imports nothing heavy)
+
+main.add_command(simulate)
 
 
 if __name__ == "__main__":
