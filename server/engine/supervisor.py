@@ -130,9 +130,49 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def _die_with_parent() -> None:
-    """Runs in the child before exec: SIGTERM it when the gateway process dies."""
+    """Runs in the child before exec: kill it when the process that started it dies.
+
+    SIGKILL, not SIGTERM: an API server whose engine core had died was seen ignoring SIGTERM.
+    Its own children (engine core, worker) are reaped through the pid file (``reap_stale``).
+    """
     with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def _is_engine_group(pgid: int) -> bool:
+    """Whether process group ``pgid`` still has a member that is a vLLM process."""
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if os.getpgid(int(proc.name)) != pgid:
+                continue
+            cmdline = (proc / "cmdline").read_bytes()
+        except (OSError, ProcessLookupError):
+            continue
+        if b"vllm" in cmdline.lower() or b"VLLM" in cmdline or b"multiprocessing" in cmdline:
+            return True
+    return False
+
+
+def reap_stale(pid_file: Path) -> bool:
+    """Kill the engine process group a previous run recorded in ``pid_file``, if still alive.
+
+    A supervisor that was SIGKILLed cannot stop its engine; the next one on the same data
+    directory cleans up after it. Returns True if something was killed.
+    """
+    try:
+        pgid = int(pid_file.read_text().strip())
+    except (OSError, ValueError):
+        return False
+    killed = False
+    if pgid != os.getpgid(0) and _is_engine_group(pgid):
+        log.warning("killing engine process group %d left by an earlier run", pgid)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, signal.SIGKILL)
+            killed = True
+    pid_file.unlink(missing_ok=True)
+    return killed
 
 
 class EngineSupervisor:
@@ -171,9 +211,14 @@ class EngineSupervisor:
             await asyncio.wait_for(self._ready.wait(), timeout)
         return self._ready.is_set()
 
+    @property
+    def pid_file(self) -> Path:
+        return self.spec.log_file.with_suffix(".pgid")
+
     async def _spawn_and_wait(self) -> None:
         self._ready.clear()
         self.spec.log_file.parent.mkdir(parents=True, exist_ok=True)
+        reap_stale(self.pid_file)
         log_handle = open(self.spec.log_file, "ab")
         log.info("starting engine on %s (log: %s)", self.url, self.spec.log_file)
         started = time.monotonic()
@@ -187,6 +232,7 @@ class EngineSupervisor:
             preexec_fn=_die_with_parent,
         )
         log_handle.close()
+        self.pid_file.write_text(f"{self._proc.pid}\n")  # its own group: pgid == pid
         try:
             await self._wait_healthy(self._proc)
         except BaseException:
@@ -266,3 +312,4 @@ class EngineSupervisor:
             os.killpg(proc.pid, signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=5)
+        self.pid_file.unlink(missing_ok=True)

@@ -103,3 +103,4 @@ def test_engine_command_binds_loopback_and_loads_our_extension(tmp_path):
     assert "--no-enable-prefix-caching" not in cmd
     env = spec.environment()
     assert env["VLLM_SERVER_DEV_MODE"] == "1" and not any(k.startswith("PERENNIAL_") for k in env)
+
