@@ -14,6 +14,12 @@ def test_reap_stale_kills_a_recorded_engine_group_and_only_that(tmp_path):
     # A stand-in "engine" in its own process group, named like vLLM's processes.
     child = subprocess.Popen([sys.executable, "-c", "import time, sys; sys.argv[0]='vllm'; time.sleep(60)",
                               "vllm-stand-in"], start_new_session=True)  # fmt: skip
+    import time
+    from pathlib import Path
+
+    deadline = time.monotonic() + 5  # /proc shows the command line a moment after the spawn
+    while not Path(f"/proc/{child.pid}/cmdline").read_bytes() and time.monotonic() < deadline:
+        time.sleep(0.01)
     pid_file = tmp_path / "engine.pgid"
     pid_file.write_text(f"{child.pid}\n")
     try:
