@@ -50,7 +50,8 @@ def load_tensors(model_dir: Path, dtype: torch.dtype = torch.float32) -> dict[st
         dtype: the dtype to hold them in (fp32 for the ES master).
 
     Returns:
-        ``name -> tensor`` with checkpoint names, sorted by name.
+        ``name -> tensor`` with checkpoint names, sorted by name. Tensors already in ``dtype``
+        are copy-on-write views of the file's memory map (writes never reach the file).
     """
     files = sorted(Path(model_dir).glob("*.safetensors"))
     if not files:

@@ -59,10 +59,10 @@ class ESWorkerExtension:
         mode = str(_parse(load_mode))
         if mode not in LOAD_MODES:
             raise ValueError(f"load_mode must be one of {LOAD_MODES}")
+        # safetensors maps files copy-on-write: theta0 stays file-backed page cache (shared,
+        # reclaimable), the master turns into private memory only as updates write to it.
         self._es_master = load_tensors(Path(master_dir))
-        same = Path(base_dir).resolve() == Path(master_dir).resolve()
-        self._es_base = ({k: v.clone() for k, v in self._es_master.items()} if same
-                         else load_tensors(Path(base_dir)))  # fmt: skip
+        self._es_base = load_tensors(Path(base_dir))
         _check_same_layout(self._es_master, self._es_base)
         self._es_table = NoiseTable(int(_parse(table_size)), int(_parse(table_seed)))
         self._es_source = master_dir
@@ -97,8 +97,9 @@ class ESWorkerExtension:
                 return f"direct load differs from vLLM's loader at {name}"
         self._es_direct = direct
         fp32 = all(t.dtype == torch.float32 for t in direct.targets.values())
-        # fp32 engine: members are written straight into the kernels' buffers (no copy).
-        self._es_out = direct.targets if fp32 else self._es_scratch
+        if fp32:  # members are written straight into the kernels' buffers: no scratch copy
+            self._es_out = direct.targets
+            self._es_scratch = {}
         return None
 
     def _es_commit(self) -> float:

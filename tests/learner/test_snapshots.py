@@ -53,3 +53,13 @@ def test_snapshot_replaces_atomically(tiny_model_dir, tmp_path):
     write_snapshot(out, tensors, tiny_model_dir, {"n": 2})
     assert read_meta(out)["n"] == 2
     assert not (tmp_path / ".snap.tmp").exists()
+
+
+def test_loaded_tensors_are_copy_on_write(tiny_model_dir):
+    # The worker updates its master in place; the parent's file must never change.
+    before = weights_sha256(tiny_model_dir)
+    tensors = load_tensors(tiny_model_dir)
+    for t in tensors.values():
+        t.mul_(3.0)
+    assert weights_sha256(tiny_model_dir) == before
+    assert tensors_sha256(load_tensors(tiny_model_dir)) != tensors_sha256(tensors)
