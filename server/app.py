@@ -27,6 +27,7 @@ from server.model_prep import default_model_name, read_record, resolve_model_dir
 from learner.service import LearnerService
 from learner.settings import LearnerSettings
 from learner.suites_store import register_builtin_suites
+from server.dashboard import router as dashboard_router
 from server.routes import admin, admin_data, feedback, learner, ops, suites, versions
 from server.routes import openai as openai_routes
 from server.serving import ChatService, ServedModel
@@ -156,4 +157,5 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(versions.router)
     app.include_router(learner.router)
     app.include_router(suites.router)
+    app.include_router(dashboard_router)  # the page is keyless; its data needs the admin key
     return app
