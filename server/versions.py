@@ -35,6 +35,8 @@ from store.versions import (
 
 log = logging.getLogger(__name__)
 
+ENGINE_WAIT_S = 300.0  # how long a promotion waits for a restarting serving engine
+
 
 @dataclass
 class BootVersion:
@@ -147,6 +149,9 @@ class VersionService:
             raise APIError(409, "another swap is in progress", code="swap_in_progress")
         if not version.snapshot_path:
             raise APIError(409, f"{version.id} has no snapshot", code="no_snapshot")
+        if not await self.swapper.engine.wait_ready(ENGINE_WAIT_S):  # e.g. restarting after a crash
+            raise APIError(503, "the serving engine is not available; nothing changed",
+                           code="engine_unavailable", headers={"Retry-After": "30"})  # fmt: skip
         previous = self.swapper.current.version
         target = SwapTarget(
             version.id, Path(version.snapshot_path), version.engine_checksum, version.sha256

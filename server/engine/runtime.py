@@ -35,6 +35,15 @@ class EngineRuntime:
             return self.supervisor.state == EngineState.READY
         return self._external_ok
 
+    async def wait_ready(self, timeout_s: float) -> bool:
+        """Wait until the engine is ready (e.g. restarting after a crash); False on timeout."""
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while not self.ready:
+            if asyncio.get_running_loop().time() > deadline:
+                return False
+            await asyncio.sleep(0.5)
+        return True
+
     async def start(self, timeout_s: float) -> None:
         if self.supervisor is not None:
             await self.supervisor.start()

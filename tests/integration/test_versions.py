@@ -62,46 +62,47 @@ def add_version(server, model_dir, tmp_path, version_id: str, *, seed: int, prom
 
 
 def test_promotion_rollback_and_audit(server, client, model_dir, tmp_path):
+    # ids tv1/tv2: rounds earlier in the session may have made v1, v2, ...
     listing = admin(server, "GET", "/admin/versions").json()
     assert listing["serving"] == "base" and [v["id"] for v in listing["data"] if v["serving"]] == ["base"]
     base_out, versions = greedy(client)
     assert versions == {"base"}
 
-    add_version(server, model_dir, tmp_path, "v1", seed=1, promote=False)
-    refused = admin(server, "POST", "/admin/versions/v1/promote")
+    add_version(server, model_dir, tmp_path, "tv1", seed=1, promote=False)
+    refused = admin(server, "POST", "/admin/versions/tv1/promote")
     assert refused.status_code == 409 and refused.json()["error"]["code"] == "gate_not_passed"
     assert "arithmetic dropped" in refused.json()["error"]["message"]
-    no_reason = admin(server, "POST", "/admin/versions/v1/promote", json={"force": True})
+    no_reason = admin(server, "POST", "/admin/versions/tv1/promote", json={"force": True})
     assert no_reason.status_code == 400 and no_reason.json()["error"]["param"] == "reason"
     assert admin(server, "POST", "/admin/versions/v9/promote").status_code == 404
 
-    forced = admin(server, "POST", "/admin/versions/v1/promote", json={"force": True, "reason": "hotfix"})
+    forced = admin(server, "POST", "/admin/versions/tv1/promote", json={"force": True, "reason": "hotfix"})
     assert forced.status_code == 200, forced.text
-    assert forced.json()["serving"] == "v1" and forced.json()["swap"]["pause_to_resume_s"] < 30
+    assert forced.json()["serving"] == "tv1" and forced.json()["swap"]["pause_to_resume_s"] < 30
     v1_out, versions = greedy(client)
-    assert versions == {"v1"} and v1_out != base_out
-    assert httpx.get(server.url + "/health").json()["version"] == "v1"
-    assert client.models.list().data[0].model_extra["version"] == "v1"
+    assert versions == {"tv1"} and v1_out != base_out
+    assert httpx.get(server.url + "/health").json()["version"] == "tv1"
+    assert client.models.list().data[0].model_extra["version"] == "tv1"
 
     back = admin(server, "POST", "/admin/rollback", json={"reason": "regression report"})
     assert back.status_code == 200 and back.json()["serving"] == "base"
     assert greedy(client) == (base_out, {"base"})  # exact outputs of the base again
 
-    add_version(server, model_dir, tmp_path, "v2", seed=2, promote=True)
-    assert admin(server, "POST", "/admin/versions/v2/promote").status_code == 200
-    assert admin(server, "POST", "/admin/rollback", json={"to": "v1"}).json()["serving"] == "v1"
-    assert greedy(client) == (v1_out, {"v1"})  # v1 comes back exactly, checksum verified
-    assert admin(server, "POST", "/admin/rollback", json={"to": "v1"}).status_code == 409
+    add_version(server, model_dir, tmp_path, "tv2", seed=2, promote=True)
+    assert admin(server, "POST", "/admin/versions/tv2/promote").status_code == 200
+    assert admin(server, "POST", "/admin/rollback", json={"to": "tv1"}).json()["serving"] == "tv1"
+    assert greedy(client) == (v1_out, {"tv1"})  # tv1 comes back exactly, checksum verified
+    assert admin(server, "POST", "/admin/rollback", json={"to": "tv1"}).status_code == 409
 
     entries = admin(server, "GET", "/admin/audit").json()["data"]
     actions = [(e["action"], e["target"], e["who"]) for e in reversed(entries)]
-    assert actions[-4:] == [("force_promote", "v1", "admin"), ("rollback", "base", "admin"),
-                            ("promote", "v2", "admin"), ("rollback", "v1", "admin")]  # fmt: skip
+    assert actions[-4:] == [("force_promote", "tv1", "admin"), ("rollback", "base", "admin"),
+                            ("promote", "tv2", "admin"), ("rollback", "tv1", "admin")]  # fmt: skip
     forced_entry = next(e for e in entries if e["action"] == "force_promote")
     assert forced_entry["reason"] == "hotfix" and forced_entry["details"]["from"] == "base"
     versions_now = {v["id"]: v for v in admin(server, "GET", "/admin/versions").json()["data"]}
-    assert versions_now["v1"]["status"] == "promoted" and versions_now["v1"]["serving"]
-    assert versions_now["v2"]["gate"]["promote"] is True
+    assert versions_now["tv1"]["status"] == "promoted" and versions_now["tv1"]["serving"]
+    assert versions_now["tv2"]["gate"]["promote"] is True
 
 
 def test_engine_restart_keeps_serving_the_promoted_version(server, client):
