@@ -217,8 +217,9 @@ class AsyncAdmin:
         """Every matching interaction with its feedback, oldest first, streamed."""
         headers = {"Authorization": f"Bearer {self._c.admin_key}"} if self._c.admin_key else {}
         try:
+            # The client's timeout bounds each read, not the whole export: long exports are fine.
             async with self._c._http.stream("GET", "/admin/interactions/export", headers=headers,
-                                            params=calls.query(filters), timeout=None) as response:  # fmt: skip
+                                            params=calls.query(filters)) as response:
                 if not response.is_success:
                     raise api_error(response.status_code, await response.aread(), response.headers)
                 async for line in response.aiter_lines():

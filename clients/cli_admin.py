@@ -114,7 +114,9 @@ class Progress:
         from tqdm import tqdm
 
         if self.bar is None:
-            self.bar = tqdm(total=run.iterations_total, unit="it", file=sys.stderr, leave=True)
+            self.bar = tqdm(total=run.iterations_total, desc=f"round {run.id} {run.phase}",
+                            bar_format="{l_bar}{bar}| iteration {n_fmt}/{total_fmt} [{elapsed}]",
+                            file=sys.stderr, leave=True)  # fmt: skip
         if run.iterations_total and self.bar.total != run.iterations_total:
             self.bar.total = run.iterations_total
         self.bar.set_description(f"round {run.id} {run.phase}")

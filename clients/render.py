@@ -55,9 +55,9 @@ def gate_summary(gate: GateDecision | None) -> str:
 
 
 def versions_table(versions: Sequence[Version]) -> str:
-    rows = [[("* " if v.serving else "  ") + v.id, v.status, v.parent, gate_summary(v.gate), v.created_at]
+    rows = [["*" if v.serving else "", v.id, v.status, v.parent, gate_summary(v.gate), v.created_at]
             for v in versions]  # fmt: skip
-    return table(["  VERSION", "STATUS", "PARENT", "GATE", "CREATED"], rows)
+    return table(["", "VERSION", "STATUS", "PARENT", "GATE", "CREATED"], rows)
 
 
 def key_values(pairs: Sequence[tuple[str, Any]]) -> str:

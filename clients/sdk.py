@@ -309,8 +309,9 @@ class Admin:
         """Every matching interaction with its feedback, oldest first, streamed (JSONL)."""
         headers = {"Authorization": f"Bearer {self._c.admin_key}"} if self._c.admin_key else {}
         try:
+            # The client's timeout bounds each read, not the whole export: long exports are fine.
             with self._c._http.stream("GET", "/admin/interactions/export", params=calls.query(filters),
-                                      headers=headers, timeout=None) as response:  # fmt: skip
+                                      headers=headers) as response:
                 if not response.is_success:
                     raise api_error(response.status_code, response.read(), response.headers)
                 for line in response.iter_lines():
