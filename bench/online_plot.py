@@ -1,0 +1,210 @@
+"""Forgetting curves and the summary table of bench/online.py, from its JSON.
+
+    .venv/bin/python bench/online_plot.py [bench/results/online.json]
+
+Writes ``<json>.png`` (per arm: the served version's held-out target and prior-suite scores vs
+round, with rejected candidates' suite scores as hollow markers; below, ||theta - theta0|| of
+every ES iteration and KL(candidate || base) per round) and ``<json>.md`` (summary table and
+per-round tables); returns / prints the markdown.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+OVERLAP = "arithmetic"  # the prior suite that shares the target's skill (see bench/online.py)
+GOAL_GAIN, GOAL_PRIOR = 10.0, -1.0  # points: the issue's goal for ES+AWD
+
+
+def pts(x: float | None) -> float | None:
+    return None if x is None else round(100.0 * x, 1)
+
+
+def _kl_of(rounds: list[dict[str, Any]], version: str) -> float | None:
+    return next((r["kl"] for r in rounds if r.get("candidate") == version), 0.0 if version == "base" else None)
+
+
+def disagreement(arm: dict[str, Any]) -> float | None:
+    """Largest |served measurement - gate score| in points over suites scored both ways on the
+    same weights (the base; promoted candidates): the measurement noise floor. Greedy answers on
+    near-ties flip with the batch a request lands in (two engines, different concurrency)."""
+    rounds, pairs = arm["rounds"], []
+    gate_base = next((r["gate_suites"]["base"] for r in rounds if r["gate_suites"]["base"]), {})
+    pairs += [(arm["base"]["suites"].get(s), v) for s, v in gate_base.items()]
+    for r in rounds:
+        if r["decision"] == "promoted":
+            pairs += [(r["served_measure"]["suites"].get(s), v) for s, v in r["gate_suites"]["candidate"].items()]
+    gaps = [abs(pts(a - b)) for a, b in pairs if a is not None]
+    return max(gaps) if gaps else None
+
+
+def summarize(arm: dict[str, Any]) -> dict[str, Any]:
+    """One arm's outcome in points: target gain, per-suite change of the served version, worst
+    served and worst candidate suite change over all rounds, decisions, drift, KL."""
+    base, rounds = arm["base"], arm["rounds"]
+    final = rounds[-1]["served_measure"] if rounds else base
+    delta = {s: pts(final["suites"][s] - b) for s, b in base["suites"].items()}
+    served_worst = min((pts(r["served_measure"]["suites"][s] - b) for r in rounds
+                        for s, b in base["suites"].items()), default=0.0)  # fmt: skip
+    cand = [pts(v - r["gate_suites"]["base"][s]) for r in rounds
+            for s, v in r["gate_suites"]["candidate"].items() if s in r["gate_suites"]["base"]]  # fmt: skip
+    gain = pts(final["target"] - base["target"])
+    others = [d for s, d in delta.items() if s != OVERLAP]
+    served = rounds[-1]["served"] if rounds else "base"
+    return {
+        "rounds": len(rounds), "stopped": arm.get("stopped"),
+        "promoted": sum(r["decision"] == "promoted" for r in rounds),
+        "rejected": sum(r["decision"] == "rejected" for r in rounds),
+        "failed": sum(r["status"] == "failed" for r in rounds),
+        "target_base": pts(base["target"]), "target_final": pts(final["target"]), "target_gain": gain,
+        "target_exact_base": pts(base["target_exact"]), "target_exact_final": pts(final["target_exact"]),
+        "prior_delta": delta, "served_worst_prior_delta": served_worst,
+        "candidate_worst_prior_delta": min(cand) if cand else None,
+        "served": served, "served_drift": rounds[-1]["served_drift"] if rounds else 0.0,
+        "served_kl": _kl_of(rounds, served),
+        "goal_met": gain >= GOAL_GAIN and all(d >= GOAL_PRIOR for d in delta.values()),
+        "goal_met_excluding_overlap": gain >= GOAL_GAIN and all(d >= GOAL_PRIOR for d in others),
+        "same_weights_disagreement": disagreement(arm),
+        "minutes": round(arm["elapsed_s"] / 60, 1),
+    }  # fmt: skip
+
+
+def measured(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The arms that got as far as measuring their base (a failed start has nothing to show)."""
+    return {name: arm for name, arm in results["arms"].items() if "base" in arm and "settings" in arm}
+
+
+def num(x: Any, spec: str = "+.1f") -> str:
+    """A table cell: ``x`` formatted, or n/a."""
+    return "n/a" if x is None else format(x, spec)
+
+
+def table(results: dict[str, Any]) -> str:
+    """The summary table (markdown), one row per arm, numbers in points (0-100)."""
+    arms = measured(results)
+    suites = sorted(next(iter(arms.values()))["base"]["suites"]) if arms else []
+    head = ["arm", "AWD lambda", "gate", "rounds (promoted / rejected / failed)", "target base -> served (gain)",
+            *[f"{s} {'(overlap) ' if s == OVERLAP else ''}change" for s in suites],
+            "worst served prior change", "worst candidate prior change", "KL(served ‖ base)",
+            "‖θ − θ0‖ served", "gate vs served, same weights (max abs diff)", "minutes"]  # fmt: skip
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, arm in arms.items():
+        s, body = summarize(arm), arm["settings"]["round_body"]
+        row = [name, num(body["lambda"], "g"), "on" if arm["settings"]["gate"] else "off",
+               f"{s['rounds']} ({s['promoted']} / {s['rejected']} / {s['failed']})",
+               f"{s['target_base']:.1f} -> {s['target_final']:.1f} ({s['target_gain']:+.1f})",
+               *[num(s["prior_delta"][x]) for x in suites], num(s["served_worst_prior_delta"]),
+               num(s["candidate_worst_prior_delta"]), num(s["served_kl"], ".4f"), num(s["served_drift"], ".2f"),
+               num(s["same_weights_disagreement"], ".1f"), f"{s['minutes']:.1f}"]  # fmt: skip
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+def round_table(name: str, arm: dict[str, Any]) -> str:
+    head = "| round | decision | candidate | gate target (incumbent -> candidate) | served | served target | " \
+           "served suites | KL(cand ‖ base) | ‖θ − θ0‖ cand | minutes | reasons |"
+    lines = [f"### {name}", "", head, "|" + "---|" * 11]
+    base = arm["base"]
+    lines.append(f"| 0 | - | - | - | base | {base['target']:.3f} | "
+                 f"{', '.join(f'{k} {v:.3f}' for k, v in base['suites'].items())} | 0 | 0 | - | - |")  # fmt: skip
+    for r in arm["rounds"]:
+        m, gt = r["served_measure"], r["gate_target"]
+        reasons = "; ".join(r.get("reasons") or [r.get("error") or ""])[:300].replace("||", "‖").replace("|", "/")
+        lines.append(
+            f"| {r['round']} | {r['decision'] or r['status']} | {r['candidate']} | {num(gt['incumbent'], '.3f')} -> "
+            f"{num(gt['candidate'], '.3f')} | {r['served']} | {m['target']:.3f} | "
+            f"{', '.join(f'{k} {v:.3f}' for k, v in m['suites'].items())} | {num(r['kl'], '.4f')} | "
+            f"{num(r['candidate_drift'], '.2f')} | {r['wall_s'] / 60:.1f} | {reasons} |"
+        )  # fmt: skip
+    return "\n".join(lines)
+
+
+def _scores_axis(ax, name: str, arm: dict[str, Any]) -> None:
+    rounds = arm["rounds"]
+    measures = [arm["base"], *[r["served_measure"] for r in rounds]]
+    xs = list(range(len(measures)))
+    ax.plot(xs, [100 * m["target"] for m in measures], "k-o", lw=2.5, label="target (held-out addition)")
+    for i, suite in enumerate(sorted(arm["base"]["suites"])):
+        color = f"C{i}"
+        ax.plot(xs, [100 * m["suites"][suite] for m in measures], "-o", color=color, ms=4, label=suite)
+        rejected = [(r["round"], 100 * r["gate_suites"]["candidate"][suite]) for r in rounds
+                    if r["decision"] == "rejected" and suite in r["gate_suites"]["candidate"]]  # fmt: skip
+        if rejected:
+            ax.plot(*zip(*rejected, strict=True), "o", mfc="none", color=color, ms=8)
+    for r in rounds:
+        if r["decision"] == "rejected":
+            ax.axvspan(r["round"] - 0.15, r["round"] + 0.15, color="red", alpha=0.08)
+    gate = "gate on" if arm["settings"]["gate"] else "gate off"
+    ax.set(title=f"{name} (lambda {arm['settings']['round_body']['lambda']:g}, {gate})", xlabel="round",
+           ylabel="served score (points)", xticks=xs, ylim=(0, 100))  # fmt: skip
+    ax.grid(alpha=0.3)
+
+
+def _drift_axis(ax, arm: dict[str, Any]) -> None:
+    from matplotlib.ticker import MaxNLocator
+
+    offset, parent_drift, kl_x, kl_y = 0, 0.0, [], []
+    for r in arm["rounds"]:
+        its = r["iterations"] or []
+        xs = [offset] + [offset + it["iteration"] + 1 for it in its]
+        ys = [parent_drift] + [it["drift"] for it in its]
+        style = "b-" if r["decision"] == "promoted" else "r:"
+        ax.plot(xs, ys, style, marker=".", lw=1.5)
+        offset += len(its)
+        if r["kl"] is not None:
+            kl_x.append(offset)
+            kl_y.append(r["kl"])
+        parent_drift = r["served_drift"] if r["served_drift"] is not None else parent_drift
+    ax.set(xlabel="ES iteration (all rounds; red dotted: rejected)", ylabel="||theta - theta0||")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    if kl_x:
+        twin = ax.twinx()
+        twin.plot(kl_x, kl_y, "gs", label="KL(candidate || base)")
+        limit = next((r["thresholds"]["max_kl"] for r in arm["rounds"] if r.get("thresholds")), None)
+        if arm["settings"]["gate"] and limit is not None:
+            twin.axhline(limit, color="g", ls="--", lw=0.8)  # the gate's max_kl
+        twin.set_ylim(bottom=0)
+        twin.set_ylabel("KL(candidate || base), nats/token (dashed: max_kl)", color="g")
+
+
+def plot(results: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    arms = measured(results)
+    fig, axes = plt.subplots(2, max(1, len(arms)), figsize=(5.2 * max(1, len(arms)), 8), squeeze=False)
+    for col, (name, arm) in enumerate(arms.items()):
+        _scores_axis(axes[0][col], name, arm)
+        _drift_axis(axes[1][col], arm)
+    axes[0][0].legend(fontsize=7, loc="lower left")
+    fig.suptitle("Learning without forgetting through the public API (hollow: rejected candidates)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def render(results: dict[str, Any], png: Path, md: Path) -> str:
+    """Write the PNG and the markdown file; return the summary table."""
+    summary = table(results)
+    plot(results, png)
+    rounds = "\n\n".join(round_table(n, a) for n, a in measured(results).items())
+    md.write_text(f"## Summary (points, 0-100)\n\n{summary}\n\nCommand: `{results.get('command', '')}`\n\n"
+                  f"## Rounds\n\n{rounds}\n")  # fmt: skip
+    return summary
+
+
+def main() -> None:
+    path = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).parent / "results" / "online.json"
+    results = json.loads(path.read_text())
+    print(render(results, path.with_suffix(".png"), path.with_suffix(".md")))
+
+
+if __name__ == "__main__":
+    main()
