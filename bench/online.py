@@ -1,7 +1,8 @@
 """Learning without forgetting on the running system, driven by simulated users (slow; by hand).
 
-    .venv/bin/python bench/online.py [--arms es,es_awd,es_awd_nogate] [--rounds 3] [--iterations 6]
-        [--feedback-per-round 80] [--awd-lambda 50] [--seed 0] [--budget-minutes 85] [--fresh]
+    .venv/bin/python bench/online.py [--arms es,es_awd,es_awd_nogate] [--rounds 3] [--iterations 4]
+        [--alpha 2e-3] [--awd-lambda 50] [--minibatch 12] [--feedback-per-round 64] [--seed 0]
+        [--budget-minutes 85] [--fresh]
 
 Per arm, a fresh ``perennial serve`` on the embedded default (SQLite, the learner inside the
 gateway, the bundled SmolLM2-135M-Instruct; data in ``bench/.work/online/<arm>``), then:
@@ -21,14 +22,17 @@ gateway, the bundled SmolLM2-135M-Instruct; data in ``bench/.work/online/<arm>``
 Arms (``--arms``, any of): ``es`` (lambda = 0, gate on), ``es_awd`` (``--awd-lambda``, gate on),
 ``es_awd_nogate`` (AWD, every candidate passes: what the gate prevents), ``es_nogate``.
 
-Why ``--awd-lambda 50`` by default (the learner's own default is 10, the paper's value at
-alpha = 5e-4): at the ``cpu`` preset (N = 16, alpha = 4e-3) one ES step moves theta by about
-alpha * sqrt(134.5M / N) = 11.6 in L2, in a nearly random direction. L2 AWD shrinks theta - theta0
-by (1 - alpha * lambda) per step, which bounds that random walk near 11.6 / sqrt(1 - (1 - alpha *
-lambda)^2): about 41 at lambda = 10 (not reached within a few rounds, so it would hardly differ
-from plain ES here) and about 19 at lambda = 50, below the drift (about 22-30) at which the smoke
-run's candidates already exceeded the gate's ``max_kl`` of 0.02. ``--awd-lambda 10`` runs the
-learner's default instead.
+Why ``--alpha 2e-3 --awd-lambda 50`` by default (the ``cpu`` preset has alpha = 4e-3; the
+learner's default lambda is 10, the paper's value at alpha = 5e-4): one ES step at alpha = 4e-3
+moved theta by 15.7 in L2 (``bench/results/learning.json``, N = 16), in a nearly random
+direction, and after two steps (20.8) a prior suite had already lost 6 points; the smoke run's
+candidates exceeded the gate's ``max_kl`` (0.02) at drift 22-30. So the gate lets through about
+one such step. At alpha = 2e-3 a step is about 7.9; L2 AWD shrinks theta - theta0 by
+(1 - alpha * lambda) per step, which bounds the random walk near 7.9 / sqrt(1 - (1 - alpha *
+lambda)^2): about 18 at lambda = 50 (14, 16, 17 after rounds 1-3 of 4 steps), while plain ES
+keeps walking (about 16, 22, 27). At lambda = 10 the bound (about 40) is never reached here and
+the two arms would hardly differ. These are predictions from measured step
+sizes, not results; any setting can be given on the command line.
 
 The target overlaps one prior suite: ``arithmetic`` holds 20 one- and two-digit additions (none
 of the target's pairs). A change there is transfer within the skill, not forgetting of another;
@@ -40,10 +44,13 @@ engine) and through the gateway (serving engine, ``--measure-concurrency`` in fl
 by an item or more per suite; the summary's "gate vs served, same weights" column reports the
 largest such gap seen, which bounds what a 1-point change can mean.
 
-Time (estimated from component timings, not yet an end-to-end quiet run): gateway start 1-2.5
-min, base measurement ~1.5 min, a round ~7 min (6 ES iterations at ~37 s, gate ~2 min, served
-measurement ~1.5 min when a version was promoted), plus the learner engine's start and the
-base's gate scores in an arm's first round (~2-3 min): ~27 min per arm, ~80 min for three.
+Time (estimated from component timings, not an end-to-end quiet run): a member of 12 prompts x
+16 tokens ~3.5 s in float32 on the 2-core AVX2 machine (``bench/results/es_throughput.json``:
+~6 s for 16 prompts at load 10-16), so an iteration of N = 16 ~1 min; a round ~8 min (4
+iterations, gate ~2 min, served measurement ~1.5 min when a version was promoted); per arm the
+gateway start (1-2.5 min), the base measurement (~1.5 min) and, in the first round, the learner
+engine's start and the base's gate scores (~2-3 min): ~30 min per arm, ~88 min for three. The
+budget guard (``--budget-minutes 85``, split evenly) skips a round that would not fit.
 
 Resumable: every step is written to ``bench/.work/online/state.json``; a rerun restarts the
 arm's gateway on its data directory and continues with the next step (the simulated feedback
@@ -54,7 +61,7 @@ has no time left for (recorded as such). Outputs: ``bench/results/online.json``,
 
 Smoke run (~20 min on a busy machine): ``--arms es_awd,es_awd_nogate --rounds 2 --iterations 1
 --population 4 --feedback-per-round 12 --suite-max-items 4 --heldout-items 12 --kl-samples 1
---kl-max-tokens 8 --awd-lambda 10 --work /tmp/online-smoke/work --out /tmp/online-smoke/online_smoke.json``
+--kl-max-tokens 8 --alpha 4e-3 --awd-lambda 10 --work /tmp/online-smoke/work --out /tmp/online-smoke/online_smoke.json``
 (its output is ``bench/results/online_smoke.*``: it proves the pipeline, its numbers mean nothing).
 """
 
@@ -96,7 +103,7 @@ ARMS = {  # name -> (AWD on, gate on)
 RUN_KEYS = ("arms", "rounds", "iterations", "population", "sigma", "alpha", "awd_lambda", "awd_kind",
             "minibatch", "max_tokens", "feedback_per_round", "seed", "suite_max_items", "heldout_items",
             "kl_samples", "kl_max_tokens", "gate_min_gain", "gate_tolerance", "gate_max_total_drop",
-            "gate_max_kl", "rate", "eager", "measure_concurrency")  # fmt: skip
+            "gate_max_kl", "rate", "eager", "measure_concurrency", "served_suites")  # fmt: skip
 
 
 class State:
@@ -192,12 +199,15 @@ class Arm:
     def admin(self) -> dict[str, str]:
         return {"authorization": f"Bearer {ADMIN_KEY}"}
 
-    async def measure(self, version: str) -> dict[str, Any]:
-        """The served version through the gateway (once per version; later rounds reuse it)."""
+    async def measure(self, version: str, with_suites: bool) -> dict[str, Any]:
+        """The served version through the gateway: the held-out target, and the prior suites if
+        asked (once per version; later rounds reuse it)."""
         measures = self.st.setdefault("measures", {})
-        if version not in measures:
+        known = measures.get(version)
+        if known is None or (with_suites and not known["suites"]):
             a, i = self.args, self.inputs
-            found = await measure_served(self.gw.url, API_KEY, self.model, i["heldout"], suites=i["suites"],
+            found = await measure_served(self.gw.url, API_KEY, self.model, i["heldout"],
+                                         suites=i["suites"] if with_suites else {},
                                          max_tokens=a.max_tokens, concurrency=a.measure_concurrency)  # fmt: skip
             if found["version"] != version:
                 raise RuntimeError(f"measured {found['versions']} while {version} should be served")
@@ -271,12 +281,26 @@ class Arm:
         record = {"round": r, **round_record(self.gw.url, ADMIN_KEY, pend["run_id"]),
                   "simulation": pend["simulation"], "interrupted_runs": pend.get("interrupted_runs", [])}  # fmt: skip
         record.update(items=seen.get("items"), es_config=seen.get("config"), loadavg=os.getloadavg())
-        record["served_measure"] = await self.measure(record["served"])
+        via_gateway = self.args.served_suites == "gateway"
+        record["served_measure"] = await self.measure(record["served"], with_suites=via_gateway)
+        if not via_gateway and record["gate_suites"]["base"] and self.st["base_suites_from"] != "gate":
+            self.st.update(base_suites=record["gate_suites"]["base"], base_suites_from="gate")
+        record["served_suites"] = (record["served_measure"]["suites"] if via_gateway
+                                   else self.gate_suites_of(record))  # fmt: skip
         record["wall_s"] = round(pend["wall_s"] + time.monotonic() - started, 1)
         self.st["rounds"].append(record)
         del self.st["pending"]
         self.save()
         self.log(progress_line(record))
+
+    def gate_suites_of(self, record: dict[str, Any]) -> dict[str, float]:
+        """The served version's suite scores as the gate measured them (learner engine)."""
+        if record["served"] == record["candidate"]:
+            return record["gate_suites"]["candidate"]
+        if record["served"] == "base":
+            return self.st["base_suites"]
+        earlier = [r for r in self.st["rounds"] if r["served"] == record["served"]]
+        return earlier[-1]["served_suites"] if earlier else {}
 
     def over_budget(self, share_s: float) -> str | None:
         walls = [rec["wall_s"] for rec in self.st["rounds"]]
@@ -299,7 +323,9 @@ class Arm:
             self.model = httpx.get(self.gw.url + "/v1/models", headers={"authorization": f"Bearer {API_KEY}"},
                                    timeout=30).json()["data"][0]["id"]  # fmt: skip
             self.log(f"gateway {self.gw.url} up in {time.monotonic() - started:.0f} s; data {self.args.work / self.name}")
-            self.st["base"] = await self.measure("base")
+            self.st["base"] = await self.measure("base", with_suites=True)  # also the noise check
+            self.st.setdefault("base_suites", self.st["base"]["suites"])
+            self.st.setdefault("base_suites_from", "gateway")
             for r in range(len(self.st["rounds"]) + 1, self.args.rounds + 1):
                 self.save()
                 stop = self.over_budget(share_s)
@@ -316,7 +342,7 @@ class Arm:
 
 def progress_line(rec: dict[str, Any]) -> str:
     served, gt = rec["served_measure"], rec["gate_target"]
-    suites = " ".join(f"{k} {v:.3f}" for k, v in served["suites"].items())
+    suites = " ".join(f"{k} {v:.3f}" for k, v in rec["served_suites"].items())
     return (f"round {rec['round']}: {rec['status']} {rec['decision'] or rec['error']} {rec['candidate']} | "
             f"gate target {num(gt['incumbent'], '.3f')} -> {num(gt['candidate'], '.3f')} | "
             f"KL {num(rec['kl'], '.4f')} | drift {num(rec['candidate_drift'], '.2f')} | served {rec['served']}: "
@@ -327,22 +353,25 @@ def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--arms", default="es,es_awd,es_awd_nogate", help=f"comma-separated, of {list(ARMS)}")
     p.add_argument("--rounds", type=int, default=3, help="learner rounds per arm")
-    p.add_argument("--iterations", type=int, default=6, help="ES iterations per round")
+    p.add_argument("--iterations", type=int, default=4, help="ES iterations per round")
     p.add_argument("--population", type=int, default=16)
     p.add_argument("--sigma", type=float, default=3e-3)
-    p.add_argument("--alpha", type=float, default=4e-3)
+    p.add_argument("--alpha", type=float, default=2e-3, help="ES learning rate (see above)")
     p.add_argument("--awd-lambda", type=float, default=50.0, help="AWD strength of the AWD arms (see above)")
     p.add_argument("--awd-kind", choices=["l2", "l1"], default="l2")
-    p.add_argument("--minibatch", type=int, default=16)
+    p.add_argument("--minibatch", type=int, default=12, help="items each member is scored on")
     p.add_argument("--max-tokens", type=int, default=16, help="reply budget of target items")
-    p.add_argument("--feedback-per-round", type=int, default=80, help="simulated chats + feedback per round")
+    p.add_argument("--feedback-per-round", type=int, default=64, help="simulated chats + feedback per round")
     p.add_argument("--rate", type=float, default=None, help="simulated chats per second (default: unpaced)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--suite-max-items", type=int, default=0, help="cut each prior suite (0: whole; smoke runs)")
     p.add_argument("--heldout-items", type=int, default=0, help="cut the held-out target (0: all 100)")
+    p.add_argument("--served-suites", choices=["gate", "gateway"], default="gate",
+                   help="prior-suite scores of a served version: the gate's (learner engine, same "
+                        "weights) or measured again through the gateway (~1 min more per promotion)")
     p.add_argument("--measure-concurrency", type=int, default=32,
                    help="requests in flight when measuring the served version (1: no batching, slow)")
-    p.add_argument("--kl-samples", type=int, default=2, help="gate: sampled continuations per probe")
+    p.add_argument("--kl-samples", type=int, default=1, help="gate: sampled continuations per probe")
     p.add_argument("--kl-max-tokens", type=int, default=32, help="gate: length of each continuation")
     for name in ("min_gain", "tolerance", "max_total_drop", "max_kl"):
         p.add_argument(f"--gate-{name.replace('_', '-')}", type=float, help="gated arms (default: the server's)")
@@ -382,8 +411,9 @@ def main() -> None:
     state.data.setdefault("loadavg_before", os.getloadavg())
     inputs = load_inputs(args)
     started = time.monotonic()
-    for name in args.arms:
-        asyncio.run(Arm(name, args, state, inputs).run(args.budget_minutes * 60 / len(args.arms)))
+    for i, name in enumerate(args.arms):  # each arm gets an even share of what is left
+        spent = sum(state.arm(n)["elapsed_s"] for n in args.arms[:i])
+        asyncio.run(Arm(name, args, state, inputs).run((args.budget_minutes * 60 - spent) / (len(args.arms) - i)))
     state.data["loadavg_after"] = os.getloadavg()
     state.save()
     results = {**state.data, "command": " ".join(["bench/online.py", *sys.argv[1:]]),

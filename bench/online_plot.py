@@ -27,6 +27,15 @@ def _kl_of(rounds: list[dict[str, Any]], version: str) -> float | None:
     return next((r["kl"] for r in rounds if r.get("candidate") == version), 0.0 if version == "base" else None)
 
 
+def base_suites(arm: dict[str, Any]) -> dict[str, float]:
+    """The base's suite scores, from the same source as the served versions' (gate or gateway)."""
+    return arm.get("base_suites") or arm["base"]["suites"]
+
+
+def served_suites(record: dict[str, Any]) -> dict[str, float]:
+    return record.get("served_suites", record["served_measure"]["suites"])
+
+
 def disagreement(arm: dict[str, Any]) -> float | None:
     """Largest |served measurement - gate score| in points over suites scored both ways on the
     same weights (the base; promoted candidates): the measurement noise floor. Greedy answers on
@@ -44,15 +53,17 @@ def disagreement(arm: dict[str, Any]) -> float | None:
 def summarize(arm: dict[str, Any]) -> dict[str, Any]:
     """One arm's outcome in points: target gain, per-suite change of the served version, worst
     served and worst candidate suite change over all rounds, decisions, drift, KL."""
-    base, rounds = arm["base"], arm["rounds"]
+    base, rounds, b_suites = arm["base"], arm["rounds"], base_suites(arm)
     final = rounds[-1]["served_measure"] if rounds else base
-    delta = {s: pts(final["suites"][s] - b) for s, b in base["suites"].items()}
-    served_worst = min((pts(r["served_measure"]["suites"][s] - b) for r in rounds
-                        for s, b in base["suites"].items()), default=0.0)  # fmt: skip
+    final_suites = served_suites(rounds[-1]) if rounds else b_suites
+    delta = {s: pts(final_suites[s] - b) if s in final_suites else None for s, b in b_suites.items()}
+    served_worst = min((pts(served_suites(r)[s] - b) for r in rounds
+                        for s, b in b_suites.items() if s in served_suites(r)), default=0.0)  # fmt: skip
     cand = [pts(v - r["gate_suites"]["base"][s]) for r in rounds
             for s, v in r["gate_suites"]["candidate"].items() if s in r["gate_suites"]["base"]]  # fmt: skip
     gain = pts(final["target"] - base["target"])
     others = [d for s, d in delta.items() if s != OVERLAP]
+    met = lambda ds: gain >= GOAL_GAIN and all(d is not None and d >= GOAL_PRIOR for d in ds)  # noqa: E731
     served = rounds[-1]["served"] if rounds else "base"
     return {
         "rounds": len(rounds), "stopped": arm.get("stopped"),
@@ -65,8 +76,7 @@ def summarize(arm: dict[str, Any]) -> dict[str, Any]:
         "candidate_worst_prior_delta": min(cand) if cand else None,
         "served": served, "served_drift": rounds[-1]["served_drift"] if rounds else 0.0,
         "served_kl": _kl_of(rounds, served),
-        "goal_met": gain >= GOAL_GAIN and all(d >= GOAL_PRIOR for d in delta.values()),
-        "goal_met_excluding_overlap": gain >= GOAL_GAIN and all(d >= GOAL_PRIOR for d in others),
+        "goal_met": met(delta.values()), "goal_met_excluding_overlap": met(others),
         "same_weights_disagreement": disagreement(arm),
         "minutes": round(arm["elapsed_s"] / 60, 1),
     }  # fmt: skip
@@ -85,7 +95,7 @@ def num(x: Any, spec: str = "+.1f") -> str:
 def table(results: dict[str, Any]) -> str:
     """The summary table (markdown), one row per arm, numbers in points (0-100)."""
     arms = measured(results)
-    suites = sorted(next(iter(arms.values()))["base"]["suites"]) if arms else []
+    suites = sorted(base_suites(next(iter(arms.values())))) if arms else []
     head = ["arm", "AWD lambda", "gate", "rounds (promoted / rejected / failed)", "target base -> served (gain)",
             *[f"{s} {'(overlap) ' if s == OVERLAP else ''}change" for s in suites],
             "worst served prior change", "worst candidate prior change", "KL(served ‖ base)",
@@ -107,16 +117,15 @@ def round_table(name: str, arm: dict[str, Any]) -> str:
     head = "| round | decision | candidate | gate target (incumbent -> candidate) | served | served target | " \
            "served suites | KL(cand ‖ base) | ‖θ − θ0‖ cand | minutes | reasons |"
     lines = [f"### {name}", "", head, "|" + "---|" * 11]
-    base = arm["base"]
-    lines.append(f"| 0 | - | - | - | base | {base['target']:.3f} | "
-                 f"{', '.join(f'{k} {v:.3f}' for k, v in base['suites'].items())} | 0 | 0 | - | - |")  # fmt: skip
+    lines.append(f"| 0 | - | - | - | base | {arm['base']['target']:.3f} | "
+                 f"{', '.join(f'{k} {v:.3f}' for k, v in base_suites(arm).items())} | 0 | 0 | - | - |")  # fmt: skip
     for r in arm["rounds"]:
         m, gt = r["served_measure"], r["gate_target"]
         reasons = "; ".join(r.get("reasons") or [r.get("error") or ""])[:300].replace("||", "‖").replace("|", "/")
         lines.append(
             f"| {r['round']} | {r['decision'] or r['status']} | {r['candidate']} | {num(gt['incumbent'], '.3f')} -> "
             f"{num(gt['candidate'], '.3f')} | {r['served']} | {m['target']:.3f} | "
-            f"{', '.join(f'{k} {v:.3f}' for k, v in m['suites'].items())} | {num(r['kl'], '.4f')} | "
+            f"{', '.join(f'{k} {v:.3f}' for k, v in served_suites(r).items())} | {num(r['kl'], '.4f')} | "
             f"{num(r['candidate_drift'], '.2f')} | {r['wall_s'] / 60:.1f} | {reasons} |"
         )  # fmt: skip
     return "\n".join(lines)
@@ -125,11 +134,13 @@ def round_table(name: str, arm: dict[str, Any]) -> str:
 def _scores_axis(ax, name: str, arm: dict[str, Any]) -> None:
     rounds = arm["rounds"]
     measures = [arm["base"], *[r["served_measure"] for r in rounds]]
+    suites = [base_suites(arm), *[served_suites(r) for r in rounds]]
     xs = list(range(len(measures)))
     ax.plot(xs, [100 * m["target"] for m in measures], "k-o", lw=2.5, label="target (held-out addition)")
-    for i, suite in enumerate(sorted(arm["base"]["suites"])):
+    for i, suite in enumerate(sorted(suites[0])):
         color = f"C{i}"
-        ax.plot(xs, [100 * m["suites"][suite] for m in measures], "-o", color=color, ms=4, label=suite)
+        ys = [100 * s[suite] if suite in s else float("nan") for s in suites]
+        ax.plot(xs, ys, "-o", color=color, ms=4, label=suite)
         rejected = [(r["round"], 100 * r["gate_suites"]["candidate"][suite]) for r in rounds
                     if r["decision"] == "rejected" and suite in r["gate_suites"]["candidate"]]  # fmt: skip
         if rejected:
@@ -195,8 +206,11 @@ def render(results: dict[str, Any], png: Path, md: Path) -> str:
     summary = table(results)
     plot(results, png)
     rounds = "\n\n".join(round_table(n, a) for n, a in measured(results).items())
-    md.write_text(f"## Summary (points, 0-100)\n\n{summary}\n\nCommand: `{results.get('command', '')}`\n\n"
-                  f"## Rounds\n\n{rounds}\n")  # fmt: skip
+    source = {"gate": "the gate's scores (learner engine, the same weights)",
+              "gateway": "measured through the gateway"}.get(results["settings"].get("served_suites", "gateway"))
+    md.write_text(f"## Summary (points, 0-100)\n\n{summary}\n\nTarget: measured through the gateway on "
+                  f"held-out items. Prior suites of served versions: {source}.\n\n"
+                  f"Command: `{results.get('command', '')}`\n\n## Rounds\n\n{rounds}\n")  # fmt: skip
     return summary
 
 
