@@ -166,8 +166,8 @@ def refresh_tied_lm_head(model: torch.nn.Module, tied: bool) -> bool:
     """After vLLM's ``reload_weights``: re-tie a tied ``lm_head`` and re-pack it on CPU.
 
     The reload loads nothing for a tied head and puts its previous tensor (and packed CPU
-    handle) back, so logits keep the old embedding. The serving worker extension fixes the
-    same bug for hot swaps (``server.engine.worker_ext.retie_word_embeddings``).
+    handle) back, so logits keep the old embedding. The serving worker extension uses this for
+    hot swaps too (``server.engine.worker_ext.reload_in_place``).
 
     Args:
         model: the vLLM model.

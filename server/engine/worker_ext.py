@@ -51,37 +51,21 @@ def checkpoint_layout(directory: Path) -> dict[str, tuple[tuple[int, ...], str]]
     return layout
 
 
-def retie_word_embeddings(model: Any, hf_config: Any) -> bool:
-    """Re-tie ``lm_head`` to the input embedding after an in-place reload (vLLM 0.32 bug).
-
-    With ``tie_word_embeddings`` the checkpoint holds only ``embed_tokens``. vLLM's layerwise
-    reload gives ``embed_tokens`` a new tensor, finds nothing to load for ``lm_head`` and puts
-    its *old* tensor back ("ParallelLMHead: Failed to load weights"): the tie is broken and the
-    model projects logits with the previous embedding. Measured: a swapped-in snapshot then
-    answered differently from an engine started on that snapshot. Re-tie, and rebuild the
-    layer's CPU GEMM dispatch (it can hold a packed copy of the weight).
-
-    Returns:
-        True if the tie had to be restored.
-    """
-    if not getattr(hf_config, "tie_word_embeddings", False) or not hasattr(model, "lm_head"):
-        return False
-    embed = next((m for n, m in model.named_modules() if n.endswith("embed_tokens")), None)
-    if embed is None or model.lm_head.weight is embed.weight:
-        return False
-    model.lm_head.weight = embed.weight
-    method = getattr(model.lm_head, "quant_method", None)
-    if method is not None:
-        method.process_weights_after_loading(model.lm_head)
-    return True
-
-
 def reload_in_place(worker: Any, **kwargs: Any) -> bool:
-    """``worker.reload_weights(**kwargs)`` plus the embedding re-tie; True if it re-tied."""
+    """``worker.reload_weights(**kwargs)``, then re-tie and re-pack a tied ``lm_head``.
+
+    vLLM 0.32's layerwise reload loads nothing into a tied head, so it keeps the packed CPU copy
+    of the *previous* embedding: a swapped-in snapshot then answered differently from an engine
+    started on it, with equal parameter checksums. ``refresh_tied_lm_head`` (shared with the
+    learner's reload path) fixes that. Returns True if the head was re-packed.
+    """
+    from learner.engine.kernel_load import refresh_tied_lm_head  # torch: engine process only
+
     # The worker's reload_weights (not the runner's) sets vLLM's current config around it.
     worker.reload_weights(**kwargs)
     runner = worker.model_runner
-    return retie_word_embeddings(runner.get_model(), runner.model_config.hf_config)
+    tied = bool(getattr(runner.model_config.hf_config, "tie_word_embeddings", False))
+    return refresh_tied_lm_head(runner.get_model(), tied)
 
 
 class ServingWorkerExtension:
@@ -135,8 +119,8 @@ class ServingWorkerExtension:
             missing = sorted(set(self._perennial_layout) - set(layout))[:3]
             raise ValueError(f"snapshot does not match the served model's layout (e.g. {missing})")
         started = time.perf_counter()
-        retied = reload_in_place(self, weights_path=str(directory), is_checkpoint_format=True)
-        return {"load_seconds": time.perf_counter() - started, "path": str(directory), "retied": retied}
+        repacked = reload_in_place(self, weights_path=str(directory), is_checkpoint_format=True)
+        return {"load_seconds": time.perf_counter() - started, "path": str(directory), "lm_head_repacked": repacked}
 
 
 class EngineRPCError(RuntimeError):
