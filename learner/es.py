@@ -51,15 +51,16 @@ class NoiseTable:
             28.3M values; the default 2**26 is 256 MB).
         seed: the table's own seed; every process that uses the same (size, seed) holds the
             same table (drawn on the CPU, so GPU and CPU engines agree).
+        device: where the table lives once drawn: the device of the parameters it perturbs.
     """
 
-    def __init__(self, size: int = 1 << 26, seed: int = 0):
+    def __init__(self, size: int = 1 << 26, seed: int = 0, device: str | torch.device = "cpu"):
         if size < 2:
             raise ValueError("noise table size must be >= 2")
         generator = torch.Generator(device="cpu").manual_seed(seed)
         self.size = size
         self.seed = seed
-        self.values = torch.randn(size, generator=generator, dtype=torch.float32)
+        self.values = torch.randn(size, generator=generator, dtype=torch.float32).to(device)
 
     def offset(self, seed: int, name: str, numel: int) -> int:
         """Start of the stream for (seed, tensor name): a hash, so streams are independent."""
