@@ -13,6 +13,8 @@ from pathlib import Path
 
 import httpx
 
+from server.engine.supervisor import _die_with_parent
+
 REPO = Path(__file__).resolve().parents[2]
 CACHE = REPO / ".data" / "test-cache"
 
@@ -70,7 +72,10 @@ def start_server(data_dir: Path, env: dict[str, str], *, timeout: float = 400) -
     cmd = [sys.executable, "-m", "perennial.cli", "serve", "--port", str(port),
            "--data-dir", str(data_dir)]  # fmt: skip
     with open(log_file, "ab") as log:
-        proc = subprocess.Popen(cmd, env=full_env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+        # Dies with the test process even when it is killed before fixture teardown; its
+        # engine follows (the supervisor gives the engine the same parent-death signal).
+        proc = subprocess.Popen(cmd, env=full_env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
+                                preexec_fn=_die_with_parent)  # fmt: skip
     server = RunningServer(f"http://127.0.0.1:{port}", data_dir, log_file, proc, env)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
