@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 
-from learner.engine.kernel_load import DirectLoader, layer_probe, refresh_tied_lm_head
+from learner.engine.kernel_load import UNSUPPORTED, refresh_tied_lm_head, verified_direct_loader
 from learner.es import NoiseTable, es_step, l2_distance, perturbed, tensors_sha256
 from learner.snapshots import load_tensors, write_snapshot
 
@@ -81,20 +81,15 @@ class ESWorkerExtension:
 
     def _es_try_direct(self) -> str | None:
         """Enable the direct path if it reproduces vLLM's loader exactly; else say why not."""
+        from vllm.config import set_current_vllm_config
+
         model = self.model_runner.get_model()  # type: ignore[attr-defined]
-        shapes = {k: v.shape for k, v in self._es_master.items()}
-        direct = DirectLoader.build(model, shapes)
+        with set_current_vllm_config(self.vllm_config):  # type: ignore[attr-defined]
+            direct, rejected = verified_direct_loader(model, self._es_master)
         if direct is None:
-            return "unsupported model or platform"
-        probes = list(direct.linears) + (["lm_head"] if direct.lm_head is not None else [])
-        reference = layer_probe(model, probes)
-        for name, tensor in self._es_master.items():
-            direct.targets[name].copy_(tensor)
-        direct.finalize()
-        for name, value in layer_probe(model, probes).items():
-            if not torch.equal(value, reference[name]):
+            if rejected != UNSUPPORTED:
                 self._es_load_copy(self._es_master)  # back to vLLM's own result
-                return f"direct load differs from vLLM's loader at {name}"
+            return rejected
         self._es_direct = direct
         fp32 = all(t.dtype == torch.float32 for t in direct.targets.values())
         if fp32:  # members are written straight into the kernels' buffers: no scratch copy

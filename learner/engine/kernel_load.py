@@ -189,6 +189,36 @@ def refresh_tied_lm_head(model: torch.nn.Module, tied: bool) -> bool:
     return True
 
 
+UNSUPPORTED = "unsupported model or platform"
+
+
+def verified_direct_loader(
+    model: torch.nn.Module, tensors: Mapping[str, torch.Tensor]
+) -> tuple[DirectLoader | None, str | None]:
+    """Build the direct loader and prove it on the weights the model holds now.
+
+    ``model`` must hold ``tensors`` as vLLM's own loader left them. The loader writes the same
+    tensors through its own path; it is kept only if every probed kernel (each linear layer and
+    the head) then answers bit for bit as before. Call inside ``set_current_vllm_config``.
+
+    Returns:
+        ``(loader, None)``, or ``(None, why)``. Unless ``why`` is ``UNSUPPORTED`` (nothing was
+        written), the model then holds what the direct path wrote: load through vLLM again.
+    """
+    direct = DirectLoader.build(model, {k: v.shape for k, v in tensors.items()})
+    if direct is None:
+        return None, UNSUPPORTED
+    probes = list(direct.linears) + (["lm_head"] if direct.lm_head is not None else [])
+    reference = layer_probe(model, probes)
+    for name, tensor in tensors.items():
+        direct.targets[name].copy_(tensor)
+    direct.finalize()
+    for name, value in layer_probe(model, probes).items():
+        if not torch.equal(value, reference[name]):
+            return None, f"direct load differs from vLLM's loader at {name}"
+    return direct, None
+
+
 def layer_probe(model: torch.nn.Module, names: list[str], seed: int = 0) -> dict[str, torch.Tensor]:
     """Outputs of each CPU linear layer (and the embedding table) on a fixed random input.
 

@@ -102,14 +102,25 @@ class ServingWorkerExtension:
 
     @never_raises
     def perennial_load_weights(self, path: str) -> dict:
-        """Reload the weights in place from the HF safetensors directory ``path``.
+        """Load the weights in place from the HF safetensors directory ``path``.
 
-        vLLM repacks the weights for its kernels as it loads them, so this is the only correct
-        way to change weights on CPU (``named_parameters`` there hold only a fraction of the
-        model). Refuses a snapshot whose tensors differ in name, shape or dtype from the model
-        the engine started with. Returns the timing; the checksum is a separate call, so the
-        caller can take it after resuming the engine.
+        Writing ``named_parameters`` is not enough on CPU: vLLM packs the linear weights for its
+        kernels (``named_parameters`` there hold only a fraction of the model). The first load
+        goes through vLLM's ``reload_weights`` (+ the tied-head fix); then the learner's direct
+        kernel loader is built and proven on those same weights (every linear layer and the
+        head must answer bit for bit as after vLLM's load), and later loads use it: 0.4 s
+        instead of 0.8 s for SmolLM2 in float32, and the swap's pause is that much shorter. It
+        keeps the checkpoint-shaped linear weights alive beside the packed ones (about 430 MB
+        more for SmolLM2 in float32).
+        Refuses a snapshot whose tensors differ in name, shape or dtype from the model the
+        engine started with. Returns the timing and the path taken; the checksum is a
+        separate call, so the caller can take it after resuming the engine.
         """
+        from vllm.config import set_current_vllm_config
+
+        from learner.engine.kernel_load import UNSUPPORTED, verified_direct_loader
+        from learner.snapshots import load_tensors
+
         directory = Path(path)
         if self._perennial_layout is None:
             started_from = Path(str(self.model_runner.model_config.model))  # type: ignore[attr-defined]
@@ -119,8 +130,24 @@ class ServingWorkerExtension:
             missing = sorted(set(self._perennial_layout) - set(layout))[:3]
             raise ValueError(f"snapshot does not match the served model's layout (e.g. {missing})")
         started = time.perf_counter()
-        repacked = reload_in_place(self, weights_path=str(directory), is_checkpoint_format=True)
-        return {"load_seconds": time.perf_counter() - started, "path": str(directory), "lm_head_repacked": repacked}
+        direct = getattr(self, "_perennial_direct", None)
+        with set_current_vllm_config(self.vllm_config):  # type: ignore[attr-defined]
+            if direct is not None and not isinstance(direct, str):
+                for name, tensor in load_tensors(directory).items():
+                    direct.targets[name].copy_(tensor)
+                direct.finalize()
+                return {"load_seconds": time.perf_counter() - started, "path": str(directory), "via": "direct"}
+            reload_in_place(self, weights_path=str(directory), is_checkpoint_format=True)
+            loaded_s = time.perf_counter() - started
+            if direct is None:  # once: prove the direct loader on what vLLM just loaded
+                model = self.model_runner.get_model()  # type: ignore[attr-defined]
+                direct, rejected = verified_direct_loader(model, load_tensors(directory))
+                if direct is None and rejected != UNSUPPORTED:
+                    reload_in_place(self, weights_path=str(directory), is_checkpoint_format=True)
+                self._perennial_direct = direct if direct is not None else rejected
+        state = self._perennial_direct
+        return {"load_seconds": loaded_s, "path": str(directory), "via": "reload",
+                "direct_loader": f"off: {state}" if isinstance(state, str) else "on"}  # fmt: skip
 
 
 class EngineRPCError(RuntimeError):
