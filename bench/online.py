@@ -44,13 +44,10 @@ engine) and through the gateway (serving engine, ``--measure-concurrency`` in fl
 by an item or more per suite; the summary's "gate vs served, same weights" column reports the
 largest such gap seen, which bounds what a 1-point change can mean.
 
-Time (estimated from component timings, not an end-to-end quiet run): a member of 12 prompts x
-16 tokens ~3.5 s in float32 on the 2-core AVX2 machine (``bench/results/es_throughput.json``:
-~6 s for 16 prompts at load 10-16), so an iteration of N = 16 ~1 min; a round ~8 min (4
-iterations, gate ~2 min, served measurement ~1.5 min when a version was promoted); per arm the
-gateway start (1-2.5 min), the base measurement (~1.5 min) and, in the first round, the learner
-engine's start and the base's gate scores (~2-3 min): ~30 min per arm, ~88 min for three. The
-budget guard (``--budget-minutes 85``, split evenly) skips a round that would not fit.
+Time, measured (2026-11-28, 2-vCPU EPYC, float32, defaults): 16.6 / 18.1 / 18.7 min for the
+three arms, 54 min in all (gateway start ~1 min, base measurement ~1 min, a round 4-7 min: 4 ES
+iterations ~3.3 min, the gate ~1.5 min, the first round also starts the learner engine). The
+budget guard (``--budget-minutes 85``, split over the arms) skips a round that would not fit.
 
 Resumable: every step is written to ``bench/.work/online/state.json``; a rerun restarts the
 arm's gateway on its data directory and continues with the next step (the simulated feedback
