@@ -117,6 +117,12 @@ class DirectLoader:
             raise _Unsupported("lm_head is neither in the checkpoint nor tied to an embedding")
         self.lm_head = head  # re-packed after every load, tied or not
 
+    def write(self, tensors: Mapping[str, torch.Tensor]) -> None:
+        """Copy checkpoint tensors (any dtype) to their places, then re-pack the kernels."""
+        for name, tensor in tensors.items():
+            self.targets[name].copy_(tensor)
+        self.finalize()
+
     def finalize(self) -> None:
         """Re-pack every linear layer from its fused buffer (vLLM's own kernel dispatch)."""
         for entry in self.linears.values():
@@ -210,9 +216,7 @@ def verified_direct_loader(
         return None, UNSUPPORTED
     probes = list(direct.linears) + (["lm_head"] if direct.lm_head is not None else [])
     reference = layer_probe(model, probes)
-    for name, tensor in tensors.items():
-        direct.targets[name].copy_(tensor)
-    direct.finalize()
+    direct.write(tensors)
     for name, value in layer_probe(model, probes).items():
         if not torch.equal(value, reference[name]):
             return None, f"direct load differs from vLLM's loader at {name}"

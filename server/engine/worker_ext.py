@@ -133,9 +133,7 @@ class ServingWorkerExtension:
         direct = getattr(self, "_perennial_direct", None)
         with set_current_vllm_config(self.vllm_config):  # type: ignore[attr-defined]
             if direct is not None and not isinstance(direct, str):
-                for name, tensor in load_tensors(directory).items():
-                    direct.targets[name].copy_(tensor)
-                direct.finalize()
+                direct.write(load_tensors(directory))
                 return {"load_seconds": time.perf_counter() - started, "path": str(directory), "via": "direct"}
             reload_in_place(self, weights_path=str(directory), is_checkpoint_format=True)
             loaded_s = time.perf_counter() - started
