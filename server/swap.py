@@ -63,6 +63,7 @@ class SwapReport:
     drain_s: float
     load_s: float
     smoke_reply: str
+    load_via: str = ""  # "direct" (the proven kernel loader) or "reload" (vLLM's reload_weights)
     timings: dict[str, float] = field(default_factory=dict)
 
     def to_json(self) -> dict:
@@ -124,6 +125,7 @@ class HotSwapper:
                 drain_s=t_paused - t0,
                 load_s=loaded["load_seconds"],
                 smoke_reply=smoke,
+                load_via=loaded.get("via", ""),
                 timings={"verify_s": time.perf_counter() - t_resumed},
             )
 

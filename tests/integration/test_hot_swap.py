@@ -50,6 +50,8 @@ async def test_swap_changes_outputs_and_rollback_restores_them_exactly(engine_ur
         await asyncio.gather(*load)  # raises if any chat failed
 
         assert report.checksum != base_checksum and report.previous == "base"
+        # The gateway proved the direct loader at boot, so even this engine's first swap uses it.
+        assert report.load_via == "direct"
         assert served.version == "v1" and await client.weight_version() == "v1"
         assert not await client.is_paused()
         assert await greedy(client) != base_out
@@ -91,3 +93,13 @@ def test_extension_errors_come_back_as_results_not_crashes(engine_url, tmp_path)
     assert response.status_code == 200 and "no safetensors" in response.json()["results"][0]["error"]
     ping = httpx.post(engine_url + "/collective_rpc", json={"method": "perennial_ping"}, timeout=30)
     assert ping.json()["results"][0]["pid"]  # the engine is still up
+
+
+def test_swap_path_is_prepared_at_boot_and_preparing_again_changes_nothing(engine_url):
+    rpc = {"method": "perennial_prepare_swaps"}
+    before = httpx.post(engine_url + "/collective_rpc", json={"method": "perennial_weights_checksum"}, timeout=60)
+    again = httpx.post(engine_url + "/collective_rpc", json=rpc, timeout=60).json()["results"][0]
+    assert again["direct_loader"] == "on", again
+    after = httpx.post(engine_url + "/collective_rpc", json={"method": "perennial_weights_checksum"}, timeout=60)
+    assert after.json()["results"][0]["checksum"] == before.json()["results"][0]["checksum"]
+
