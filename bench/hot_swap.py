@@ -104,7 +104,8 @@ async def measure(url: str, swaps: int, concurrency: int, baseline_s: float, gap
             windows.append((t0, t1))
             reports.append({**r.json()["swap"], "call_s": t1 - t0})
             print(f"swap {i + 1}/{swaps}: {r.json()['serving']:>4}  pause->resume "
-                  f"{reports[-1]['pause_to_resume_s']:.2f} s", flush=True)  # fmt: skip
+                  f"{reports[-1]['pause_to_resume_s']:.2f} s (load via {reports[-1].get('load_via')})",
+                  flush=True)  # fmt: skip
             await asyncio.sleep(gap_s)
     stop.set()
     await runner
@@ -118,6 +119,7 @@ async def measure(url: str, swaps: int, concurrency: int, baseline_s: float, gap
         "pause_to_resume_s": {"median": statistics.median(pause), "max": max(pause)},
         "drain_s": {"median": statistics.median(r["drain_s"] for r in reports)},
         "load_s": {"median": statistics.median(r["load_s"] for r in reports)},
+        "direct_loads": sum(r.get("load_via") == "direct" for r in reports),
         "admin_call_s": {"median": statistics.median(r["call_s"] for r in reports)},
         "chats": {"total": len(load.records), "failed": failed},
         "latency_ms": {
@@ -137,6 +139,7 @@ def table(r: dict) -> str:
         f"| pause -> resume, median / max | {r['pause_to_resume_s']['median']:.2f} s / {r['pause_to_resume_s']['max']:.2f} s |",
         f"| of which draining in-flight chats, median | {r['drain_s']['median']:.2f} s |",
         f"| of which weight reload (in the worker), median | {r['load_s']['median']:.2f} s |",
+        f"| swaps loaded through the direct kernel loader | {r.get('direct_loads', '?')} of {r['swaps']} |",
         f"| whole admin call (sha256 check, swap, checksum, smoke prompt), median | {r['admin_call_s']['median']:.2f} s |",
         f"| chat p50 / p99, no swap (n={lat['no_swap']['n']}) | {lat['no_swap']['p50']:.0f} / {lat['no_swap']['p99']:.0f} ms |",
         f"| chat p50 / p99, overlapping a swap (n={lat['overlapping_swap']['n']}) | {lat['overlapping_swap']['p50']:.0f} / {lat['overlapping_swap']['p99']:.0f} ms |",
