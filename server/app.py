@@ -9,6 +9,7 @@ Run it with ``perennial serve`` (see ``server/main.py``).
 
 from __future__ import annotations
 
+import functools
 import logging
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
@@ -82,6 +83,8 @@ async def start_engine(app: FastAPI, settings: Settings, stack: AsyncExitStack) 
     served = ServedModel(name=settings.model_name or default_model_name(base_dir), version=boot.version)
     engine = build_engine(settings, served.name, boot.path)
     stack.push_async_callback(engine.stop)
+    if engine.supervisor is not None:  # at boot and after every restart, before it serves
+        engine.supervisor.on_healthy.append(functools.partial(prepare_swaps, engine))
     await engine.start(settings.engine_start_timeout_s)
     swapper = HotSwapper(engine, served, SwapTarget(boot.version, boot.path, boot.engine_checksum))
     versions = VersionService(app.state.db, swapper)
@@ -99,8 +102,6 @@ async def attach_boot_version(engine, swapper: HotSwapper, versions: VersionServ
         report = await swapper.swap(SwapTarget(boot.version, boot.path, boot.engine_checksum))
         checksum = report.checksum
     else:
-        if engine.supervisor is not None:  # ours, and not serving yet
-            await prepare_swaps(engine)
         await engine.client.update_weight_version(boot.version)
         checksum = rpc_result(await engine.client.collective_rpc("perennial_weights_checksum"))["checksum"]
         if boot.engine_checksum and checksum != boot.engine_checksum:
@@ -112,7 +113,8 @@ async def attach_boot_version(engine, swapper: HotSwapper, versions: VersionServ
 async def prepare_swaps(engine) -> None:
     """Prove the engine's direct weight loader now, so the first hot swap is as short as later ones.
 
-    Best effort: if it fails, the first swap takes vLLM's reload and proves the loader then.
+    Runs while the supervisor holds the (re)started engine back from serving. Best effort: if
+    it fails, the first swap takes vLLM's reload and proves the loader then.
     """
     try:
         report = rpc_result(await engine.client.collective_rpc("perennial_prepare_swaps"))

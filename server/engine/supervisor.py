@@ -20,6 +20,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -181,6 +182,9 @@ class EngineSupervisor:
         self._watch_task: asyncio.Task | None = None
         self._stopping = False
         self._ready = asyncio.Event()
+        # Awaited after each (re)start answers /health and before it is marked ready, so no
+        # request reaches the engine while they run. They must not raise.
+        self.on_healthy: list[Callable[[], Awaitable[object]]] = []
 
     @property
     def url(self) -> str:
@@ -226,6 +230,8 @@ class EngineSupervisor:
         self.pid_file.write_text(f"{self._proc.pid}\n")  # its own group: pgid == pid
         try:
             await self._wait_healthy(self._proc)
+            for callback in self.on_healthy:
+                await callback()
         except BaseException:
             await self._kill_tree()
             raise

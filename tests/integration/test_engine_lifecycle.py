@@ -79,3 +79,6 @@ def test_killed_engine_gives_503_then_is_restarted(server, client):
         temperature=0, max_tokens=30,
     )  # fmt: skip
     assert "Paris" in reply.choices[0].message.content
+    # The restarted engine was prepared for hot swaps before it served again.
+    ping = httpx.post(after["url"] + "/collective_rpc", json={"method": "perennial_ping"}, timeout=60)
+    assert ping.json()["results"][0]["direct_loader"] == "on"

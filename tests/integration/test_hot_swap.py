@@ -96,6 +96,8 @@ def test_extension_errors_come_back_as_results_not_crashes(engine_url, tmp_path)
 
 
 def test_swap_path_is_prepared_at_boot_and_preparing_again_changes_nothing(engine_url):
+    ping = httpx.post(engine_url + "/collective_rpc", json={"method": "perennial_ping"}, timeout=30)
+    assert ping.json()["results"][0]["direct_loader"] == "on"
     rpc = {"method": "perennial_prepare_swaps"}
     before = httpx.post(engine_url + "/collective_rpc", json={"method": "perennial_weights_checksum"}, timeout=60)
     again = httpx.post(engine_url + "/collective_rpc", json=rpc, timeout=60).json()["results"][0]
