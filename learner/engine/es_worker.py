@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 
-from learner.engine.kernel_load import UNSUPPORTED, refresh_tied_lm_head, verified_direct_loader
+from learner.engine.kernel_load import refresh_tied_lm_head, verified_direct_loader
 from learner.es import NoiseTable, es_step, l2_distance, perturbed, tensors_sha256
 from learner.snapshots import load_tensors, write_snapshot
 
@@ -85,10 +85,10 @@ class ESWorkerExtension:
 
         model = self.model_runner.get_model()  # type: ignore[attr-defined]
         with set_current_vllm_config(self.vllm_config):  # type: ignore[attr-defined]
-            direct, rejected = verified_direct_loader(model, self._es_master)
+            direct, rejected = verified_direct_loader(
+                model, self._es_master, restore=lambda: self._es_load_copy(self._es_master)
+            )
         if direct is None:
-            if rejected != UNSUPPORTED:
-                self._es_load_copy(self._es_master)  # back to vLLM's own result
             return rejected
         self._es_direct = direct
         fp32 = all(t.dtype == torch.float32 for t in direct.targets.values())

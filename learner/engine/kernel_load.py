@@ -21,7 +21,7 @@ worker checks it against vLLM's own loader once (``layer_probe``) before trustin
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import torch
@@ -199,17 +199,18 @@ UNSUPPORTED = "unsupported model or platform"
 
 
 def verified_direct_loader(
-    model: torch.nn.Module, tensors: Mapping[str, torch.Tensor]
+    model: torch.nn.Module, tensors: Mapping[str, torch.Tensor], restore: Callable[[], object]
 ) -> tuple[DirectLoader | None, str | None]:
     """Build the direct loader and prove it on the weights the model holds now.
 
     ``model`` must hold ``tensors`` as vLLM's own loader left them. The loader writes the same
     tensors through its own path; it is kept only if every probed kernel (each linear layer and
-    the head) then answers bit for bit as before. Call inside ``set_current_vllm_config``.
+    the head) then answers bit for bit as before. If not, ``restore`` is called to load the
+    tensors through vLLM again (the model then holds what the direct path wrote). Call inside
+    ``set_current_vllm_config``.
 
     Returns:
-        ``(loader, None)``, or ``(None, why)``. Unless ``why`` is ``UNSUPPORTED`` (nothing was
-        written), the model then holds what the direct path wrote: load through vLLM again.
+        ``(loader, None)``, or ``(None, why)``.
     """
     direct = DirectLoader.build(model, {k: v.shape for k, v in tensors.items()})
     if direct is None:
@@ -219,6 +220,7 @@ def verified_direct_loader(
     direct.write(tensors)
     for name, value in layer_probe(model, probes).items():
         if not torch.equal(value, reference[name]):
+            restore()
             return None, f"direct load differs from vLLM's loader at {name}"
     return direct, None
 

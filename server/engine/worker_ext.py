@@ -106,10 +106,10 @@ class ServingWorkerExtension:
         """Load the weights in place from the HF safetensors directory ``path``.
 
         Writing ``named_parameters`` is not enough on CPU: vLLM packs the linear weights for its
-        kernels (``named_parameters`` there hold only a fraction of the model). Until the learner's
-        direct kernel loader is proven (at boot by :meth:`perennial_prepare_swaps`, else after the
-        first load), loads go through vLLM's ``reload_weights`` (+ the tied-head fix) and the
-        loader is then built and proven on those same weights (every linear layer and the
+        kernels (``named_parameters`` there hold only a fraction of the model). Until the
+        learner's direct kernel loader is proven (by :meth:`perennial_prepare_swaps` after each
+        engine start, else after the first load), loads go through vLLM's ``reload_weights``
+        (+ the tied-head fix) and the loader is then built and proven on those same weights (every linear layer and the
         head must answer bit for bit as after vLLM's load), and later loads use it: 0.4 s
         instead of 0.8 s for SmolLM2 in float32, and the swap's pause is that much shorter. It
         keeps the checkpoint-shaped linear weights alive beside the packed ones (about 430 MB
@@ -124,8 +124,7 @@ class ServingWorkerExtension:
 
         directory = Path(path)
         if self._perennial_layout is None:
-            started_from = Path(str(self.model_runner.model_config.model))  # type: ignore[attr-defined]
-            type(self)._perennial_layout = checkpoint_layout(started_from)
+            type(self)._perennial_layout = checkpoint_layout(self._perennial_started_from())
         layout = checkpoint_layout(directory)
         if layout != self._perennial_layout:
             missing = sorted(set(self._perennial_layout) - set(layout))[:3]
@@ -157,20 +156,24 @@ class ServingWorkerExtension:
 
         started = time.perf_counter()
         if getattr(self, "_perennial_direct", None) is None:
-            started_from = Path(str(self.model_runner.model_config.model))  # type: ignore[attr-defined]
             with set_current_vllm_config(self.vllm_config):  # type: ignore[attr-defined]
-                self._perennial_prove_direct(started_from)
+                self._perennial_prove_direct(self._perennial_started_from())
         return {"seconds": time.perf_counter() - started, "direct_loader": self._perennial_direct_state()}
+
+    def _perennial_started_from(self) -> Path:
+        """The model directory the engine process was started on."""
+        return Path(str(self.model_runner.model_config.model))  # type: ignore[attr-defined]
 
     def _perennial_prove_direct(self, directory: Path) -> None:
         """Build and prove the direct loader on ``directory``, which the model holds as vLLM loaded it."""
-        from learner.engine.kernel_load import UNSUPPORTED, verified_direct_loader
+        from learner.engine.kernel_load import verified_direct_loader
         from learner.snapshots import load_tensors
 
         model = self.model_runner.get_model()  # type: ignore[attr-defined]
-        direct, rejected = verified_direct_loader(model, load_tensors(directory))
-        if direct is None and rejected != UNSUPPORTED:
-            reload_in_place(self, weights_path=str(directory), is_checkpoint_format=True)
+        direct, rejected = verified_direct_loader(
+            model, load_tensors(directory),
+            restore=lambda: reload_in_place(self, weights_path=str(directory), is_checkpoint_format=True),
+        )  # fmt: skip
         self._perennial_direct = direct if direct is not None else rejected
 
     def _perennial_direct_state(self) -> str:
