@@ -109,11 +109,11 @@ class ServingWorkerExtension:
         kernels (``named_parameters`` there hold only a fraction of the model). Until the
         learner's direct kernel loader is proven (by :meth:`perennial_prepare_swaps` after each
         engine start, else after the first load), loads go through vLLM's ``reload_weights``
-        (+ the tied-head fix) and the loader is then built and proven on those same weights (every linear layer and the
-        head must answer bit for bit as after vLLM's load), and later loads use it: 0.4 s
-        instead of 0.8 s for SmolLM2 in float32, and the swap's pause is that much shorter. It
-        keeps the checkpoint-shaped linear weights alive beside the packed ones (about 430 MB
-        more for SmolLM2 in float32).
+        (+ the tied-head fix) and the loader is then built and proven on those same weights
+        (every linear layer and the head must answer bit for bit as after vLLM's load); later
+        loads use it: 0.4 s instead of 0.8 s for SmolLM2 in float32, and the swap's pause is
+        that much shorter. It keeps the checkpoint-shaped linear weights alive beside the
+        packed ones (about 430 MB more for SmolLM2 in float32).
         Refuses a snapshot whose tensors differ in name, shape or dtype from the model the
         engine started with. Returns the timing and the path taken; the checksum is a
         separate call, so the caller can take it after resuming the engine.
