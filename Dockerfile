@@ -11,11 +11,14 @@ RUN apt-get update && apt-get install -y --no-install-recommends curl \
 
 WORKDIR /app
 COPY pyproject.toml README.md alembic.ini ./
+COPY perennial ./perennial
+COPY clients ./clients
 COPY server ./server
 COPY learner ./learner
+COPY engine ./engine
+COPY weights ./weights
+COPY evals ./evals
 COPY store ./store
-COPY clients ./clients
-COPY perennial ./perennial
 COPY migrations ./migrations
 
 # editable: the Alembic migrations directory is found next to the packages

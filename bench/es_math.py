@@ -7,9 +7,9 @@ What the learner worker does per population member and per iteration, on fp32 te
 like a real checkpoint (random values; the math does not care what they are):
 
 * ``perturb``: ``theta + sign * sigma * eps(seed, name)`` into preallocated buffers for every
-  tensor (``learner.es.perturbed``), i.e. the cost of building one member's weights;
+  tensor (``weights.es.perturbed``), i.e. the cost of building one member's weights;
 * ``step``: one ES step from ``--pairs`` seeds (N = 2 * pairs members) with L2 AWD
-  (``learner.es.es_step``: update, anchored decay, drift and sparsity statistics).
+  (``weights.es.es_step``: update, anchored decay, drift and sparsity statistics).
 
 The noise table is drawn on the CPU from its seed, as in the learner, then lives on the
 device (sized to the largest tensor). Model shapes are the public configs' (Llama layout: q, k,
@@ -34,7 +34,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from learner.es import NoiseTable, es_step, pair_coefficients, perturbed  # noqa: E402
+from weights.es import NoiseTable, es_step, pair_coefficients, perturbed  # noqa: E402
 
 # name -> (hidden, layers, intermediate, vocab, heads, kv_heads, tied)
 MODELS = {
@@ -99,8 +99,17 @@ def measure(model: str, device: torch.device, pairs: int, repeats: int) -> dict:
     coefficients = pair_coefficients([float((i * 7919) % 13) for i in range(2 * pairs)])
 
     def step() -> None:
-        es_step(theta, theta0, table, seeds, coefficients, alpha=1e-3, population=2 * pairs,
-                awd_lambda=10.0, awd_kind="l2")  # fmt: skip
+        es_step(
+            theta,
+            theta0,
+            table,
+            seeds,
+            coefficients,
+            alpha=1e-3,
+            population=2 * pairs,
+            awd_lambda=10.0,
+            awd_kind="l2",
+        )
 
     member(0, 1)  # warm-up
     step()
@@ -108,13 +117,20 @@ def measure(model: str, device: torch.device, pairs: int, repeats: int) -> dict:
     steps = [timed(step, device) for _ in range(repeats)]
     p50, s50 = statistics.median(perturb), statistics.median(steps)
     return {
-        "model": model, "device": str(device), "params": numel, "fp32_gib": round(numel * 4 / 2**30, 2),
-        "noise_table_values": table_size, "noise_table_s": round(table_s, 2),
-        "perturb_s": round(p50, 4), "perturb_runs": [round(x, 4) for x in perturb],
-        "step_s": round(s50, 4), "step_runs": [round(x, 4) for x in steps], "pairs": pairs,
+        "model": model,
+        "device": str(device),
+        "params": numel,
+        "fp32_gib": round(numel * 4 / 2**30, 2),
+        "noise_table_values": table_size,
+        "noise_table_s": round(table_s, 2),
+        "perturb_s": round(p50, 4),
+        "perturb_runs": [round(x, 4) for x in perturb],
+        "step_s": round(s50, 4),
+        "step_runs": [round(x, 4) for x in steps],
+        "pairs": pairs,
         "step_per_member_s": round(s50 / (2 * pairs), 4),
         "members_per_min_math_only": round(60 / (p50 + s50 / (2 * pairs)), 1),
-    }  # fmt: skip
+    }
 
 
 def main() -> None:
@@ -140,12 +156,23 @@ def main() -> None:
     print(head.format(2 * args.pairs))
     print("|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['model']} | {r['params'] / 1e6:.0f}M | {r['device']} | {r['perturb_s']:.4f} | "
-              f"{r['step_s']:.3f} | {r['step_per_member_s']:.4f} | {r['members_per_min_math_only']:.0f} |")  # fmt: skip
+        print(
+            f"| {r['model']} | {r['params'] / 1e6:.0f}M | {r['device']} | {r['perturb_s']:.4f} | "
+            f"{r['step_s']:.3f} | {r['step_per_member_s']:.4f} | {r['members_per_min_math_only']:.0f} |"
+        )
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"device_name": name, "torch": torch.__version__,
-                                    "threads": torch.get_num_threads(), "rows": rows,
-                                    "command": " ".join(["bench/es_math.py", *sys.argv[1:]])}, indent=2))  # fmt: skip
+    args.out.write_text(
+        json.dumps(
+            {
+                "device_name": name,
+                "torch": torch.__version__,
+                "threads": torch.get_num_threads(),
+                "rows": rows,
+                "command": " ".join(["bench/es_math.py", *sys.argv[1:]]),
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -37,11 +37,11 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from learner.engine.handle import LearnerEngine, NoiseSpec  # noqa: E402
-from learner.es import iteration_seeds, zscore  # noqa: E402
+from engine.learner_engine import LearnerEngine, NoiseSpec  # noqa: E402
 from learner.fitness import Batch, FitnessEvaluator  # noqa: E402
 from learner.items import ItemSet, load_items  # noqa: E402
 from tests.support.server import shared_model_dir  # noqa: E402
+from weights.es import iteration_seeds, zscore  # noqa: E402
 
 SIGMA, ALPHA = 3e-3, 4e-3
 
@@ -81,8 +81,14 @@ async def _engine_arm(engine, evaluator: FitnessEvaluator, batch: Batch, args) -
             timing = await engine.load_member(seed, SIGMA, sign)
             t1 = time.perf_counter()
             scores.append((await evaluator.evaluate(batch)).verifiable or 0.0)
-            rows.append({"load_s": t1 - t0, "perturb_s": timing["perturb_s"],
-                         "repack_s": timing["reload_s"], "evaluate_s": time.perf_counter() - t1})  # fmt: skip
+            rows.append(
+                {
+                    "load_s": t1 - t0,
+                    "perturb_s": timing["perturb_s"],
+                    "repack_s": timing["reload_s"],
+                    "evaluate_s": time.perf_counter() - t1,
+                }
+            )
     z = zscore(scores)
     t0 = time.perf_counter()
     await engine.apply_update(seeds, (z[0::2] - z[1::2]).tolist(), alpha=ALPHA, population=len(rows))
@@ -108,8 +114,10 @@ def transformers_arm(model_dir: Path, items: ItemSet, args) -> dict:
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
     params = [p for _, p in sorted(model.named_parameters())]  # tied head appears once
     theta0 = [p.detach().clone() for p in params]
-    chats = [tok.apply_chat_template(list(i.messages), add_generation_prompt=True, tokenize=False)
-             for i in items.verifiable[: args.prompts]]  # fmt: skip
+    chats = [
+        tok.apply_chat_template(list(i.messages), add_generation_prompt=True, tokenize=False)
+        for i in items.verifiable[: args.prompts]
+    ]
     inputs = tok(chats, return_tensors="pt", padding=True, add_special_tokens=False)
 
     def noise(seed: int, i: int, p: torch.Tensor) -> torch.Tensor:
@@ -123,12 +131,15 @@ def transformers_arm(model_dir: Path, items: ItemSet, args) -> dict:
 
     @torch.no_grad()
     def evaluate() -> float:
-        from learner.verifiers import score
+        from evals.verifiers import score
 
-        out = model.generate(**inputs, max_new_tokens=args.max_tokens, do_sample=False,
-                             pad_token_id=tok.pad_token_id)  # fmt: skip
-        texts = tok.batch_decode(out[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
-        return statistics.fmean(score(t, i.reference, i.verifier) for t, i in zip(texts, items.verifiable, strict=False))
+        out = model.generate(
+            **inputs, max_new_tokens=args.max_tokens, do_sample=False, pad_token_id=tok.pad_token_id
+        )
+        texts = tok.batch_decode(out[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
+        return statistics.fmean(
+            score(t, i.reference, i.verifier) for t, i in zip(texts, items.verifiable, strict=False)
+        )
 
     evaluate()  # warm-up
     seeds = iteration_seeds(0, 0, args.members // 2)
@@ -155,7 +166,9 @@ def print_table(results: dict[str, dict]) -> None:
     cols = ["load_s", "evaluate_s", "update_per_member_s", "total_per_member_s", "members_per_min"]
     print(f"\n| arm | {' | '.join(cols)} |\n|---|{'---|' * len(cols)}")
     for arm, r in results.items():
-        print(f"| {arm} | {' | '.join(f'{r[c]:.3f}' if c != 'members_per_min' else f'{r[c]:.1f}' for c in cols)} |")
+        print(
+            f"| {arm} | {' | '.join(f'{r[c]:.3f}' if c != 'members_per_min' else f'{r[c]:.1f}' for c in cols)} |"
+        )
     for arm, r in results.items():
         share = {k: r[k] / r["total_per_member_s"] for k in ("load_s", "evaluate_s", "update_per_member_s")}
         split = ", ".join(f"{k.removesuffix('_s')} {v:.0%}" for k, v in share.items())
@@ -173,18 +186,28 @@ def main() -> None:
     args = parser.parse_args()
     arms = args.arms.split(",")
     model_dir = shared_model_dir()
-    items = load_items(REPO / "learner" / "tasks" / "addition" / "train.jsonl")
+    items = load_items(REPO / "evals" / "tasks" / "addition" / "train.jsonl")
     load_before = os.getloadavg()
     results = asyncio.run(engine_arms(model_dir, items, args, [a for a in arms if a != "transformers"]))
     if "transformers" in arms:
         results["transformers"] = transformers_arm(model_dir, items, args)
     print_table(results)
-    report = {"results": results, "members": args.members, "prompts": args.prompts,
-              "max_tokens": args.max_tokens, "sigma": SIGMA, "model": str(model_dir),
-              "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-                          "torch_threads": torch.get_num_threads(),
-                          "loadavg_before": load_before, "loadavg_after": os.getloadavg()},
-              "command": " ".join(["bench/es_throughput.py", *sys.argv[1:]])}  # fmt: skip
+    report = {
+        "results": results,
+        "members": args.members,
+        "prompts": args.prompts,
+        "max_tokens": args.max_tokens,
+        "sigma": SIGMA,
+        "model": str(model_dir),
+        "machine": {
+            "cpu": platform.processor() or platform.machine(),
+            "cores": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "loadavg_before": load_before,
+            "loadavg_after": os.getloadavg(),
+        },
+        "command": " ".join(["bench/es_throughput.py", *sys.argv[1:]]),
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"\nwrote {args.out}")

@@ -28,7 +28,7 @@ import httpx
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from server.engine.supervisor import EngineSpec, EngineSupervisor, resolve_dtype  # noqa: E402
+from engine.supervisor import EngineSpec, EngineSupervisor, resolve_dtype  # noqa: E402
 from tests.support.server import shared_model_dir, start_server  # noqa: E402
 
 MODEL = "smollm2-135m-instruct"
@@ -143,10 +143,14 @@ async def main_async(args) -> dict:
             gateway.stop()
         await engine.stop()
     result["settings"] = {
-        "pairs_c1": args.pairs, "rounds_c16": args.rounds, "requests_per_round": args.requests,
-        "output_tokens": TOKENS, "dtype": resolve_dtype("auto"), "machine": platform.processor()
-        or platform.machine(), "date": time.strftime("%Y-%m-%d"),
-    }  # fmt: skip
+        "pairs_c1": args.pairs,
+        "rounds_c16": args.rounds,
+        "requests_per_round": args.requests,
+        "output_tokens": TOKENS,
+        "dtype": resolve_dtype("auto"),
+        "machine": platform.processor() or platform.machine(),
+        "date": time.strftime("%Y-%m-%d"),
+    }
     return result
 
 

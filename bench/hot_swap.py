@@ -49,8 +49,15 @@ async def register_candidate(data_dir: Path, snapshot: Path) -> None:
     db = Database.connect(f"sqlite:///{data_dir / 'perennial.db'}")
     try:
         async with db.sessions() as session:
-            await add_candidate(session, version_id="v1", parent_id="base", snapshot_path=str(snapshot),
-                                sha256=None, meta={"bench": "hot_swap"}, metrics={})  # fmt: skip
+            await add_candidate(
+                session,
+                version_id="v1",
+                parent_id="base",
+                snapshot_path=str(snapshot),
+                sha256=None,
+                meta={"bench": "hot_swap"},
+                metrics={},
+            )
             await record_decision(session, version_id="v1", promote=True, reasons=["bench"], checks={})
             await session.commit()
     finally:
@@ -69,8 +76,13 @@ class Load:
     async def _client(self, client: httpx.AsyncClient, k: int) -> None:
         i = 0
         while not self._stop.is_set():
-            body = {"model": MODEL, "temperature": 0, "max_tokens": 16, "ignore_eos": True,
-                    "messages": [{"role": "user", "content": f"Tell me about the number {k * 1000 + i}."}]}  # fmt: skip
+            body = {
+                "model": MODEL,
+                "temperature": 0,
+                "max_tokens": 16,
+                "ignore_eos": True,
+                "messages": [{"role": "user", "content": f"Tell me about the number {k * 1000 + i}."}],
+            }
             started = time.perf_counter()
             try:
                 r = await client.post(self.url, json=body)
@@ -95,23 +107,25 @@ async def measure(url: str, swaps: int, concurrency: int, baseline_s: float, gap
     windows, reports = [], []
     async with httpx.AsyncClient(timeout=300, headers=ADMIN) as admin:
         for i in range(swaps):
-            path, body = (("/admin/versions/v1/promote", {}) if i % 2 == 0
-                          else ("/admin/rollback", {"to": "base"}))  # fmt: skip
+            path, body = (
+                ("/admin/versions/v1/promote", {}) if i % 2 == 0 else ("/admin/rollback", {"to": "base"})
+            )
             t0 = time.perf_counter()
             r = await admin.post(url + path, json=body)
             t1 = time.perf_counter()
             r.raise_for_status()
             windows.append((t0, t1))
             reports.append({**r.json()["swap"], "call_s": t1 - t0})
-            print(f"swap {i + 1}/{swaps}: {r.json()['serving']:>4}  pause->resume "
-                  f"{reports[-1]['pause_to_resume_s']:.2f} s (load via {reports[-1].get('load_via')})",
-                  flush=True)  # fmt: skip
+            print(
+                f"swap {i + 1}/{swaps}: {r.json()['serving']:>4}  pause->resume "
+                f"{reports[-1]['pause_to_resume_s']:.2f} s (load via {reports[-1].get('load_via')})",
+                flush=True,
+            )
             await asyncio.sleep(gap_s)
     stop.set()
     await runner
     base = [e - s for s, e, ok, _ in load.records if ok and e <= baseline_end]
-    overlap = [e - s for s, e, ok, _ in load.records
-               if ok and any(s <= w1 and e >= w0 for w0, w1 in windows)]  # fmt: skip
+    overlap = [e - s for s, e, ok, _ in load.records if ok and any(s <= w1 and e >= w0 for w0, w1 in windows)]
     failed = sum(not ok for *_, ok, _ in load.records)
     pause = [r["pause_to_resume_s"] for r in reports]
     return {
@@ -124,27 +138,33 @@ async def measure(url: str, swaps: int, concurrency: int, baseline_s: float, gap
         "chats": {"total": len(load.records), "failed": failed},
         "latency_ms": {
             "no_swap": {"n": len(base), "p50": pct(base, 0.5) * 1000, "p99": pct(base, 0.99) * 1000},
-            "overlapping_swap": {"n": len(overlap), "p50": pct(overlap, 0.5) * 1000,
-                                 "p99": pct(overlap, 0.99) * 1000},
-        },  # fmt: skip
+            "overlapping_swap": {
+                "n": len(overlap),
+                "p50": pct(overlap, 0.5) * 1000,
+                "p99": pct(overlap, 0.99) * 1000,
+            },
+        },
         "reports": reports,
     }
 
 
 def table(r: dict) -> str:
     lat = r["latency_ms"]
-    return "\n".join([
-        "| | value |", "|---|---|",
-        f"| swaps (promote v1 / rollback base, alternating) | {r['swaps']} |",
-        f"| pause -> resume, median / max | {r['pause_to_resume_s']['median']:.2f} s / {r['pause_to_resume_s']['max']:.2f} s |",
-        f"| of which draining in-flight chats, median | {r['drain_s']['median']:.2f} s |",
-        f"| of which weight reload (in the worker), median | {r['load_s']['median']:.2f} s |",
-        f"| swaps loaded through the direct kernel loader | {r.get('direct_loads', '?')} of {r['swaps']} |",
-        f"| whole admin call (sha256 check, swap, checksum, smoke prompt), median | {r['admin_call_s']['median']:.2f} s |",
-        f"| chat p50 / p99, no swap (n={lat['no_swap']['n']}) | {lat['no_swap']['p50']:.0f} / {lat['no_swap']['p99']:.0f} ms |",
-        f"| chat p50 / p99, overlapping a swap (n={lat['overlapping_swap']['n']}) | {lat['overlapping_swap']['p50']:.0f} / {lat['overlapping_swap']['p99']:.0f} ms |",
-        f"| failed chats | {r['chats']['failed']} of {r['chats']['total']} |",
-    ])  # fmt: skip
+    return "\n".join(
+        [
+            "| | value |",
+            "|---|---|",
+            f"| swaps (promote v1 / rollback base, alternating) | {r['swaps']} |",
+            f"| pause -> resume, median / max | {r['pause_to_resume_s']['median']:.2f} s / {r['pause_to_resume_s']['max']:.2f} s |",
+            f"| of which draining in-flight chats, median | {r['drain_s']['median']:.2f} s |",
+            f"| of which weight reload (in the worker), median | {r['load_s']['median']:.2f} s |",
+            f"| swaps loaded through the direct kernel loader | {r.get('direct_loads', '?')} of {r['swaps']} |",
+            f"| whole admin call (sha256 check, swap, checksum, smoke prompt), median | {r['admin_call_s']['median']:.2f} s |",
+            f"| chat p50 / p99, no swap (n={lat['no_swap']['n']}) | {lat['no_swap']['p50']:.0f} / {lat['no_swap']['p99']:.0f} ms |",
+            f"| chat p50 / p99, overlapping a swap (n={lat['overlapping_swap']['n']}) | {lat['overlapping_swap']['p50']:.0f} / {lat['overlapping_swap']['p99']:.0f} ms |",
+            f"| failed chats | {r['chats']['failed']} of {r['chats']['total']} |",
+        ]
+    )
 
 
 def main() -> None:
@@ -159,8 +179,12 @@ def main() -> None:
     model_dir = shared_model_dir()
     print("writing the candidate snapshot ...", flush=True)
     snapshot = perturbed_snapshot(model_dir, work / "v1", seed=1, scale=0.05)
-    env = {"PERENNIAL_MODEL_DIR": str(model_dir), "PERENNIAL_ADMIN_KEY": ADMIN_KEY,
-           "PERENNIAL_LEARNER_MODE": "off", "PERENNIAL_ENGINE_START_TIMEOUT_S": "900"}  # fmt: skip
+    env = {
+        "PERENNIAL_MODEL_DIR": str(model_dir),
+        "PERENNIAL_ADMIN_KEY": ADMIN_KEY,
+        "PERENNIAL_LEARNER_MODE": "off",
+        "PERENNIAL_ENGINE_START_TIMEOUT_S": "900",
+    }
     print("starting perennial serve ...", flush=True)
     server = start_server(work / "data", env, timeout=960)
     try:
@@ -168,8 +192,12 @@ def main() -> None:
         result = asyncio.run(measure(server.url, args.swaps, args.concurrency, args.baseline_s, args.gap_s))
     finally:
         server.stop()
-    result["settings"] = {**vars(args), "out": str(args.out), "machine": platform.machine(),
-                          "date": time.strftime("%Y-%m-%d")}  # fmt: skip
+    result["settings"] = {
+        **vars(args),
+        "out": str(args.out),
+        "machine": platform.machine(),
+        "date": time.strftime("%Y-%m-%d"),
+    }
     print(table(result))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")

@@ -46,12 +46,12 @@ sys.path.insert(0, str(REPO))
 
 from sqlalchemy import func, select  # noqa: E402
 
-from server.engine.supervisor import EngineSpec, EngineSupervisor, resolve_dtype  # noqa: E402
+from engine.supervisor import EngineSpec, EngineSupervisor, resolve_dtype  # noqa: E402
 from store.db import Database  # noqa: E402
 from store.models import Feedback  # noqa: E402
-from tests.store.conftest import PG_SERVER, REDIS_URL, create_database, delete_prefix, drop_database  # noqa: E402
-from tests.store.services import start_ingest_worker  # noqa: E402
 from tests.support.server import RunningServer, shared_model_dir, start_server  # noqa: E402
+from tests.support.services import start_ingest_worker  # noqa: E402
+from tests.support.stores import PG_SERVER, REDIS_URL, create_database, delete_prefix, drop_database  # noqa: E402
 
 MODEL = "smollm2-135m-instruct"
 KEY = "sk-bench"
@@ -65,8 +65,12 @@ def pct(values: list[float], q: float) -> float:
 
 
 async def chat(session: aiohttp.ClientSession, url: str, i: int) -> tuple[str, float]:
-    body = {"model": MODEL, "messages": [{"role": "user", "content": f"Count to {i % 7 + 2}."}],
-            "max_tokens": 1, "temperature": 0}  # fmt: skip
+    body = {
+        "model": MODEL,
+        "messages": [{"role": "user", "content": f"Count to {i % 7 + 2}."}],
+        "max_tokens": 1,
+        "temperature": 0,
+    }
     started = time.perf_counter()
     async with session.post(url + "/v1/chat/completions", json=body, headers=HEADERS) as r:
         payload = await r.json()
@@ -95,8 +99,13 @@ async def load(session, url: str, path: str, bodies: list[bytes], concurrency: i
 
     started = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return {"latencies": latencies, "failures": failures, "ids": ids,
-            "wall": time.perf_counter() - started, "started": started}  # fmt: skip
+    return {
+        "latencies": latencies,
+        "failures": failures,
+        "ids": ids,
+        "wall": time.perf_counter() - started,
+        "started": started,
+    }
 
 
 async def stored_count(db_url: str, ids: list[str]) -> int:
@@ -114,6 +123,7 @@ async def stored_count(db_url: str, ids: list[str]) -> int:
 
 async def ingest(session, gw: RunningServer, db_url: str, cids: list[str], args, batch: int) -> dict:
     n_requests = args.requests if batch == 1 else max(1, args.requests // batch)
+
     def item(i: int) -> dict:
         return {"completion_id": cids[i % len(cids)], "reward": (i % 21 - 10) / 10, "task": "bench"}
 
@@ -121,8 +131,10 @@ async def ingest(session, gw: RunningServer, db_url: str, cids: list[str], args,
         bodies = [json.dumps(item(i)).encode() for i in range(n_requests)]
         path = "/v1/feedback"
     else:
-        bodies = [json.dumps({"items": [item(i * batch + j) for j in range(batch)]}).encode()
-                  for i in range(n_requests)]  # fmt: skip
+        bodies = [
+            json.dumps({"items": [item(i * batch + j) for j in range(batch)]}).encode()
+            for i in range(n_requests)
+        ]
         path = "/v1/feedback/batch"
     run = await load(session, gw.url, path, bodies, args.concurrency)
     deadline = time.perf_counter() + 300
@@ -135,11 +147,16 @@ async def ingest(session, gw: RunningServer, db_url: str, cids: list[str], args,
     exactly_once = await stored_count(db_url, run["ids"]) == len(run["ids"]) == len(set(run["ids"]))
     lat = run["latencies"]
     return {
-        "requests": n_requests, "items_per_request": batch, "accepted_items": len(run["ids"]),
-        "failed_requests": run["failures"], "accepted_items_per_s": len(run["ids"]) / run["wall"],
-        "p50_ms": statistics.median(lat) * 1000, "p95_ms": pct(lat, 0.95) * 1000,
-        "stored_items_per_s": n / stored_wall, "stored_exactly_once": exactly_once,
-    }  # fmt: skip
+        "requests": n_requests,
+        "items_per_request": batch,
+        "accepted_items": len(run["ids"]),
+        "failed_requests": run["failures"],
+        "accepted_items_per_s": len(run["ids"]) / run["wall"],
+        "p50_ms": statistics.median(lat) * 1000,
+        "p95_ms": pct(lat, 0.95) * 1000,
+        "stored_items_per_s": n / stored_wall,
+        "stored_exactly_once": exactly_once,
+    }
 
 
 async def chat_latency(session, arms: dict[str, RunningServer], pairs: int) -> dict:
@@ -153,16 +170,18 @@ async def chat_latency(session, arms: dict[str, RunningServer], pairs: int) -> d
     result = {}
     for name in names:
         diffs = [a - b for a, b in zip(times[name], off, strict=True)]
-        result[name] = {"p50_ms": statistics.median(times[name]) * 1000,
-                        "p95_ms": pct(times[name], 0.95) * 1000,
-                        "paired_diff_vs_off_p50_ms": statistics.median(diffs) * 1000}  # fmt: skip
+        result[name] = {
+            "p50_ms": statistics.median(times[name]) * 1000,
+            "p95_ms": pct(times[name], 0.95) * 1000,
+            "paired_diff_vs_off_p50_ms": statistics.median(diffs) * 1000,
+        }
     return result
 
 
 async def recorder_cost(n: int = 20_000) -> dict:
     """Time ``StoreRecorder.record`` itself on a realistic interaction (direct sink, SQLite)."""
-    from server.recorder import StoreRecorder
-    from server.serving import Interaction
+    from server.chat.recorder import StoreRecorder
+    from server.chat.serving import Interaction
     from store.db import upgrade
     from store.sink import IngestSink
 
@@ -173,18 +192,35 @@ async def recorder_cost(n: int = 20_000) -> dict:
     sink = IngestSink(db, None)
     await sink.start()
     recorder = StoreRecorder(sink)
-    request = {"model": MODEL, "messages": [{"role": "system", "content": "Be brief."},
-               {"role": "user", "content": "What is the capital of France? " * 4}],
-               "max_tokens": 32, "temperature": 0.7}  # fmt: skip
+    request = {
+        "model": MODEL,
+        "messages": [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "What is the capital of France? " * 4},
+        ],
+        "max_tokens": 32,
+        "temperature": 0.7,
+    }
     costs = []
     for i in range(n):
         interaction = Interaction(
-            completion_id=f"chatcmpl-{uuid.uuid4().hex}", request=request,
-            choices=[{"index": 0, "message": {"role": "assistant", "content": "Paris. " * 10},
-                      "finish_reason": "stop", "logprobs": None}],
-            model_version="base", usage={"prompt_tokens": 40, "completion_tokens": 32},
-            latency_ms=300.0, caller="key_bench", stream=False, created=int(time.time()),
-        )  # fmt: skip
+            completion_id=f"chatcmpl-{uuid.uuid4().hex}",
+            request=request,
+            choices=[
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": "Paris. " * 10},
+                    "finish_reason": "stop",
+                    "logprobs": None,
+                }
+            ],
+            model_version="base",
+            usage={"prompt_tokens": 40, "completion_tokens": 32},
+            latency_ms=300.0,
+            caller="key_bench",
+            stream=False,
+            created=int(time.time()),
+        )
         started = time.perf_counter()
         recorder.record(interaction)
         costs.append(time.perf_counter() - started)
@@ -196,16 +232,24 @@ async def recorder_cost(n: int = 20_000) -> dict:
 
 
 async def start_gateways(engine_url: str, model_dir: Path, work: Path, pg_url: str, prefix: str):
-    base = {"PERENNIAL_MODEL_DIR": str(model_dir), "PERENNIAL_ENGINE_URL": engine_url,
-            "PERENNIAL_API_KEYS": KEY, "PERENNIAL_ADMIN_KEY": "pk-bench", "PERENNIAL_LOG_LEVEL": "warning"}  # fmt: skip
+    base = {
+        "PERENNIAL_MODEL_DIR": str(model_dir),
+        "PERENNIAL_ENGINE_URL": engine_url,
+        "PERENNIAL_API_KEYS": KEY,
+        "PERENNIAL_ADMIN_KEY": "pk-bench",
+        "PERENNIAL_LOG_LEVEL": "warning",
+    }
     redis_pg = {**base, "PERENNIAL_DATABASE_URL": pg_url, "PERENNIAL_REDIS_URL": REDIS_URL}
     envs = {
         "redis+postgres": {**redis_pg, "PERENNIAL_REDIS_PREFIX": prefix},
-        SEPARATE: {**redis_pg, "PERENNIAL_REDIS_PREFIX": prefix + "-sep",
-                   "PERENNIAL_INGEST_CONSUMER": "false"},
+        SEPARATE: {
+            **redis_pg,
+            "PERENNIAL_REDIS_PREFIX": prefix + "-sep",
+            "PERENNIAL_INGEST_CONSUMER": "false",
+        },
         "sqlite": base,
         "logging off": {**base, "PERENNIAL_LOG_INTERACTIONS": "false"},
-    }  # fmt: skip
+    }
     gateways = {}
     for i, (name, env) in enumerate(envs.items()):
         gateways[name] = await asyncio.to_thread(start_server, work / f"gw{i}", env, timeout=120)
@@ -222,8 +266,11 @@ async def measure(engine_url: str, args, work: Path) -> dict:
     worker = None
     try:
         gateways, worker = await start_gateways(engine_url, model_dir, work, pg_url, prefix)
-        db_urls = {"redis+postgres": pg_url, SEPARATE: pg_url,
-                   "sqlite": f"sqlite:///{gateways['sqlite'].data_dir}/perennial.db"}  # fmt: skip
+        db_urls = {
+            "redis+postgres": pg_url,
+            SEPARATE: pg_url,
+            "sqlite": f"sqlite:///{gateways['sqlite'].data_dir}/perennial.db",
+        }
         connector = aiohttp.TCPConnector(limit=args.concurrency + 8)
         timeout = aiohttp.ClientTimeout(total=300)
         async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
@@ -233,9 +280,13 @@ async def measure(engine_url: str, args, work: Path) -> dict:
                 gw = gateways[name]
                 cids = [(await chat(session, gw.url, i))[0] for i in range(32)]
                 warm = max(1, args.requests // 20)
-                await load(session, gw.url, "/v1/feedback",
-                           [json.dumps({"completion_id": cids[0], "label": "up"}).encode()] * warm,
-                           args.concurrency)  # fmt: skip
+                await load(
+                    session,
+                    gw.url,
+                    "/v1/feedback",
+                    [json.dumps({"completion_id": cids[0], "label": "up"}).encode()] * warm,
+                    args.concurrency,
+                )
                 result["ingest"][name] = await ingest(session, gw, db_url, cids, args, 1)
                 result["ingest_batch"][name] = await ingest(session, gw, db_url, cids, args, 100)
             print("chat latency, logging on vs off ...", flush=True)
@@ -255,20 +306,31 @@ async def measure(engine_url: str, args, work: Path) -> dict:
 
 
 def table(r: dict) -> str:
-    rows = ["| arm | endpoint | accepted items/s | p50 ms | p95 ms | stored items/s | exactly once |",
-            "|---|---|---|---|---|---|---|"]  # fmt: skip
+    rows = [
+        "| arm | endpoint | accepted items/s | p50 ms | p95 ms | stored items/s | exactly once |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for key, endpoint in (("ingest", "POST /v1/feedback"), ("ingest_batch", "POST /v1/feedback/batch (100)")):
         for arm, a in r[key].items():
-            rows.append(f"| {arm} | {endpoint} | {a['accepted_items_per_s']:.0f} | {a['p50_ms']:.2f} | "
-                        f"{a['p95_ms']:.2f} | {a['stored_items_per_s']:.0f} | {a['stored_exactly_once']} |")  # fmt: skip
-    rows += ["", "| chat (1 token), logging | p50 ms | p95 ms | paired diff vs off, p50 ms |",
-             "|---|---|---|---|"]  # fmt: skip
+            rows.append(
+                f"| {arm} | {endpoint} | {a['accepted_items_per_s']:.0f} | {a['p50_ms']:.2f} | "
+                f"{a['p95_ms']:.2f} | {a['stored_items_per_s']:.0f} | {a['stored_exactly_once']} |"
+            )
+    rows += [
+        "",
+        "| chat (1 token), logging | p50 ms | p95 ms | paired diff vs off, p50 ms |",
+        "|---|---|---|---|",
+    ]
     for arm, a in r["chat"].items():
-        rows.append(f"| {arm} | {a['p50_ms']:.1f} | {a['p95_ms']:.1f} | "
-                    f"{a['paired_diff_vs_off_p50_ms']:+.2f} |")  # fmt: skip
+        rows.append(
+            f"| {arm} | {a['p50_ms']:.1f} | {a['p95_ms']:.1f} | {a['paired_diff_vs_off_p50_ms']:+.2f} |"
+        )
     rec = r["recorder"]
-    rows += ["", f"StoreRecorder.record on the request path: p50 {rec['p50_us']:.1f} us, "
-             f"p95 {rec['p95_us']:.1f} us ({rec['calls']} calls)."]  # fmt: skip
+    rows += [
+        "",
+        f"StoreRecorder.record on the request path: p50 {rec['p50_us']:.1f} us, "
+        f"p95 {rec['p95_us']:.1f} us ({rec['calls']} calls).",
+    ]
     return "\n".join(rows)
 
 
@@ -289,12 +351,15 @@ async def main_async(args) -> dict:
         if engine is not None:
             await engine.stop()
     result["settings"] = {
-        "requests": args.requests, "concurrency": args.concurrency, "pairs": args.pairs,
+        "requests": args.requests,
+        "concurrency": args.concurrency,
+        "pairs": args.pairs,
         "load_generator": "aiohttp + uvloop, keep-alive, in the bench process",
         # Other work on the machine skews everything: a quiet 2-core box shows ~0 here.
         "loadavg_1m_before_after": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
-        "machine": platform.processor() or platform.machine(), "date": time.strftime("%Y-%m-%d"),
-    }  # fmt: skip
+        "machine": platform.processor() or platform.machine(),
+        "date": time.strftime("%Y-%m-%d"),
+    }
     return result
 
 

@@ -3,7 +3,7 @@
     .venv/bin/python bench/learning.py [--iterations 20] [--eval-every 4] [--awd-lambda 10]
                                        [--awd-kind l2] [--max-minutes 45] [--fresh]
 
-Trains from the bundled SmolLM2-135M-Instruct on ``learner/tasks/addition/train.jsonl`` with
+Trains from the bundled SmolLM2-135M-Instruct on ``evals/tasks/addition/train.jsonl`` with
 the ``cpu`` preset (N=16, sigma=3e-3, alpha=4e-3, minibatch 16, 16 tokens) for each arm:
 
 * ``es``      awd_lambda = 0 (plain ES);
@@ -11,7 +11,7 @@ the ``cpu`` preset (N=16, sigma=3e-3, alpha=4e-3, minibatch 16, 16 tokens) for e
 
 Each arm is held to ``--max-minutes`` of wall time (iterations stop at the first held-out
 evaluation past it). It reports, for base / es / es_awd: held-out target score (100 items),
-prior-capability score (the shipped suites in ``learner/suites/data``, mean over suites, and
+prior-capability score (the shipped suites in ``evals/suites/data``, mean over suites, and
 per suite), and ||theta - theta0||. Curves go to ``bench/results/learning.png``, numbers to
 ``bench/results/learning.json``; work files (metrics, snapshots) to ``bench/.work/learning``.
 
@@ -34,21 +34,22 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from engine.learner_engine import LearnerEngine  # noqa: E402
 from learner.config import ESConfig  # noqa: E402
-from learner.engine.handle import LearnerEngine, NoiseSpec  # noqa: E402
 from learner.es_loop import replay, run_es, target_score  # noqa: E402
 from learner.items import load_items  # noqa: E402
 from tests.support.server import shared_model_dir  # noqa: E402
+from weights.meta import SnapshotMeta  # noqa: E402
 
-TASK = REPO / "learner" / "tasks" / "addition"
+TASK = REPO / "evals" / "tasks" / "addition"
 WORK = REPO / "bench" / ".work" / "learning"
 RESULTS = REPO / "bench" / "results"
 
 
 async def prior_scores(engine) -> dict[str, float]:
     """Mean score per shipped prior suite (greedy; the gate's own scorer)."""
+    from evals.suites import load_builtin_suites
     from learner.evaluate import score_suites
-    from learner.suites import load_builtin_suites
 
     scores = await score_suites(engine.client, engine.served_name, load_builtin_suites(), concurrency=32)
     return {name: round(s.score, 4) for name, s in scores.items()}
@@ -58,8 +59,12 @@ async def measure(engine, heldout, config: ESConfig) -> dict:
     target = await target_score(engine, heldout, config)
     prior = await prior_scores(engine)
     drift = (await engine.drift())["drift"]
-    return {"target": round(target, 4), "prior": round(sum(prior.values()) / len(prior), 4),
-            "prior_suites": prior, "drift": round(drift, 4)}  # fmt: skip
+    return {
+        "target": round(target, 4),
+        "prior": round(sum(prior.values()) / len(prior), 4),
+        "prior_suites": prior,
+        "drift": round(drift, 4),
+    }
 
 
 def _load(path: Path) -> list[dict]:
@@ -72,30 +77,55 @@ async def run_arm(engine, model_dir: Path, name: str, config: ESConfig, items, h
     if done.is_file():
         print(f"[{name}] finished earlier; reusing {done}")
         return json.loads(done.read_text())
-    await engine.init_state(model_dir, model_dir, NoiseSpec(config.noise_table_size, config.noise_table_seed))
+    await engine.init_state(model_dir, model_dir, config.noise)
     records = _load(log)
     start = await replay(engine, [r for r in records if "seeds" in r], config) if records else 0
     curve = [r for r in records if "eval" in r]
     started = time.monotonic() - sum(r.get("wall_s", 0) for r in records)
     if not curve:
-        curve.append({"iteration": 0, "eval": {"target": round(await target_score(engine, heldout, config), 4),
-                                               "drift": 0.0}})  # fmt: skip
+        curve.append(
+            {
+                "iteration": 0,
+                "eval": {"target": round(await target_score(engine, heldout, config), 4), "drift": 0.0},
+            }
+        )
         _append(log, curve[-1])
     while start < config.iterations and time.monotonic() - started < args.max_minutes * 60:
         end = min(start + args.eval_every, config.iterations)
-        result = await run_es(engine, items, dataclasses.replace(config, iterations=end), start_iteration=start,
-                              on_iteration=lambda r: _append(log, r.to_json()))  # fmt: skip
+        result = await run_es(
+            engine,
+            items,
+            dataclasses.replace(config, iterations=end),
+            start_iteration=start,
+            on_iteration=lambda r: _append(log, r.to_json()),
+        )
         start = end
-        point = {"iteration": end, "eval": {"target": round(await target_score(engine, heldout, config), 4),
-                                            "drift": round(result.records[-1].drift, 4)}}  # fmt: skip
+        point = {
+            "iteration": end,
+            "eval": {
+                "target": round(await target_score(engine, heldout, config), 4),
+                "drift": round(result.records[-1].drift, 4),
+            },
+        }
         curve.append(point)
         _append(log, point)
-        print(f"[{name}] it {end}: target {point['eval']['target']:.3f} drift {point['eval']['drift']:.2f} "
-              f"({(time.monotonic() - started) / 60:.1f} min)")  # fmt: skip
-    summary = {**await measure(engine, heldout, config), "iterations": start,
-               "minutes": round((time.monotonic() - started) / 60, 1), "curve": curve,
-               "config": config.to_dict()}  # fmt: skip
-    await engine.snapshot(WORK / f"{name}-snapshot", {"arm": name, "summary": summary})
+        print(
+            f"[{name}] it {end}: target {point['eval']['target']:.3f} drift {point['eval']['drift']:.2f} "
+            f"({(time.monotonic() - started) / 60:.1f} min)"
+        )
+    summary = {
+        **await measure(engine, heldout, config),
+        "iterations": start,
+        "minutes": round((time.monotonic() - started) / 60, 1),
+        "curve": curve,
+        "config": config.to_dict(),
+    }
+    await engine.snapshot(
+        WORK / f"{name}-snapshot",
+        SnapshotMeta(
+            parent=str(model_dir), config=config.to_dict(), metrics={"arm": name, "summary": summary}
+        ),
+    )
     done.write_text(json.dumps(summary, indent=2) + "\n")
     return summary
 
@@ -129,13 +159,17 @@ def plot(results: dict, path: Path) -> None:
 
 def print_table(results: dict) -> None:
     suites = list(results["base"]["prior_suites"])
-    print(f"\n| arm | iterations | minutes | target (held-out) | prior (mean) | {' | '.join(suites)} | ||theta - theta0|| |")
+    print(
+        f"\n| arm | iterations | minutes | target (held-out) | prior (mean) | {' | '.join(suites)} | ||theta - theta0|| |"
+    )
     print("|---" * (6 + len(suites)) + "|")
     for arm in ("base", "es", "es_awd"):
         r = results[arm]
         per = " | ".join(f"{r['prior_suites'][s]:.3f}" for s in suites)
-        print(f"| {arm} | {r.get('iterations', 0)} | {r.get('minutes', 0)} | {r['target']:.3f} | "
-              f"{r['prior']:.3f} | {per} | {r['drift']:.2f} |")  # fmt: skip
+        print(
+            f"| {arm} | {r.get('iterations', 0)} | {r.get('minutes', 0)} | {r['target']:.3f} | "
+            f"{r['prior']:.3f} | {per} | {r['drift']:.2f} |"
+        )
 
 
 async def main_async(args) -> dict:
@@ -178,8 +212,12 @@ def main() -> None:
     print_table(results)
     plot(results, args.out.with_suffix(".png"))
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    report = {"results": results, "loadavg_before": load_before, "loadavg_after": os.getloadavg(),
-              "command": " ".join(["bench/learning.py", *sys.argv[1:]])}  # fmt: skip
+    report = {
+        "results": results,
+        "loadavg_before": load_before,
+        "loadavg_after": os.getloadavg(),
+        "command": " ".join(["bench/learning.py", *sys.argv[1:]]),
+    }
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"\nwrote {args.out} and {args.out.with_suffix('.png')}")
 

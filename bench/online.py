@@ -8,10 +8,10 @@ Per arm, a fresh ``perennial serve`` on the embedded default (SQLite, the learne
 gateway, the bundled SmolLM2-135M-Instruct; data in ``bench/.work/online/<arm>``), then:
 
 * round 0: the base, measured through the gateway: the held-out target
-  (``learner/tasks/addition/heldout.jsonl``: 100 additions the simulated users never ask) and
-  every shipped prior suite (``learner/suites/data``, 195 items), greedy;
+  (``evals/tasks/addition/heldout.jsonl``: 100 additions the simulated users never ask) and
+  every shipped prior suite (``evals/suites/data``, 195 items), greedy;
 * round r: simulated users (``clients.simulator``) ask ``--feedback-per-round`` additions from
-  ``learner/tasks/addition/train.jsonl`` (fresh ones each round until the 200 are used) and send
+  ``evals/tasks/addition/train.jsonl`` (fresh ones each round until the 200 are used) and send
   the reference answers; then ``POST /admin/learner/rounds`` with the arm's ES settings: the
   gateway's learner splits that feedback train / held-out, runs ES(+AWD) from the served version
   anchored to the base, gates the candidate and promotes or rejects it. Recorded: the decision
@@ -84,23 +84,48 @@ from bench.online_measure import heldout_suite, measure_served, round_record  # 
 from bench.online_plot import num, render  # noqa: E402
 from clients.sim_tasks import ReferenceTask, load_items  # noqa: E402
 from clients.simulator import SimulationConfig, simulate  # noqa: E402
-from learner.suites import load_builtin_suites  # noqa: E402
+from evals.suites import load_builtin_suites  # noqa: E402
 from tests.support.server import RunningServer, shared_model_dir, start_server  # noqa: E402
 
-TASK = REPO / "learner" / "tasks" / "addition"
+TASK = REPO / "evals" / "tasks" / "addition"
 WORK = REPO / "bench" / ".work" / "online"
 RESULTS = REPO / "bench" / "results"
 API_KEY, ADMIN_KEY = "sk-bench-online", "pk-bench-online"
 SETTLE_S = 6.0  # the learner takes feedback only once it is 5 s old
 GATE_OFF = {"min_gain": -1.0, "tolerance": 1.0, "max_total_drop": 1.0, "max_kl": 1e9}
 ARMS = {  # name -> (AWD on, gate on)
-    "es": (False, True), "es_awd": (True, True), "es_awd_nogate": (True, False), "es_nogate": (False, False),
-}  # fmt: skip
+    "es": (False, True),
+    "es_awd": (True, True),
+    "es_awd_nogate": (True, False),
+    "es_nogate": (False, False),
+}
 # settings that change what a resumed run measures (the others, e.g. --budget-minutes, may change)
-RUN_KEYS = ("arms", "rounds", "iterations", "population", "sigma", "alpha", "awd_lambda", "awd_kind",
-            "minibatch", "max_tokens", "feedback_per_round", "seed", "suite_max_items", "heldout_items",
-            "kl_samples", "kl_max_tokens", "gate_min_gain", "gate_tolerance", "gate_max_total_drop",
-            "gate_max_kl", "rate", "eager", "measure_concurrency", "served_suites")  # fmt: skip
+RUN_KEYS = (
+    "arms",
+    "rounds",
+    "iterations",
+    "population",
+    "sigma",
+    "alpha",
+    "awd_lambda",
+    "awd_kind",
+    "minibatch",
+    "max_tokens",
+    "feedback_per_round",
+    "seed",
+    "suite_max_items",
+    "heldout_items",
+    "kl_samples",
+    "kl_max_tokens",
+    "gate_min_gain",
+    "gate_tolerance",
+    "gate_max_total_drop",
+    "gate_max_kl",
+    "rate",
+    "eager",
+    "measure_concurrency",
+    "served_suites",
+)
 
 
 class State:
@@ -131,14 +156,16 @@ class State:
 
 def server_env(args, model_dir: Path) -> dict[str, str]:
     env = {
-        "PERENNIAL_MODEL_DIR": str(model_dir), "PERENNIAL_API_KEYS": API_KEY,
-        "PERENNIAL_ADMIN_KEY": ADMIN_KEY, "PERENNIAL_ENGINE_START_TIMEOUT_S": "900",
+        "PERENNIAL_MODEL_DIR": str(model_dir),
+        "PERENNIAL_API_KEYS": API_KEY,
+        "PERENNIAL_ADMIN_KEY": ADMIN_KEY,
+        "PERENNIAL_ENGINE_START_TIMEOUT_S": "900",
         "PERENNIAL_LEARNER_INTERVAL_S": "0",  # rounds are triggered by this script, one per batch
         "PERENNIAL_LEARNER_SEED": str(args.seed),
         "PERENNIAL_GATE_SUITE_MAX_ITEMS": str(args.suite_max_items),
         "PERENNIAL_GATE_KL_SAMPLES": str(args.kl_samples),
         "PERENNIAL_GATE_KL_MAX_TOKENS": str(args.kl_max_tokens),
-    }  # fmt: skip
+    }
     if args.eager:
         env["PERENNIAL_ENGINE_EXTRA_ARGS"] = env["PERENNIAL_LEARNER_ENGINE_ARGS"] = "--enforce-eager"
     return env
@@ -148,10 +175,15 @@ def round_body(args, arm: str) -> dict[str, Any]:
     """The admin trigger's body: the arm's ES settings and, gate off, thresholds that always pass."""
     awd, gate_on = ARMS[arm]
     body: dict[str, Any] = {
-        "iterations": args.iterations, "population": args.population, "sigma": args.sigma,
-        "alpha": args.alpha, "lambda": args.awd_lambda if awd else 0.0, "awd": args.awd_kind,
-        "minibatch": args.minibatch, "max_tokens": args.max_tokens,
-    }  # fmt: skip
+        "iterations": args.iterations,
+        "population": args.population,
+        "sigma": args.sigma,
+        "alpha": args.alpha,
+        "awd_lambda": args.awd_lambda if awd else 0.0,
+        "awd_kind": args.awd_kind,
+        "minibatch": args.minibatch,
+        "max_tokens": args.max_tokens,
+    }
     gate = {k: getattr(args, f"gate_{k}") for k in ("min_gain", "tolerance", "max_total_drop", "max_kl")}
     gate = {k: v for k, v in gate.items() if v is not None}
     if not gate_on:
@@ -203,15 +235,23 @@ class Arm:
         known = measures.get(version)
         if known is None or (with_suites and not known["suites"]):
             a, i = self.args, self.inputs
-            found = await measure_served(self.gw.url, API_KEY, self.model, i["heldout"],
-                                         suites=i["suites"] if with_suites else {},
-                                         max_tokens=a.max_tokens, concurrency=a.measure_concurrency)  # fmt: skip
+            found = await measure_served(
+                self.gw.url,
+                API_KEY,
+                self.model,
+                i["heldout"],
+                suites=i["suites"] if with_suites else {},
+                max_tokens=a.max_tokens,
+                concurrency=a.measure_concurrency,
+            )
             if found["version"] != version:
                 raise RuntimeError(f"measured {found['versions']} while {version} should be served")
             measures[version] = found
             self.save()
-            self.log(f"measured {version}: target {found['target']:.3f} (exact {found['target_exact']:.3f}) "
-                     f"suites {found['suites']} in {found['wall_s']:.0f} s")  # fmt: skip
+            self.log(
+                f"measured {version}: target {found['target']:.3f} (exact {found['target_exact']:.3f}) "
+                f"suites {found['suites']} in {found['wall_s']:.0f} s"
+            )
         return measures[version]
 
     async def wait_round(self, run_id: int, seen_metrics: dict[str, Any]) -> dict[str, Any]:
@@ -219,8 +259,11 @@ class Arm:
         deadline, seen = time.monotonic() + self.args.round_timeout_s, None
         while time.monotonic() < deadline:
             try:
-                run = httpx.get(f"{self.gw.url}/admin/learner/rounds/{run_id}", headers=self.admin,
-                                timeout=60).raise_for_status().json()  # fmt: skip
+                run = (
+                    httpx.get(f"{self.gw.url}/admin/learner/rounds/{run_id}", headers=self.admin, timeout=60)
+                    .raise_for_status()
+                    .json()
+                )
             except httpx.HTTPError as exc:  # a gateway starved of CPU answers late; ask again
                 self.log(f"learner run {run_id}: status poll failed ({type(exc).__name__}: {exc}); retrying")
                 await asyncio.sleep(10)
@@ -239,8 +282,16 @@ class Arm:
     async def simulate(self, r: int) -> dict[str, Any]:
         a = self.args
         task = round_asks(a, self.inputs["train"], r)
-        config = SimulationConfig(self.gw.url, API_KEY, count=len(task.items), rate=a.rate, concurrency=8,
-                                  seed=a.seed * 1000 + r, model=self.model, max_tokens=a.max_tokens)  # fmt: skip
+        config = SimulationConfig(
+            self.gw.url,
+            API_KEY,
+            count=len(task.items),
+            rate=a.rate,
+            concurrency=8,
+            seed=a.seed * 1000 + r,
+            model=self.model,
+            max_tokens=a.max_tokens,
+        )
         report = await simulate(task, config)
         self.log(f"round {r} users: {report.summary()}")
         if report.feedback_sent == 0:
@@ -248,8 +299,12 @@ class Arm:
         return {k: v for k, v in report.to_json().items() if k != "completion_ids"}
 
     def trigger(self) -> int:
-        r = httpx.post(self.gw.url + "/admin/learner/rounds", json=round_body(self.args, self.name),
-                       headers=self.admin, timeout=60)  # fmt: skip
+        r = httpx.post(
+            self.gw.url + "/admin/learner/rounds",
+            json=round_body(self.args, self.name),
+            headers=self.admin,
+            timeout=60,
+        )
         if r.status_code != 202:
             raise RuntimeError(f"round trigger refused: {r.status_code} {r.text}")
         return r.json()["id"]
@@ -275,15 +330,20 @@ class Arm:
             pend["run_id"] = self.trigger()
             self.save()
             run = await self.wait_round(pend["run_id"], seen)
-        record = {"round": r, **round_record(self.gw.url, ADMIN_KEY, pend["run_id"]),
-                  "simulation": pend["simulation"], "interrupted_runs": pend.get("interrupted_runs", [])}  # fmt: skip
+        record = {
+            "round": r,
+            **round_record(self.gw.url, ADMIN_KEY, pend["run_id"]),
+            "simulation": pend["simulation"],
+            "interrupted_runs": pend.get("interrupted_runs", []),
+        }
         record.update(items=seen.get("items"), es_config=seen.get("config"), loadavg=os.getloadavg())
         via_gateway = self.args.served_suites == "gateway"
         record["served_measure"] = await self.measure(record["served"], with_suites=via_gateway)
         if not via_gateway and record["gate_suites"]["base"] and self.st["base_suites_from"] != "gate":
             self.st.update(base_suites=record["gate_suites"]["base"], base_suites_from="gate")
-        record["served_suites"] = (record["served_measure"]["suites"] if via_gateway
-                                   else self.gate_suites_of(record))  # fmt: skip
+        record["served_suites"] = (
+            record["served_measure"]["suites"] if via_gateway else self.gate_suites_of(record)
+        )
         record["wall_s"] = round(pend["wall_s"] + time.monotonic() - started, 1)
         self.st["rounds"].append(record)
         del self.st["pending"]
@@ -303,23 +363,33 @@ class Arm:
         walls = [rec["wall_s"] for rec in self.st["rounds"]]
         estimate = sum(walls) / len(walls) if walls else 0.0
         if self.elapsed_s + estimate > share_s:
-            return (f"budget: {self.elapsed_s / 60:.1f} min used + ~{estimate / 60:.1f} min per round "
-                    f"> {share_s / 60:.1f} min for this arm")  # fmt: skip
+            return (
+                f"budget: {self.elapsed_s / 60:.1f} min used + ~{estimate / 60:.1f} min per round "
+                f"> {share_s / 60:.1f} min for this arm"
+            )
         return None
 
     async def run(self, share_s: float) -> None:
         if self.st["status"] == "done":
             print(f"[{self.name}] finished earlier; reusing its records")
             return
-        self.st["settings"] = {"awd": ARMS[self.name][0], "gate": ARMS[self.name][1],
-                               "round_body": round_body(self.args, self.name)}  # fmt: skip
+        self.st["settings"] = {
+            "awd": ARMS[self.name][0],
+            "gate": ARMS[self.name][1],
+            "round_body": round_body(self.args, self.name),
+        }
         started = time.monotonic()
-        self.gw = start_server(self.args.work / self.name, server_env(self.args, self.inputs["model_dir"]), timeout=1200)
+        self.gw = start_server(
+            self.args.work / self.name, server_env(self.args, self.inputs["model_dir"]), timeout=1200
+        )
         try:
             self.st.setdefault("server_start_s", []).append(round(time.monotonic() - started, 1))
-            self.model = httpx.get(self.gw.url + "/v1/models", headers={"authorization": f"Bearer {API_KEY}"},
-                                   timeout=30).json()["data"][0]["id"]  # fmt: skip
-            self.log(f"gateway {self.gw.url} up in {time.monotonic() - started:.0f} s; data {self.args.work / self.name}")
+            self.model = httpx.get(
+                self.gw.url + "/v1/models", headers={"authorization": f"Bearer {API_KEY}"}, timeout=30
+            ).json()["data"][0]["id"]
+            self.log(
+                f"gateway {self.gw.url} up in {time.monotonic() - started:.0f} s; data {self.args.work / self.name}"
+            )
             self.st["base"] = await self.measure("base", with_suites=True)  # also the noise check
             self.st.setdefault("base_suites", self.st["base"]["suites"])
             self.st.setdefault("base_suites_from", "gateway")
@@ -340,10 +410,12 @@ class Arm:
 def progress_line(rec: dict[str, Any]) -> str:
     served, gt = rec["served_measure"], rec["gate_target"]
     suites = " ".join(f"{k} {v:.3f}" for k, v in rec["served_suites"].items())
-    return (f"round {rec['round']}: {rec['status']} {rec['decision'] or rec['error']} {rec['candidate']} | "
-            f"gate target {num(gt['incumbent'], '.3f')} -> {num(gt['candidate'], '.3f')} | "
-            f"KL {num(rec['kl'], '.4f')} | drift {num(rec['candidate_drift'], '.2f')} | served {rec['served']}: "
-            f"target {served['target']:.3f} {suites} | {rec['wall_s'] / 60:.1f} min")  # fmt: skip
+    return (
+        f"round {rec['round']}: {rec['status']} {rec['decision'] or rec['error']} {rec['candidate']} | "
+        f"gate target {num(gt['incumbent'], '.3f')} -> {num(gt['candidate'], '.3f')} | "
+        f"KL {num(rec['kl'], '.4f')} | drift {num(rec['candidate_drift'], '.2f')} | served {rec['served']}: "
+        f"target {served['target']:.3f} {suites} | {rec['wall_s'] / 60:.1f} min"
+    )
 
 
 def parse_args() -> argparse.Namespace:
@@ -361,18 +433,32 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--feedback-per-round", type=int, default=64, help="simulated chats + feedback per round")
     p.add_argument("--rate", type=float, default=None, help="simulated chats per second (default: unpaced)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--suite-max-items", type=int, default=0, help="cut each prior suite (0: whole; smoke runs)")
+    p.add_argument(
+        "--suite-max-items", type=int, default=0, help="cut each prior suite (0: whole; smoke runs)"
+    )
     p.add_argument("--heldout-items", type=int, default=0, help="cut the held-out target (0: all 100)")
-    p.add_argument("--served-suites", choices=["gate", "gateway"], default="gate",
-                   help="prior-suite scores of a served version: the gate's (learner engine, same "
-                        "weights) or measured again through the gateway (~1 min more per promotion)")
-    p.add_argument("--measure-concurrency", type=int, default=32,
-                   help="requests in flight when measuring the served version (1: no batching, slow)")
+    p.add_argument(
+        "--served-suites",
+        choices=["gate", "gateway"],
+        default="gate",
+        help="prior-suite scores of a served version: the gate's (learner engine, same "
+        "weights) or measured again through the gateway (~1 min more per promotion)",
+    )
+    p.add_argument(
+        "--measure-concurrency",
+        type=int,
+        default=32,
+        help="requests in flight when measuring the served version (1: no batching, slow)",
+    )
     p.add_argument("--kl-samples", type=int, default=1, help="gate: sampled continuations per probe")
     p.add_argument("--kl-max-tokens", type=int, default=32, help="gate: length of each continuation")
     for name in ("min_gain", "tolerance", "max_total_drop", "max_kl"):
-        p.add_argument(f"--gate-{name.replace('_', '-')}", type=float, help="gated arms (default: the server's)")
-    p.add_argument("--eager", action="store_true", help="engines with --enforce-eager (faster start, slower run)")
+        p.add_argument(
+            f"--gate-{name.replace('_', '-')}", type=float, help="gated arms (default: the server's)"
+        )
+    p.add_argument(
+        "--eager", action="store_true", help="engines with --enforce-eager (faster start, slower run)"
+    )
     p.add_argument("--budget-minutes", type=float, default=85.0, help="whole run; split evenly over arms")
     p.add_argument("--round-timeout-s", type=float, default=3600.0)
     p.add_argument("--fresh", action="store_true", help="forget recorded progress (in --work)")
@@ -410,15 +496,24 @@ def main() -> None:
     started = time.monotonic()
     for i, name in enumerate(args.arms):  # each arm gets an even share of what is left
         spent = sum(state.arm(n)["elapsed_s"] for n in args.arms[:i])
-        asyncio.run(Arm(name, args, state, inputs).run((args.budget_minutes * 60 - spent) / (len(args.arms) - i)))
+        asyncio.run(
+            Arm(name, args, state, inputs).run((args.budget_minutes * 60 - spent) / (len(args.arms) - i))
+        )
     state.data["loadavg_after"] = os.getloadavg()
     state.save()
-    results = {**state.data, "command": " ".join(["bench/online.py", *sys.argv[1:]]),
-               "this_invocation_minutes": round((time.monotonic() - started) / 60, 1),
-               "target": {"task": "addition", "train": "learner/tasks/addition/train.jsonl",
-                          "heldout": "learner/tasks/addition/heldout.jsonl", "n_heldout": len(inputs["heldout"].items),
-                          "overlap": "the arithmetic prior suite holds 20 one- and two-digit additions "
-                                     "(none of the target's pairs): same skill, reported separately"}}  # fmt: skip
+    results = {
+        **state.data,
+        "command": " ".join(["bench/online.py", *sys.argv[1:]]),
+        "this_invocation_minutes": round((time.monotonic() - started) / 60, 1),
+        "target": {
+            "task": "addition",
+            "train": "evals/tasks/addition/train.jsonl",
+            "heldout": "evals/tasks/addition/heldout.jsonl",
+            "n_heldout": len(inputs["heldout"].items),
+            "overlap": "the arithmetic prior suite holds 20 one- and two-digit additions "
+            "(none of the target's pairs): same skill, reported separately",
+        },
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     table = render(results, args.out.with_suffix(".png"), args.out.with_suffix(".md"))
     results["summary_table"] = table

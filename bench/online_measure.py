@@ -21,8 +21,8 @@ from typing import Any
 import httpx
 from openai import AsyncOpenAI
 
+from evals.suites import Suite, load_builtin_suites, parse_suite_jsonl
 from learner.evaluate import score_suite, score_suites
-from learner.suites import Suite, load_builtin_suites, parse_suite_jsonl
 
 
 class GatewayChat:
@@ -40,11 +40,21 @@ class GatewayChat:
 
 def heldout_suite(path: Path) -> Suite:
     """The fixed held-out target items as a suite (``prompt`` / ``reference`` / ``verifier`` lines)."""
-    return parse_suite_jsonl(path.read_text(), name=f"{path.parent.name}_heldout", version=1, source=str(path))
+    return parse_suite_jsonl(
+        path.read_text(), name=f"{path.parent.name}_heldout", version=1, source=str(path)
+    )
 
 
-async def measure_served(url: str, api_key: str, model: str, heldout: Suite, *, max_tokens: int,
-                         concurrency: int = 32, suites: dict[str, Suite] | None = None) -> dict[str, Any]:  # fmt: skip
+async def measure_served(
+    url: str,
+    api_key: str,
+    model: str,
+    heldout: Suite,
+    *,
+    max_tokens: int,
+    concurrency: int = 32,
+    suites: dict[str, Suite] | None = None,
+) -> dict[str, Any]:
     """Score what the gateway serves now: the held-out target and the prior suites.
 
     Args:
@@ -113,19 +123,30 @@ def round_record(url: str, admin_key: str, run_id: int) -> dict[str, Any]:
     served = listing.get("serving")
     served_row = next((v for v in listing["data"] if v["id"] == served), {})
     return {
-        "run_id": run_id, "status": run["status"], "error": run.get("error"),
-        "decision": run.get("decision"), "parent": run.get("parent_version"), "candidate": candidate,
-        "served": served, "round_s": run.get("seconds"),
-        "reasons": (run.get("gate") or {}).get("reasons"), "thresholds": gate.get("thresholds"),
-        "gate_target": {"incumbent": (scores.get("incumbent") or {}).get("target"),
-                        "candidate": (scores.get("candidate") or {}).get("target"),
-                        "kind": gate.get("target_kind")},
-        "gate_suites": {"candidate": _rounded((scores.get("candidate") or {}).get("suites")),
-                        "incumbent": _rounded((scores.get("incumbent") or {}).get("suites")),
-                        "base": _rounded((scores.get("base") or {}).get("suites"))},
-        "kl": (gate.get("kl") or {}).get("kl"), "kl_stderr": (gate.get("kl") or {}).get("stderr"),
+        "run_id": run_id,
+        "status": run["status"],
+        "error": run.get("error"),
+        "decision": run.get("decision"),
+        "parent": run.get("parent_version"),
+        "candidate": candidate,
+        "served": served,
+        "round_s": run.get("seconds"),
+        "reasons": (run.get("gate") or {}).get("reasons"),
+        "thresholds": gate.get("thresholds"),
+        "gate_target": {
+            "incumbent": (scores.get("incumbent") or {}).get("target"),
+            "candidate": (scores.get("candidate") or {}).get("target"),
+            "kind": gate.get("target_kind"),
+        },
+        "gate_suites": {
+            "candidate": _rounded((scores.get("candidate") or {}).get("suites")),
+            "incumbent": _rounded((scores.get("incumbent") or {}).get("suites")),
+            "base": _rounded((scores.get("base") or {}).get("suites")),
+        },
+        "kl": (gate.get("kl") or {}).get("kl"),
+        "kl_stderr": (gate.get("kl") or {}).get("stderr"),
         "candidate_drift": (cand_version.get("metrics") or {}).get("drift"),
         "served_drift": (served_row.get("metrics") or {}).get("drift", 0.0 if served == "base" else None),
         "iterations": _iterations(run),
         "phases": (run.get("metrics") or {}).get("phases"),
-    }  # fmt: skip
+    }

@@ -24,7 +24,9 @@ def pts(x: float | None) -> float | None:
 
 
 def _kl_of(rounds: list[dict[str, Any]], version: str) -> float | None:
-    return next((r["kl"] for r in rounds if r.get("candidate") == version), 0.0 if version == "base" else None)
+    return next(
+        (r["kl"] for r in rounds if r.get("candidate") == version), 0.0 if version == "base" else None
+    )
 
 
 def base_suites(arm: dict[str, Any]) -> dict[str, float]:
@@ -45,7 +47,9 @@ def disagreement(arm: dict[str, Any]) -> float | None:
     pairs += [(arm["base"]["suites"].get(s), v) for s, v in gate_base.items()]
     for r in rounds:
         if r["decision"] == "promoted":
-            pairs += [(r["served_measure"]["suites"].get(s), v) for s, v in r["gate_suites"]["candidate"].items()]
+            pairs += [
+                (r["served_measure"]["suites"].get(s), v) for s, v in r["gate_suites"]["candidate"].items()
+            ]
     gaps = [abs(pts(a - b)) for a, b in pairs if a is not None]
     return max(gaps) if gaps else None
 
@@ -57,29 +61,42 @@ def summarize(arm: dict[str, Any]) -> dict[str, Any]:
     final = rounds[-1]["served_measure"] if rounds else base
     final_suites = served_suites(rounds[-1]) if rounds else b_suites
     delta = {s: pts(final_suites[s] - b) if s in final_suites else None for s, b in b_suites.items()}
-    served_worst = min((pts(served_suites(r)[s] - b) for r in rounds
-                        for s, b in b_suites.items() if s in served_suites(r)), default=0.0)  # fmt: skip
-    cand = [pts(v - r["gate_suites"]["base"][s]) for r in rounds
-            for s, v in r["gate_suites"]["candidate"].items() if s in r["gate_suites"]["base"]]  # fmt: skip
+    served_worst = min(
+        (pts(served_suites(r)[s] - b) for r in rounds for s, b in b_suites.items() if s in served_suites(r)),
+        default=0.0,
+    )
+    cand = [
+        pts(v - r["gate_suites"]["base"][s])
+        for r in rounds
+        for s, v in r["gate_suites"]["candidate"].items()
+        if s in r["gate_suites"]["base"]
+    ]
     gain = pts(final["target"] - base["target"])
     others = [d for s, d in delta.items() if s != OVERLAP]
     met = lambda ds: gain >= GOAL_GAIN and all(d is not None and d >= GOAL_PRIOR for d in ds)  # noqa: E731
     served = rounds[-1]["served"] if rounds else "base"
     return {
-        "rounds": len(rounds), "stopped": arm.get("stopped"),
+        "rounds": len(rounds),
+        "stopped": arm.get("stopped"),
         "promoted": sum(r["decision"] == "promoted" for r in rounds),
         "rejected": sum(r["decision"] == "rejected" for r in rounds),
         "failed": sum(r["status"] == "failed" for r in rounds),
-        "target_base": pts(base["target"]), "target_final": pts(final["target"]), "target_gain": gain,
-        "target_exact_base": pts(base["target_exact"]), "target_exact_final": pts(final["target_exact"]),
-        "prior_delta": delta, "served_worst_prior_delta": served_worst,
+        "target_base": pts(base["target"]),
+        "target_final": pts(final["target"]),
+        "target_gain": gain,
+        "target_exact_base": pts(base["target_exact"]),
+        "target_exact_final": pts(final["target_exact"]),
+        "prior_delta": delta,
+        "served_worst_prior_delta": served_worst,
         "candidate_worst_prior_delta": min(cand) if cand else None,
-        "served": served, "served_drift": rounds[-1]["served_drift"] if rounds else 0.0,
+        "served": served,
+        "served_drift": rounds[-1]["served_drift"] if rounds else 0.0,
         "served_kl": _kl_of(rounds, served),
-        "goal_met": met(delta.values()), "goal_met_excluding_overlap": met(others),
+        "goal_met": met(delta.values()),
+        "goal_met_excluding_overlap": met(others),
         "same_weights_disagreement": disagreement(arm),
         "minutes": round(arm["elapsed_s"] / 60, 1),
-    }  # fmt: skip
+    }
 
 
 def measured(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -96,38 +113,62 @@ def table(results: dict[str, Any]) -> str:
     """The summary table (markdown), one row per arm, numbers in points (0-100)."""
     arms = measured(results)
     suites = sorted(base_suites(next(iter(arms.values())))) if arms else []
-    head = ["arm", "AWD lambda", "gate", "rounds (promoted / rejected / failed)", "target base -> served (gain)",
-            *[f"{s} {'(overlap) ' if s == OVERLAP else ''}change" for s in suites],
-            "worst served prior change", "worst candidate prior change", "KL(served ‖ base)",
-            "‖θ − θ0‖ served", "gate vs served, same weights (max abs diff)", "minutes"]  # fmt: skip
+    head = [
+        "arm",
+        "AWD lambda",
+        "gate",
+        "rounds (promoted / rejected / failed)",
+        "target base -> served (gain)",
+        *[f"{s} {'(overlap) ' if s == OVERLAP else ''}change" for s in suites],
+        "worst served prior change",
+        "worst candidate prior change",
+        "KL(served ‖ base)",
+        "‖θ − θ0‖ served",
+        "gate vs served, same weights (max abs diff)",
+        "minutes",
+    ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, arm in arms.items():
         s, body = summarize(arm), arm["settings"]["round_body"]
-        row = [name, num(body["lambda"], "g"), "on" if arm["settings"]["gate"] else "off",
-               f"{s['rounds']} ({s['promoted']} / {s['rejected']} / {s['failed']})",
-               f"{s['target_base']:.1f} -> {s['target_final']:.1f} ({s['target_gain']:+.1f})",
-               *[num(s["prior_delta"][x]) for x in suites], num(s["served_worst_prior_delta"]),
-               num(s["candidate_worst_prior_delta"]), num(s["served_kl"], ".4f"), num(s["served_drift"], ".2f"),
-               num(s["same_weights_disagreement"], ".1f"), f"{s['minutes']:.1f}"]  # fmt: skip
+        row = [
+            name,
+            num(body.get("awd_lambda", body.get("lambda")), "g"),
+            "on" if arm["settings"]["gate"] else "off",
+            f"{s['rounds']} ({s['promoted']} / {s['rejected']} / {s['failed']})",
+            f"{s['target_base']:.1f} -> {s['target_final']:.1f} ({s['target_gain']:+.1f})",
+            *[num(s["prior_delta"][x]) for x in suites],
+            num(s["served_worst_prior_delta"]),
+            num(s["candidate_worst_prior_delta"]),
+            num(s["served_kl"], ".4f"),
+            num(s["served_drift"], ".2f"),
+            num(s["same_weights_disagreement"], ".1f"),
+            f"{s['minutes']:.1f}",
+        ]
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
 
 
 def round_table(name: str, arm: dict[str, Any]) -> str:
-    head = "| round | decision | candidate | gate target (incumbent -> candidate) | served | served target | " \
-           "served suites | KL(cand ‖ base) | ‖θ − θ0‖ cand | minutes | reasons |"
+    head = (
+        "| round | decision | candidate | gate target (incumbent -> candidate) | served | served target | "
+        "served suites | KL(cand ‖ base) | ‖θ − θ0‖ cand | minutes | reasons |"
+    )
     lines = [f"### {name}", "", head, "|" + "---|" * 11]
-    lines.append(f"| 0 | - | - | - | base | {arm['base']['target']:.3f} | "
-                 f"{', '.join(f'{k} {v:.3f}' for k, v in base_suites(arm).items())} | 0 | 0 | - | - |")  # fmt: skip
+    lines.append(
+        f"| 0 | - | - | - | base | {arm['base']['target']:.3f} | "
+        f"{', '.join(f'{k} {v:.3f}' for k, v in base_suites(arm).items())} | 0 | 0 | - | - |"
+    )
     for r in arm["rounds"]:
         m, gt = r["served_measure"], r["gate_target"]
-        reasons = "; ".join(r.get("reasons") or [r.get("error") or ""])[:300].replace("||", "‖").replace("|", "/")
+        reasons = (
+            "; ".join(r.get("reasons") or [r.get("error") or ""])[:300].replace("||", "‖").replace("|", "/")
+        )
         lines.append(
             f"| {r['round']} | {r['decision'] or r['status']} | {r['candidate']} | {num(gt['incumbent'], '.3f')} -> "
             f"{num(gt['candidate'], '.3f')} | {r['served']} | {m['target']:.3f} | "
             f"{', '.join(f'{k} {v:.3f}' for k, v in served_suites(r).items())} | {num(r['kl'], '.4f')} | "
             f"{num(r['candidate_drift'], '.2f')} | {r['wall_s'] / 60:.1f} | {reasons} |"
-        )  # fmt: skip
+        )
     return "\n".join(lines)
 
 
@@ -141,16 +182,24 @@ def _scores_axis(ax, name: str, arm: dict[str, Any]) -> None:
         color = f"C{i}"
         ys = [100 * s[suite] if suite in s else float("nan") for s in suites]
         ax.plot(xs, ys, "-o", color=color, ms=4, label=suite)
-        rejected = [(r["round"], 100 * r["gate_suites"]["candidate"][suite]) for r in rounds
-                    if r["decision"] == "rejected" and suite in r["gate_suites"]["candidate"]]  # fmt: skip
+        rejected = [
+            (r["round"], 100 * r["gate_suites"]["candidate"][suite])
+            for r in rounds
+            if r["decision"] == "rejected" and suite in r["gate_suites"]["candidate"]
+        ]
         if rejected:
             ax.plot(*zip(*rejected, strict=True), "o", mfc="none", color=color, ms=8)
     for r in rounds:
         if r["decision"] == "rejected":
             ax.axvspan(r["round"] - 0.15, r["round"] + 0.15, color="red", alpha=0.08)
     gate = "gate on" if arm["settings"]["gate"] else "gate off"
-    ax.set(title=f"{name} (lambda {arm['settings']['round_body']['lambda']:g}, {gate})", xlabel="round",
-           ylabel="served score (points)", xticks=xs, ylim=(0, 100))  # fmt: skip
+    ax.set(
+        title=f"{name} (lambda {arm['settings']['round_body']['lambda']:g}, {gate})",
+        xlabel="round",
+        ylabel="served score (points)",
+        xticks=xs,
+        ylim=(0, 100),
+    )
     ax.grid(alpha=0.3)
 
 
@@ -206,11 +255,15 @@ def render(results: dict[str, Any], png: Path, md: Path) -> str:
     summary = table(results)
     plot(results, png)
     rounds = "\n\n".join(round_table(n, a) for n, a in measured(results).items())
-    source = {"gate": "the gate's scores (learner engine, the same weights)",
-              "gateway": "measured through the gateway"}.get(results["settings"].get("served_suites", "gateway"))
-    md.write_text(f"## Summary (points, 0-100)\n\n{summary}\n\nTarget: measured through the gateway on "
-                  f"held-out items. Prior suites of served versions: {source}.\n\n"
-                  f"Command: `{results.get('command', '')}`\n\n## Rounds\n\n{rounds}\n")  # fmt: skip
+    source = {
+        "gate": "the gate's scores (learner engine, the same weights)",
+        "gateway": "measured through the gateway",
+    }.get(results["settings"].get("served_suites", "gateway"))
+    md.write_text(
+        f"## Summary (points, 0-100)\n\n{summary}\n\nTarget: measured through the gateway on "
+        f"held-out items. Prior suites of served versions: {source}.\n\n"
+        f"Command: `{results.get('command', '')}`\n\n## Rounds\n\n{rounds}\n"
+    )
     return summary
 
 

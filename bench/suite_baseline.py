@@ -37,12 +37,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from engine.client import EngineClient  # noqa: E402
+from engine.supervisor import EngineSpec, EngineSupervisor, resolve_dtype  # noqa: E402
+from evals.suites import load_builtin_suites, load_probes  # noqa: E402
 from learner.drift import kl_estimate, measure_kl, sample_continuations, score_samples  # noqa: E402
 from learner.evaluate import score_suites  # noqa: E402
-from learner.suites import load_builtin_suites, load_probes  # noqa: E402
-from server.engine.client import EngineClient  # noqa: E402
-from server.engine.supervisor import EngineSpec, EngineSupervisor, resolve_dtype  # noqa: E402
-from server.engine.worker_ext import rpc_result  # noqa: E402
 from tests.support.server import shared_model_dir  # noqa: E402
 
 MODEL = "smollm2-135m-instruct"
@@ -69,7 +68,7 @@ def perturbed_copy(model_dir: Path, out_dir: Path, rms: float, seed: int = 0) ->
 async def load(client: EngineClient, path: Path) -> float:
     """Load the weights in ``path`` into the engine; reset its prefix cache. Returns seconds."""
     started = time.perf_counter()
-    rpc_result(await client.collective_rpc("perennial_load_weights", path=str(path)))
+    await client.rpc("perennial_load_weights", path=str(path))
     await client.reset_prefix_cache()
     return time.perf_counter() - started
 
@@ -105,16 +104,20 @@ async def calibrate(client, model_dir, suites, probes, levels, args) -> list[dic
             l2 = perturbed_copy(model_dir, Path(tmp), rms)
             load_s = await load(client, Path(tmp))
             scores = await score_suites(client, MODEL, suites, concurrency=args.concurrency)
-            samples = await sample_continuations(
-                client, MODEL, probes, k=args.k, max_tokens=args.max_tokens
-            )
+            samples = await sample_continuations(client, MODEL, probes, k=args.k, max_tokens=args.max_tokens)
         await load(client, model_dir)
         est = kl_estimate(samples, await score_samples(client, MODEL, samples))
-        rows.append({
-            "noise_rms": rms, "noise_l2": round(l2, 2), "load_s": round(load_s, 2),
-            "kl": est.kl, "kl_stderr": est.stderr, "n_tokens": est.n_tokens,
-            "suites": {name: round(s.score, 4) for name, s in scores.items()},
-        })  # fmt: skip
+        rows.append(
+            {
+                "noise_rms": rms,
+                "noise_l2": round(l2, 2),
+                "load_s": round(load_s, 2),
+                "kl": est.kl,
+                "kl_stderr": est.stderr,
+                "n_tokens": est.n_tokens,
+                "suites": {name: round(s.score, 4) for name, s in scores.items()},
+            }
+        )
         print(f"noise {rms:g}: KL {est.kl:.4f} +- {est.stderr:.4f}, suites {rows[-1]['suites']}")
     return rows
 
@@ -130,20 +133,33 @@ async def measure_base(client: EngineClient, suites, probes, args) -> dict:
     drift = await measure_kl(client, MODEL, probes, k=args.k, max_tokens=args.max_tokens)
     drift_s = time.perf_counter() - started
     return {
-        "suites": {name: {
-            "score": round(s.score, 4), "n": s.n, "failed": s.failed, "skill": suites[name].skill,
-            "version": suites[name].version, "sha256": s.sha256,
-        } for name, s in scores.items()},
+        "suites": {
+            name: {
+                "score": round(s.score, 4),
+                "n": s.n,
+                "failed": s.failed,
+                "skill": suites[name].skill,
+                "version": suites[name].version,
+                "sha256": s.sha256,
+            }
+            for name, s in scores.items()
+        },
         "suite_scoring": {
-            "items": sum(s.n for s in scores.values()), "wall_s": round(scoring_s, 1),
+            "items": sum(s.n for s in scores.values()),
+            "wall_s": round(scoring_s, 1),
             "concurrency": args.concurrency,
         },
         "drift_base_vs_base": {
-            "probes": len(probes), "k": args.k, "max_tokens": args.max_tokens, "kl": drift.kl,
-            "kl_stderr": drift.stderr, "n_tokens": drift.n_tokens, "wall_s": round(drift_s, 1),
+            "probes": len(probes),
+            "k": args.k,
+            "max_tokens": args.max_tokens,
+            "kl": drift.kl,
+            "kl_stderr": drift.stderr,
+            "n_tokens": drift.n_tokens,
+            "wall_s": round(drift_s, 1),
             **{key: round(value, 1) for key, value in drift.timings.items()},
         },
-    }  # fmt: skip
+    }
 
 
 async def run(args: argparse.Namespace) -> dict:
@@ -160,13 +176,14 @@ async def run(args: argparse.Namespace) -> dict:
     return {
         "model": MODEL,
         "machine": {
-            "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+            "cpu": platform.processor() or platform.machine(),
+            "cores": os.cpu_count(),
             "load_avg_1m_at_end": round(os.getloadavg()[0], 1),
         },
         **base,
         "drift_calibration": calibration,
         "note": "timings from a shared 2-core machine; re-measure on a quiet one",
-    }  # fmt: skip
+    }
 
 
 def report(result: dict) -> None:
@@ -174,20 +191,32 @@ def report(result: dict) -> None:
     rows = [[n, s["skill"], s["n"], f"{s['score']:.3f}"] for n, s in suites.items()]
     table("Base model on the shipped suites", ["suite", "skill", "items", "score"], rows)
     sc, dr = result["suite_scoring"], result["drift_base_vs_base"]
-    table("Cost", ["measurement", "work", "seconds"], [
-        ["score all suites", f"{sc['items']} items, concurrency {sc['concurrency']}", sc["wall_s"]],
-        ["KL, two phases", f"{dr['probes']} probes x {dr['k']} x <= {dr['max_tokens']} tokens",
-         dr["wall_s"]],
-    ])  # fmt: skip
-    print(f"\nKL(base || base) = {dr['kl']:.2e} +- {dr['kl_stderr']:.1e} nats/token "
-          f"({dr['n_tokens']} tokens)")  # fmt: skip
+    table(
+        "Cost",
+        ["measurement", "work", "seconds"],
+        [
+            ["score all suites", f"{sc['items']} items, concurrency {sc['concurrency']}", sc["wall_s"]],
+            [
+                "KL, two phases",
+                f"{dr['probes']} probes x {dr['k']} x <= {dr['max_tokens']} tokens",
+                dr["wall_s"],
+            ],
+        ],
+    )
+    print(
+        f"\nKL(base || base) = {dr['kl']:.2e} +- {dr['kl_stderr']:.1e} nats/token ({dr['n_tokens']} tokens)"
+    )
     if result["drift_calibration"]:
         header = ["noise rms", "||noise||", "KL nats/tok", *suites]
         rows = [
-            [f"{r['noise_rms']:g}", r["noise_l2"], f"{r['kl']:.4f} +- {r['kl_stderr']:.4f}",
-             *(f"{r['suites'][n]:.3f}" for n in suites)]
+            [
+                f"{r['noise_rms']:g}",
+                r["noise_l2"],
+                f"{r['kl']:.4f} +- {r['kl_stderr']:.4f}",
+                *(f"{r['suites'][n]:.3f}" for n in suites),
+            ]
             for r in result["drift_calibration"]
-        ]  # fmt: skip
+        ]
         table("KL calibration: base + noise", header, rows)
 
 

@@ -21,15 +21,42 @@ _EXPORTS = {
     "ChatStream": "clients.chat",
     "AsyncChatStream": "clients.chat",
     "RetryPolicy": "clients.transport",
-    **{name: "clients.models" for name in (
-        "AuditEntry", "Feedback", "FeedbackBatch", "FeedbackItem", "GateDecision", "Interaction",
-        "InteractionPage", "Round", "Suite", "SwapResult", "Version", "VersionList")},
-    **{name: "clients.errors" for name in (
-        "PerennialError", "PerennialConnectionError", "PerennialTimeoutError", "PerennialAPIError",
-        "BadRequestError", "AuthenticationError", "PermissionDeniedError", "NotFoundError",
-        "ConflictError", "PayloadTooLargeError", "RateLimitError", "ServerError",
-        "UnexpectedResponseError")},
-}  # fmt: skip
+    **{
+        name: "clients.models"
+        for name in (
+            "AuditEntry",
+            "Feedback",
+            "FeedbackBatch",
+            "FeedbackItem",
+            "GateDecision",
+            "Interaction",
+            "InteractionPage",
+            "Round",
+            "Suite",
+            "SwapResult",
+            "Version",
+            "VersionList",
+        )
+    },
+    **{
+        name: "clients.errors"
+        for name in (
+            "PerennialError",
+            "PerennialConnectionError",
+            "PerennialTimeoutError",
+            "PerennialAPIError",
+            "BadRequestError",
+            "AuthenticationError",
+            "PermissionDeniedError",
+            "NotFoundError",
+            "ConflictError",
+            "PayloadTooLargeError",
+            "RateLimitError",
+            "ServerError",
+            "UnexpectedResponseError",
+        )
+    },
+}
 
 __all__ = sorted(_EXPORTS)
 

@@ -49,17 +49,26 @@ from clients.transport import Call, RetryPolicy, T, send_async, transport_error
 class AsyncPerennial:
     """An async client of one Perennial gateway (arguments as :class:`~clients.sdk.Perennial`)."""
 
-    def __init__(self, url: str = DEFAULT_URL, *, api_key: str | None = None,
-                 admin_key: str | None = None, model: str | None = None, timeout: float = 60.0,
-                 retry: RetryPolicy | None = None, chat_retries: int = 2):  # fmt: skip
+    def __init__(
+        self,
+        url: str = DEFAULT_URL,
+        *,
+        api_key: str | None = None,
+        admin_key: str | None = None,
+        model: str | None = None,
+        timeout: float = 60.0,
+        retry: RetryPolicy | None = None,
+        chat_retries: int = 2,
+    ):
         self.url = url.rstrip("/")
         self.api_key = api_key
         self.admin_key = admin_key
         self.retry = retry or RetryPolicy()
         self._model = model
         self._http = httpx.AsyncClient(base_url=self.url, timeout=timeout)
-        self._openai = openai.AsyncOpenAI(base_url=f"{self.url}/v1", api_key=api_key or "none",
-                                          timeout=timeout, max_retries=chat_retries)  # fmt: skip
+        self._openai = openai.AsyncOpenAI(
+            base_url=f"{self.url}/v1", api_key=api_key or "none", timeout=timeout, max_retries=chat_retries
+        )
         self.admin = AsyncAdmin(self)
 
     async def _run(self, call: Call[T]) -> T:
@@ -90,31 +99,53 @@ class AsyncPerennial:
             )
             return ChatResult.from_raw(raw.parse(), raw.headers)
 
-    async def chat_stream(self, messages: Messages, *, model: str | None = None,
-                          **params: Any) -> AsyncChatStream:  # fmt: skip
+    async def chat_stream(
+        self, messages: Messages, *, model: str | None = None, **params: Any
+    ) -> AsyncChatStream:
         """A streamed chat completion (see :meth:`Perennial.chat_stream`)."""
         model = model or await self.model()
         options = {**params.pop("stream_options", {}), "include_usage": True}
         with openai_errors():
             raw = await self._openai.chat.completions.with_raw_response.create(
-                model=model, messages=messages_list(messages), stream=True,
-                stream_options=options, **params,
-            )  # fmt: skip
+                model=model,
+                messages=messages_list(messages),
+                stream=True,
+                stream_options=options,
+                **params,
+            )
             return AsyncChatStream(raw.headers, raw.parse())
 
-    async def feedback(self, completion_id: str, *, reward: float | None = None,
-                       label: str | None = None, correction: str | None = None,
-                       reference: str | None = None, verifier: str | dict[str, Any] | None = None,
-                       task: str | None = None, metadata: dict[str, Any] | None = None,
-                       choice_index: int = 0, idempotency_key: str | None = None) -> Feedback:  # fmt: skip
+    async def feedback(
+        self,
+        completion_id: str,
+        *,
+        reward: float | None = None,
+        label: str | None = None,
+        correction: str | None = None,
+        reference: str | None = None,
+        verifier: str | dict[str, Any] | None = None,
+        task: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        choice_index: int = 0,
+        idempotency_key: str | None = None,
+    ) -> Feedback:
         """One feedback item (see :meth:`Perennial.feedback`)."""
-        item = FeedbackItem(completion_id=completion_id, reward=reward, label=label,
-                            correction=correction, reference=reference, verifier=verifier,
-                            task=task, metadata=metadata, choice_index=choice_index)  # fmt: skip
+        item = FeedbackItem(
+            completion_id=completion_id,
+            reward=reward,
+            label=label,
+            correction=correction,
+            reference=reference,
+            verifier=verifier,
+            task=task,
+            metadata=metadata,
+            choice_index=choice_index,
+        )
         return await self._run(calls.feedback(item, idempotency_key))
 
-    async def feedback_batch(self, items: Iterable[FeedbackItem | Mapping[str, Any]], *,
-                             idempotency_key: str | None = None) -> FeedbackBatch:  # fmt: skip
+    async def feedback_batch(
+        self, items: Iterable[FeedbackItem | Mapping[str, Any]], *, idempotency_key: str | None = None
+    ) -> FeedbackBatch:
         """Several feedback items, all or nothing (see :meth:`Perennial.feedback_batch`)."""
         return await self._run(calls.feedback_batch(items, idempotency_key))
 
@@ -171,8 +202,14 @@ class AsyncAdmin:
         """Queue a round now (see :meth:`Admin.trigger_round` for the overrides)."""
         return await self._c._run(calls.trigger(calls.round_overrides(**overrides)))
 
-    async def wait_round(self, run_id: int, *, timeout: float = 3600.0, poll_s: float = 2.0,
-                         on_progress: Callable[[Round], None] | None = None) -> Round:  # fmt: skip
+    async def wait_round(
+        self,
+        run_id: int,
+        *,
+        timeout: float = 3600.0,
+        poll_s: float = 2.0,
+        on_progress: Callable[[Round], None] | None = None,
+    ) -> Round:
         """Poll a round until it finished (see :meth:`Admin.wait_round`)."""
         deadline = time.monotonic() + timeout
         seen = None
@@ -191,8 +228,14 @@ class AsyncAdmin:
         """Registered suites (with ``model_version``'s cached scores when given)."""
         return await self._c._run(calls.suites(model_version))
 
-    async def add_suite(self, path: str | Path | None = None, *, content: str | None = None,
-                        name: str | None = None, version: int | None = None) -> Suite:  # fmt: skip
+    async def add_suite(
+        self,
+        path: str | Path | None = None,
+        *,
+        content: str | None = None,
+        name: str | None = None,
+        version: int | None = None,
+    ) -> Suite:
         """Upload an operator suite from ``path`` or ``content`` (see :meth:`Admin.add_suite`)."""
         return await self._c._run(calls.add_suite(calls.suite_content(path, content), name, version))
 
@@ -208,8 +251,9 @@ class AsyncAdmin:
         """The serving engine's state."""
         return await self._c._run(calls.engine())
 
-    async def interactions(self, *, limit: int = 50, after: str | None = None, order: str = "desc",
-                           **filters: Any) -> InteractionPage:  # fmt: skip
+    async def interactions(
+        self, *, limit: int = 50, after: str | None = None, order: str = "desc", **filters: Any
+    ) -> InteractionPage:
         """One page of logged interactions (see :meth:`Admin.interactions`)."""
         return await self._c._run(calls.interactions(limit=limit, after=after, order=order, **filters))
 
@@ -218,8 +262,9 @@ class AsyncAdmin:
         headers = {"Authorization": f"Bearer {self._c.admin_key}"} if self._c.admin_key else {}
         try:
             # The client's timeout bounds each read, not the whole export: long exports are fine.
-            async with self._c._http.stream("GET", "/admin/interactions/export", headers=headers,
-                                            params=calls.query(filters)) as response:
+            async with self._c._http.stream(
+                "GET", "/admin/interactions/export", headers=headers, params=calls.query(filters)
+            ) as response:
                 if not response.is_success:
                     raise api_error(response.status_code, await response.aread(), response.headers)
                 async for line in response.aiter_lines():

@@ -83,59 +83,110 @@ def model_name() -> Call[str]:
 
 
 def versions(limit: int) -> Call[VersionList]:
-    return Call("GET", "/admin/versions", lambda r: VersionList.model_validate(r.json()),
-                params={"limit": limit}, admin=True)  # fmt: skip
+    return Call(
+        "GET",
+        "/admin/versions",
+        lambda r: VersionList.model_validate(r.json()),
+        params={"limit": limit},
+        admin=True,
+    )
 
 
 def version(version_id: str) -> Call[Version]:
-    return Call("GET", f"/admin/versions/{_segment(version_id)}",
-                lambda r: Version.model_validate(r.json()), admin=True)  # fmt: skip
+    return Call(
+        "GET",
+        f"/admin/versions/{_segment(version_id)}",
+        lambda r: Version.model_validate(r.json()),
+        admin=True,
+    )
 
 
 def promote(version_id: str, force: bool, reason: str | None) -> Call[SwapResult]:
     body = {"force": force, "reason": reason}
-    return Call("POST", f"/admin/versions/{_segment(version_id)}/promote",
-                lambda r: SwapResult.model_validate(r.json()), json=body, admin=True,
-                idempotent=False)  # fmt: skip
+    return Call(
+        "POST",
+        f"/admin/versions/{_segment(version_id)}/promote",
+        lambda r: SwapResult.model_validate(r.json()),
+        json=body,
+        admin=True,
+        idempotent=False,
+    )
 
 
 def rollback(to: str | None, reason: str | None) -> Call[SwapResult]:
-    return Call("POST", "/admin/rollback", lambda r: SwapResult.model_validate(r.json()),
-                json={"to": to, "reason": reason}, admin=True, idempotent=False)  # fmt: skip
+    return Call(
+        "POST",
+        "/admin/rollback",
+        lambda r: SwapResult.model_validate(r.json()),
+        json={"to": to, "reason": reason},
+        admin=True,
+        idempotent=False,
+    )
 
 
 def audit(limit: int) -> Call[list[AuditEntry]]:
-    return Call("GET", "/admin/audit", lambda r: [AuditEntry.model_validate(e) for e in r.json()["data"]],
-                params={"limit": limit}, admin=True)  # fmt: skip
+    return Call(
+        "GET",
+        "/admin/audit",
+        lambda r: [AuditEntry.model_validate(e) for e in r.json()["data"]],
+        params={"limit": limit},
+        admin=True,
+    )
 
 
 def runs(limit: int) -> Call[list[Round]]:
-    return Call("GET", "/admin/learner/rounds", lambda r: [Round.model_validate(x) for x in r.json()["data"]],
-                params={"limit": limit}, admin=True)  # fmt: skip
+    return Call(
+        "GET",
+        "/admin/learner/rounds",
+        lambda r: [Round.model_validate(x) for x in r.json()["data"]],
+        params={"limit": limit},
+        admin=True,
+    )
 
 
 def run(run_id: int) -> Call[Round]:
-    return Call("GET", f"/admin/learner/rounds/{int(run_id)}", lambda r: Round.model_validate(r.json()),
-                admin=True)  # fmt: skip
+    return Call(
+        "GET", f"/admin/learner/rounds/{int(run_id)}", lambda r: Round.model_validate(r.json()), admin=True
+    )
 
 
 def round_overrides(
-    *, iterations: int | None = None, population: int | None = None, sigma: float | None = None,
-    alpha: float | None = None, awd_lambda: float | None = None, awd: str | None = None,
-    minibatch: int | None = None, max_tokens: int | None = None,
+    *,
+    iterations: int | None = None,
+    population: int | None = None,
+    sigma: float | None = None,
+    alpha: float | None = None,
+    awd_lambda: float | None = None,
+    awd_kind: str | None = None,
+    minibatch: int | None = None,
+    max_tokens: int | None = None,
     gate: Mapping[str, float] | None = None,
-) -> dict[str, Any]:  # fmt: skip
+) -> dict[str, Any]:
     """The JSON body of ``POST /admin/learner/rounds`` (unset values are left to the server)."""
-    body = {"iterations": iterations, "population": population, "sigma": sigma, "alpha": alpha,
-            "lambda": awd_lambda, "awd": awd, "minibatch": minibatch, "max_tokens": max_tokens,
-            "gate": {k: v for k, v in gate.items() if v is not None} if gate else None}  # fmt: skip
+    body = {
+        "iterations": iterations,
+        "population": population,
+        "sigma": sigma,
+        "alpha": alpha,
+        "awd_lambda": awd_lambda,
+        "awd_kind": awd_kind,
+        "minibatch": minibatch,
+        "max_tokens": max_tokens,
+        "gate": {k: v for k, v in gate.items() if v is not None} if gate else None,
+    }
     return {k: v for k, v in body.items() if v not in (None, {})}
 
 
 def trigger(body: Mapping[str, Any]) -> Call[Round]:
     # Not idempotent: a lost answer must not queue a second round (a retry would get a 409).
-    return Call("POST", "/admin/learner/rounds", lambda r: Round.model_validate(r.json()),
-                json=dict(body), admin=True, idempotent=False)  # fmt: skip
+    return Call(
+        "POST",
+        "/admin/learner/rounds",
+        lambda r: Round.model_validate(r.json()),
+        json=dict(body),
+        admin=True,
+        idempotent=False,
+    )
 
 
 def learner() -> Call[dict[str, Any]]:
@@ -148,8 +199,13 @@ def engine() -> Call[dict[str, Any]]:
 
 def suites(model_version: str | None) -> Call[list[Suite]]:
     params = {"model_version": model_version} if model_version else None
-    return Call("GET", "/admin/suites", lambda r: [Suite.model_validate(s) for s in r.json()["data"]],
-                params=params, admin=True)  # fmt: skip
+    return Call(
+        "GET",
+        "/admin/suites",
+        lambda r: [Suite.model_validate(s) for s in r.json()["data"]],
+        params=params,
+        admin=True,
+    )
 
 
 def suite_content(path: str | Path | None, content: str | None) -> str:
@@ -166,15 +222,24 @@ def add_suite(content: str, name: str | None, version: int | None) -> Call[Suite
 
 
 def remove_suite(name: str, version: str | None) -> Call[list[Suite]]:
-    return Call("DELETE", f"/admin/suites/{_segment(name)}",
-                lambda r: [Suite.model_validate(s) for s in r.json()["data"]],
-                params={"version": version} if version else None, admin=True)  # fmt: skip
+    return Call(
+        "DELETE",
+        f"/admin/suites/{_segment(name)}",
+        lambda r: [Suite.model_validate(s) for s in r.json()["data"]],
+        params={"version": version} if version else None,
+        admin=True,
+    )
 
 
 def interactions(*, limit: int, after: str | None, order: str, **filters: Any) -> Call[InteractionPage]:
     params = {"limit": limit, "after": after, "order": order, **filters}
-    return Call("GET", "/admin/interactions", lambda r: InteractionPage.model_validate(r.json()),
-                params=query(params), admin=True)  # fmt: skip
+    return Call(
+        "GET",
+        "/admin/interactions",
+        lambda r: InteractionPage.model_validate(r.json()),
+        params=query(params),
+        admin=True,
+    )
 
 
 def query(params: Mapping[str, Any]) -> dict[str, Any]:

@@ -10,8 +10,9 @@
 The server comes from ``--url`` / ``PERENNIAL_URL`` (default http://127.0.0.1:8000), the API key
 from ``--api-key`` / ``PERENNIAL_API_KEY``, the admin key from ``--admin-key`` /
 ``PERENNIAL_ADMIN_KEY``. Tables by default, ``--json`` for machines. Errors are one line on
-stderr and an exit code (:data:`EXIT_CODES`). Registered by ``perennial/cli.py``
-(:func:`register`); everything here talks to the gateway over HTTP through the SDK.
+stderr and an exit code (:data:`EXIT_CODES`). ``perennial/cli.py`` adds these commands (and
+those of ``cli_admin.py``) to its group; everything here talks to the gateway over HTTP through
+the SDK.
 """
 
 from __future__ import annotations
@@ -83,20 +84,31 @@ def _options(*decorators: Callable[[F], F]) -> Callable[[F], F]:
 
 
 _common = (
-    click.option("--url", envvar="PERENNIAL_URL", default=DEFAULT_URL, show_default=True,
-                 help="The gateway (PERENNIAL_URL)."),
-    click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=120.0,
-                 show_default=True, help="Seconds per HTTP request."),
+    click.option(
+        "--url",
+        envvar="PERENNIAL_URL",
+        default=DEFAULT_URL,
+        show_default=True,
+        help="The gateway (PERENNIAL_URL).",
+    ),
+    click.option(
+        "--timeout",
+        type=click.FloatRange(min=0, min_open=True),
+        default=120.0,
+        show_default=True,
+        help="Seconds per HTTP request.",
+    ),
     click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables."),
-)  # fmt: skip
+)
 api_options = _options(
     *_common,
     click.option("--api-key", envvar="PERENNIAL_API_KEY", help="API key (PERENNIAL_API_KEY)."),
 )
 admin_options = _options(
     *_common,
-    click.option("--admin-key", envvar="PERENNIAL_ADMIN_KEY", required=True,
-                 help="Admin key (PERENNIAL_ADMIN_KEY)."),  # fmt: skip
+    click.option(
+        "--admin-key", envvar="PERENNIAL_ADMIN_KEY", required=True, help="Admin key (PERENNIAL_ADMIN_KEY)."
+    ),
 )
 
 
@@ -105,8 +117,14 @@ def connect(url: str, timeout: float, *, api_key: str | None = None, admin_key: 
     from clients.sdk import Perennial
     from clients.transport import RetryPolicy
 
-    return Perennial(url, api_key=api_key, admin_key=admin_key, timeout=timeout,
-                     retry=RetryPolicy(max_retries=2), chat_retries=1)  # fmt: skip
+    return Perennial(
+        url,
+        api_key=api_key,
+        admin_key=admin_key,
+        timeout=timeout,
+        retry=RetryPolicy(max_retries=2),
+        chat_retries=1,
+    )
 
 
 def emit(value: Any, as_json: bool, human: Callable[[], str]) -> None:
@@ -146,8 +164,18 @@ def chat(prompt, system, model, max_tokens, temperature, stream, url, timeout, a
                 click.echo(reply.text)
     usage = reply.usage.model_dump() if reply.usage else None
     if as_json:
-        click.echo(json.dumps({"id": reply.id, "version": reply.version, "text": reply.text,
-                               "finish_reason": reply.finish_reason, "usage": usage}, indent=2))  # fmt: skip
+        click.echo(
+            json.dumps(
+                {
+                    "id": reply.id,
+                    "version": reply.version,
+                    "text": reply.text,
+                    "finish_reason": reply.finish_reason,
+                    "usage": usage,
+                },
+                indent=2,
+            )
+        )
         return
     tokens = f"  tokens {usage['prompt_tokens']}+{usage['completion_tokens']}" if usage else ""
     click.echo(f"completion {reply.id}  version {reply.version}{tokens}", err=True)
@@ -199,8 +227,9 @@ def _verifier(value: str | None) -> str | dict | None:
 @click.option("--batch", "batch_path", help="JSONL file of items ('-' = stdin), all or nothing.")
 @click.option("--show", is_flag=True, help="List the feedback stored on COMPLETION_ID instead.")
 @api_options
-def feedback(completion_id, batch_path, show, idempotency_key, url, timeout, as_json, api_key,
-             **signals) -> None:  # fmt: skip
+def feedback(
+    completion_id, batch_path, show, idempotency_key, url, timeout, as_json, api_key, **signals
+) -> None:
     """Rate, correct or give the right answer for a completion (or --batch a JSONL file).
 
     \b
@@ -236,11 +265,3 @@ def _feedback_table(stored) -> str:
 
     rows = [[f.id, f.reward, f.label, f.task, f.reference, f.correction, f.created] for f in stored]
     return table(["FEEDBACK", "REWARD", "LABEL", "TASK", "REFERENCE", "CORRECTION", "CREATED"], rows)
-
-
-def register(group: click.Group) -> None:
-    """Add the client commands to the ``perennial`` group."""
-    from clients.cli_admin import promote, rollback, runs, suites, versions
-
-    for command in (chat, feedback, versions, promote, rollback, runs, suites):
-        group.add_command(command)

@@ -114,9 +114,13 @@ class Progress:
         from tqdm import tqdm
 
         if self.bar is None:
-            self.bar = tqdm(total=run.iterations_total, desc=f"round {run.id} {run.phase}",
-                            bar_format="{l_bar}{bar}| iteration {n_fmt}/{total_fmt} [{elapsed}]",
-                            file=sys.stderr, leave=True)  # fmt: skip
+            self.bar = tqdm(
+                total=run.iterations_total,
+                desc=f"round {run.id} {run.phase}",
+                bar_format="{l_bar}{bar}| iteration {n_fmt}/{total_fmt} [{elapsed}]",
+                file=sys.stderr,
+                leave=True,
+            )
         if run.iterations_total and self.bar.total != run.iterations_total:
             self.bar.total = run.iterations_total
         self.bar.set_description(f"round {run.id} {run.phase}")
@@ -144,11 +148,21 @@ def _wait(client, run_id: int, wait_timeout: float, poll: float, as_json: bool) 
 
 
 _wait_options = (
-    click.option("--wait-timeout", type=click.FloatRange(min=0, min_open=True), default=7200.0,
-                 show_default=True, help="Seconds to wait for the round (exit 4 after)."),
-    click.option("--poll", type=click.FloatRange(min=0.1), default=2.0, show_default=True,
-                 help="Seconds between progress polls."),
-)  # fmt: skip
+    click.option(
+        "--wait-timeout",
+        type=click.FloatRange(min=0, min_open=True),
+        default=7200.0,
+        show_default=True,
+        help="Seconds to wait for the round (exit 4 after).",
+    ),
+    click.option(
+        "--poll",
+        type=click.FloatRange(min=0.1),
+        default=2.0,
+        show_default=True,
+        help="Seconds between progress polls.",
+    ),
+)
 
 
 def _with_wait_options(fn):
@@ -163,7 +177,7 @@ def _with_wait_options(fn):
 @click.option("--sigma", type=float, help="Noise scale.")
 @click.option("--alpha", type=float, help="Learning rate.")
 @click.option("--awd-lambda", type=click.FloatRange(0), help="AWD strength (0 = plain ES).")
-@click.option("--awd", type=click.Choice(["l1", "l2"]), help="AWD form.")
+@click.option("--awd-kind", type=click.Choice(["l1", "l2"]), help="AWD form.")
 @click.option("--minibatch", type=click.IntRange(1), help="Items per fitness evaluation.")
 @click.option("--max-tokens", type=click.IntRange(1), help="Tokens per generation.")
 @click.option("--gate-min-gain", type=float, help="Gate: minimum held-out target gain.")
@@ -209,10 +223,21 @@ def suites_list(model_version, url, timeout, as_json, admin_key) -> None:
 
     with connect(url, timeout, admin_key=admin_key) as client:
         rows = client.admin.suites(model_version)
-    headers = ["SUITE", "VERSION", "SKILL", "SOURCE", "ITEMS", "ENABLED"] + (["SCORE"] if model_version else [])
-    emit(rows, as_json, lambda: table(headers, [
-        [s.name, s.version, s.skill, s.source, s.items, s.enabled] + ([s.score] if model_version else [])
-        for s in rows]))  # fmt: skip
+    headers = ["SUITE", "VERSION", "SKILL", "SOURCE", "ITEMS", "ENABLED"] + (
+        ["SCORE"] if model_version else []
+    )
+    emit(
+        rows,
+        as_json,
+        lambda: table(
+            headers,
+            [
+                [s.name, s.version, s.skill, s.source, s.items, s.enabled]
+                + ([s.score] if model_version else [])
+                for s in rows
+            ],
+        ),
+    )
 
 
 @suites.command("add")

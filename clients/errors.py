@@ -146,8 +146,12 @@ def api_error(status: int, body: Any, headers: Mapping[str, str] | None = None) 
     error = body.get("error", body) if isinstance(body, Mapping) else None
     if isinstance(error, Mapping) and isinstance(error.get("message"), str):
         return error_class(status)(
-            status, error["message"], type=error.get("type"), code=error.get("code"),
-            param=error.get("param"), headers=headers,
-        )  # fmt: skip
+            status,
+            error["message"],
+            type=error.get("type"),
+            code=error.get("code"),
+            param=error.get("param"),
+            headers=headers,
+        )
     text = body if isinstance(body, str) and body.strip() else f"HTTP {status} with no error body"
     return error_class(status)(status, " ".join(text.split())[:300], headers=headers)

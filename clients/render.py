@@ -55,8 +55,10 @@ def gate_summary(gate: GateDecision | None) -> str:
 
 
 def versions_table(versions: Sequence[Version]) -> str:
-    rows = [["*" if v.serving else "", v.id, v.status, v.parent, gate_summary(v.gate), v.created_at]
-            for v in versions]  # fmt: skip
+    rows = [
+        ["*" if v.serving else "", v.id, v.status, v.parent, gate_summary(v.gate), v.created_at]
+        for v in versions
+    ]
     return table(["", "VERSION", "STATUS", "PARENT", "GATE", "CREATED"], rows)
 
 
@@ -66,12 +68,21 @@ def key_values(pairs: Sequence[tuple[str, Any]]) -> str:
 
 
 def version_detail(v: Version) -> str:
-    text = key_values([
-        ("version", v.id), ("status", v.status), ("serving", v.serving), ("parent", v.parent),
-        ("created", v.created_at), ("promoted", v.promoted_at), ("served", v.served_at),
-        ("sha256", v.sha256), ("snapshot", v.snapshot_path), ("metrics", v.metrics),
-        ("gate", "pass" if v.gate and v.gate.promote else "fail" if v.gate else None),
-    ])  # fmt: skip
+    text = key_values(
+        [
+            ("version", v.id),
+            ("status", v.status),
+            ("serving", v.serving),
+            ("parent", v.parent),
+            ("created", v.created_at),
+            ("promoted", v.promoted_at),
+            ("served", v.served_at),
+            ("sha256", v.sha256),
+            ("snapshot", v.snapshot_path),
+            ("metrics", v.metrics),
+            ("gate", "pass" if v.gate and v.gate.promote else "fail" if v.gate else None),
+        ]
+    )
     reasons = v.gate.reasons if v.gate else []
     return text + "".join(f"\n  - {r}" for r in reasons)
 
@@ -83,26 +94,65 @@ def progress_text(run: Round) -> str:
 
 
 def runs_table(runs: Sequence[Round]) -> str:
-    rows = [[r.id, r.status, r.decision, r.trigger, r.parent_version, r.candidate_version,
-             r.seconds, r.created_at, r.error or gate_summary(r.gate)] for r in runs]  # fmt: skip
-    headers = ["ROUND", "STATUS", "DECISION", "TRIGGER", "PARENT", "CANDIDATE", "SECONDS", "CREATED",
-               "GATE / ERROR"]  # fmt: skip
+    rows = [
+        [
+            r.id,
+            r.status,
+            r.decision,
+            r.trigger,
+            r.parent_version,
+            r.candidate_version,
+            r.seconds,
+            r.created_at,
+            r.error or gate_summary(r.gate),
+        ]
+        for r in runs
+    ]
+    headers = [
+        "ROUND",
+        "STATUS",
+        "DECISION",
+        "TRIGGER",
+        "PARENT",
+        "CANDIDATE",
+        "SECONDS",
+        "CREATED",
+        "GATE / ERROR",
+    ]
     return table(headers, rows)
 
 
-ITERATION_COLUMNS = ("iteration", "fitness_mean", "fitness_max", "target_score", "update_norm", "drift",
-                     "wall_s")  # fmt: skip
+ITERATION_COLUMNS = (
+    "iteration",
+    "fitness_mean",
+    "fitness_max",
+    "target_score",
+    "update_norm",
+    "drift",
+    "wall_s",
+)
 
 
 def run_detail(run: Round) -> str:
-    text = key_values([
-        ("round", run.id), ("status", run.status), ("phase", run.phase), ("decision", run.decision),
-        ("trigger", run.trigger), ("parent", run.parent_version),
-        ("candidate", run.candidate_version), ("overrides", run.overrides),
-        ("feedback", run.feedback), ("created", run.created_at), ("started", run.started_at),
-        ("finished", run.finished_at), ("seconds", run.seconds), ("error", run.error),
-        ("gate", gate_summary(run.gate)),
-    ])  # fmt: skip
+    text = key_values(
+        [
+            ("round", run.id),
+            ("status", run.status),
+            ("phase", run.phase),
+            ("decision", run.decision),
+            ("trigger", run.trigger),
+            ("parent", run.parent_version),
+            ("candidate", run.candidate_version),
+            ("overrides", run.overrides),
+            ("feedback", run.feedback),
+            ("created", run.created_at),
+            ("started", run.started_at),
+            ("finished", run.finished_at),
+            ("seconds", run.seconds),
+            ("error", run.error),
+            ("gate", gate_summary(run.gate)),
+        ]
+    )
     if run.iterations:
         rows = [[it.get(c) for c in ITERATION_COLUMNS] for it in run.iterations]
         text += "\n\n" + table([c.upper() for c in ITERATION_COLUMNS], rows)

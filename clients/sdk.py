@@ -74,17 +74,26 @@ class Perennial:
         chat_retries: retries of the openai client for chat (connection errors, 429, 5xx).
     """
 
-    def __init__(self, url: str = DEFAULT_URL, *, api_key: str | None = None,
-                 admin_key: str | None = None, model: str | None = None, timeout: float = 60.0,
-                 retry: RetryPolicy | None = None, chat_retries: int = 2):  # fmt: skip
+    def __init__(
+        self,
+        url: str = DEFAULT_URL,
+        *,
+        api_key: str | None = None,
+        admin_key: str | None = None,
+        model: str | None = None,
+        timeout: float = 60.0,
+        retry: RetryPolicy | None = None,
+        chat_retries: int = 2,
+    ):
         self.url = url.rstrip("/")
         self.api_key = api_key
         self.admin_key = admin_key
         self.retry = retry or RetryPolicy()
         self._model = model
         self._http = httpx.Client(base_url=self.url, timeout=timeout)
-        self._openai = openai.OpenAI(base_url=f"{self.url}/v1", api_key=api_key or "none",
-                                     timeout=timeout, max_retries=chat_retries)  # fmt: skip
+        self._openai = openai.OpenAI(
+            base_url=f"{self.url}/v1", api_key=api_key or "none", timeout=timeout, max_retries=chat_retries
+        )
         self.admin = Admin(self)
 
     def _run(self, call: Call[T]) -> T:
@@ -137,16 +146,28 @@ class Perennial:
         options = {**params.pop("stream_options", {}), "include_usage": True}
         with openai_errors():
             raw = self._openai.chat.completions.with_raw_response.create(
-                model=model or self.model(), messages=messages_list(messages), stream=True,
-                stream_options=options, **params,
-            )  # fmt: skip
+                model=model or self.model(),
+                messages=messages_list(messages),
+                stream=True,
+                stream_options=options,
+                **params,
+            )
             return ChatStream(raw.headers, raw.parse())
 
-    def feedback(self, completion_id: str, *, reward: float | None = None, label: str | None = None,
-                 correction: str | None = None, reference: str | None = None,
-                 verifier: str | dict[str, Any] | None = None, task: str | None = None,
-                 metadata: dict[str, Any] | None = None, choice_index: int = 0,
-                 idempotency_key: str | None = None) -> Feedback:  # fmt: skip
+    def feedback(
+        self,
+        completion_id: str,
+        *,
+        reward: float | None = None,
+        label: str | None = None,
+        correction: str | None = None,
+        reference: str | None = None,
+        verifier: str | dict[str, Any] | None = None,
+        task: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        choice_index: int = 0,
+        idempotency_key: str | None = None,
+    ) -> Feedback:
         """Rate, correct or give a reference answer for a completion (``POST /v1/feedback``).
 
         Args:
@@ -158,13 +179,22 @@ class Perennial:
         Returns:
             The stored :class:`Feedback` (``replayed`` if the server had it already).
         """
-        item = FeedbackItem(completion_id=completion_id, reward=reward, label=label,
-                            correction=correction, reference=reference, verifier=verifier,
-                            task=task, metadata=metadata, choice_index=choice_index)  # fmt: skip
+        item = FeedbackItem(
+            completion_id=completion_id,
+            reward=reward,
+            label=label,
+            correction=correction,
+            reference=reference,
+            verifier=verifier,
+            task=task,
+            metadata=metadata,
+            choice_index=choice_index,
+        )
         return self._run(calls.feedback(item, idempotency_key))
 
-    def feedback_batch(self, items: Iterable[FeedbackItem | Mapping[str, Any]], *,
-                       idempotency_key: str | None = None) -> FeedbackBatch:  # fmt: skip
+    def feedback_batch(
+        self, items: Iterable[FeedbackItem | Mapping[str, Any]], *, idempotency_key: str | None = None
+    ) -> FeedbackBatch:
         """Several feedback items, all or nothing (``POST /v1/feedback/batch``).
 
         Args:
@@ -230,7 +260,7 @@ class Admin:
         """Queue a round now (raises ConflictError ``round_in_progress`` if one is active).
 
         Args:
-            **overrides: iterations, population, sigma, alpha, awd_lambda, awd ("l1"/"l2"),
+            **overrides: iterations, population, sigma, alpha, awd_lambda, awd_kind ("l1"/"l2"),
                 minibatch, max_tokens, gate (dict: min_gain, tolerance, max_total_drop, max_kl).
 
         Returns:
@@ -238,8 +268,14 @@ class Admin:
         """
         return self._c._run(calls.trigger(calls.round_overrides(**overrides)))
 
-    def wait_round(self, run_id: int, *, timeout: float = 3600.0, poll_s: float = 2.0,
-                   on_progress: Callable[[Round], None] | None = None) -> Round:  # fmt: skip
+    def wait_round(
+        self,
+        run_id: int,
+        *,
+        timeout: float = 3600.0,
+        poll_s: float = 2.0,
+        on_progress: Callable[[Round], None] | None = None,
+    ) -> Round:
         """Poll a round until it succeeded or failed.
 
         Args:
@@ -268,8 +304,14 @@ class Admin:
         """Registered suites (with ``model_version``'s cached scores when given)."""
         return self._c._run(calls.suites(model_version))
 
-    def add_suite(self, path: str | Path | None = None, *, content: str | None = None,
-                  name: str | None = None, version: int | None = None) -> Suite:  # fmt: skip
+    def add_suite(
+        self,
+        path: str | Path | None = None,
+        *,
+        content: str | None = None,
+        name: str | None = None,
+        version: int | None = None,
+    ) -> Suite:
         """Upload an operator suite (JSONL: prompt, reference, verifier per line).
 
         Args:
@@ -295,8 +337,9 @@ class Admin:
         """The serving engine's state."""
         return self._c._run(calls.engine())
 
-    def interactions(self, *, limit: int = 50, after: str | None = None, order: str = "desc",
-                     **filters: Any) -> InteractionPage:  # fmt: skip
+    def interactions(
+        self, *, limit: int = 50, after: str | None = None, order: str = "desc", **filters: Any
+    ) -> InteractionPage:
         """One page of logged interactions.
 
         Args:
@@ -310,8 +353,9 @@ class Admin:
         headers = {"Authorization": f"Bearer {self._c.admin_key}"} if self._c.admin_key else {}
         try:
             # The client's timeout bounds each read, not the whole export: long exports are fine.
-            with self._c._http.stream("GET", "/admin/interactions/export", params=calls.query(filters),
-                                      headers=headers) as response:
+            with self._c._http.stream(
+                "GET", "/admin/interactions/export", params=calls.query(filters), headers=headers
+            ) as response:
                 if not response.is_success:
                     raise api_error(response.status_code, response.read(), response.headers)
                 for line in response.iter_lines():

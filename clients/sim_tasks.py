@@ -4,7 +4,7 @@ A task hands out ``Ask``s (a chat, and what the user knows about the right answe
 reply in [0, 1]. Three kinds:
 
 * ``ReferenceTask``: items with a reference answer and a verifier (from a JSONL file, as in
-  ``learner/tasks/addition/train.jsonl``); the user knows the answer.
+  ``evals/tasks/addition/train.jsonl``); the user knows the answer.
 * ``addition``: generated two-digit additions ("What is 37 + 48? Reply with only the number.").
 * ``StyleTask``: open prompts and a hidden style preference the user never states, e.g.
   ``concise`` (replies of at most 25 words); only thumbs can express it.
@@ -71,7 +71,9 @@ def verify(reply: str, reference: str | None, verifier: str | dict[str, Any] | N
     spec = {"type": verifier} if isinstance(verifier, str) else dict(verifier or {"type": "exact"})
     kind, reply, ref = spec.get("type"), reply or "", (reference or "").strip()
     if kind in ("exact", "contains"):
-        a, b = (reply.strip(), ref) if spec.get("case_sensitive") else (reply.strip().casefold(), ref.casefold())
+        a, b = (
+            (reply.strip(), ref) if spec.get("case_sensitive") else (reply.strip().casefold(), ref.casefold())
+        )
         return float(a == b) if kind == "exact" else float(b in a)
     if kind == "number":
         target, found = _numbers(ref), _numbers(reply)
@@ -153,13 +155,27 @@ class StyleTask:
 
 
 OPEN_PROMPTS = (
-    "Tell me about the moon.", "Why is the sky blue?", "What is a good breakfast?",
-    "How do plants grow?", "Describe a cat.", "What is rain?", "Why do we sleep?",
-    "What is the ocean like?", "How does a bicycle work?", "What is music?",
-    "Tell me about dogs.", "What makes a good friend?", "How do birds fly?",
-    "What is winter like?", "Why do leaves change color?", "What is a computer?",
-    "Describe the sun.", "How do bees make honey?", "What is a library?", "Why is exercise good?",
-)  # fmt: skip
+    "Tell me about the moon.",
+    "Why is the sky blue?",
+    "What is a good breakfast?",
+    "How do plants grow?",
+    "Describe a cat.",
+    "What is rain?",
+    "Why do we sleep?",
+    "What is the ocean like?",
+    "How does a bicycle work?",
+    "What is music?",
+    "Tell me about dogs.",
+    "What makes a good friend?",
+    "How do birds fly?",
+    "What is winter like?",
+    "Why do leaves change color?",
+    "What is a computer?",
+    "Describe the sun.",
+    "How do bees make honey?",
+    "What is a library?",
+    "Why is exercise good?",
+)
 
 
 def _concise(reply: str) -> bool:
@@ -189,7 +205,9 @@ def load_items(path: Path, name: str | None = None) -> ReferenceTask:
         row = json.loads(line)
         if "suite" in row:
             continue
-        messages = row.get("messages") or ([{"role": "user", "content": row["prompt"]}] if row.get("prompt") else None)
+        messages = row.get("messages") or (
+            [{"role": "user", "content": row["prompt"]}] if row.get("prompt") else None
+        )
         if not messages or row.get("reference") is None:
             raise TaskError(f"{path}:{number}: an item needs 'prompt' (or 'messages') and 'reference'")
         task = name or row.get("task") or Path(path).stem

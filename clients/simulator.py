@@ -103,18 +103,24 @@ class SimulationReport:
         """Counts and summaries (not the per-chat lists, except completion ids)."""
         lat = sorted(self.latencies_s)
         out = {k: v for k, v in asdict(self).items() if k not in ("judged", "latencies_s")}
-        out.update(feedback_kinds=dict(self.feedback_kinds), versions=dict(self.versions),
-                   mean_score=self.mean_score, judged=len(self.judged),
-                   latency_p50_s=lat[len(lat) // 2] if lat else None,
-                   latency_p95_s=lat[int(len(lat) * 0.95)] if lat else None,
-                   rate_achieved=self.chats / self.wall_s if self.wall_s else None)  # fmt: skip
+        out.update(
+            feedback_kinds=dict(self.feedback_kinds),
+            versions=dict(self.versions),
+            mean_score=self.mean_score,
+            judged=len(self.judged),
+            latency_p50_s=lat[len(lat) // 2] if lat else None,
+            latency_p95_s=lat[int(len(lat) * 0.95)] if lat else None,
+            rate_achieved=self.chats / self.wall_s if self.wall_s else None,
+        )
         return out
 
     def summary(self) -> str:
         score = "n/a" if self.mean_score is None else f"{self.mean_score:.3f}"
-        return (f"{self.task}: {self.chats} chats ({self.chat_errors} errors), {self.feedback_sent} "
-                f"feedback ({self.feedback_errors} errors) {dict(self.feedback_kinds)}, users' score "
-                f"{score}, versions {dict(self.versions)}, {self.wall_s:.1f} s")  # fmt: skip
+        return (
+            f"{self.task}: {self.chats} chats ({self.chat_errors} errors), {self.feedback_sent} "
+            f"feedback ({self.feedback_errors} errors) {dict(self.feedback_kinds)}, users' score "
+            f"{score}, versions {dict(self.versions)}, {self.wall_s:.1f} s"
+        )
 
 
 @dataclass(frozen=True)
@@ -134,8 +140,10 @@ def plan(task: Task, config: SimulationConfig) -> list[Planned]:
     asks = task.asks(rng, config.count)
     gives = [rng.random() < config.feedback_fraction for _ in asks]
     step = 0.0 if config.rate is None else 1.0 / config.rate
-    return [Planned(i, ask, f"sim-{config.seed}-{i % config.users}", i * step, give)
-            for i, (ask, give) in enumerate(zip(asks, gives, strict=True))]  # fmt: skip
+    return [
+        Planned(i, ask, f"sim-{config.seed}-{i % config.users}", i * step, give)
+        for i, (ask, give) in enumerate(zip(asks, gives, strict=True))
+    ]
 
 
 def resolve_mode(task: Task, mode: FeedbackMode) -> FeedbackMode:
@@ -146,12 +154,16 @@ def resolve_mode(task: Task, mode: FeedbackMode) -> FeedbackMode:
     return mode
 
 
-def feedback_body(completion_id: str, planned: Planned, judged: float | None, mode: FeedbackMode,
-                  seed: int) -> dict[str, Any] | None:  # fmt: skip
+def feedback_body(
+    completion_id: str, planned: Planned, judged: float | None, mode: FeedbackMode, seed: int
+) -> dict[str, Any] | None:
     """The feedback a user sends for one reply (None: nothing to say in this mode)."""
     ask = planned.ask
-    body: dict[str, Any] = {"completion_id": completion_id, "task": ask.task,
-                            "metadata": {"simulator": "perennial", "user": planned.user, "seed": seed}}  # fmt: skip
+    body: dict[str, Any] = {
+        "completion_id": completion_id,
+        "task": ask.task,
+        "metadata": {"simulator": "perennial", "user": planned.user, "seed": seed},
+    }
     if mode in ("reference", "both"):
         body.update(reference=ask.reference, verifier=ask.verifier)
     if mode in ("thumbs", "both") and judged is not None:
@@ -164,8 +176,9 @@ def feedback_body(completion_id: str, planned: Planned, judged: float | None, mo
 class _Session:
     """The clients and counters of one run."""
 
-    def __init__(self, task: Task, config: SimulationConfig, model: str, oai: AsyncOpenAI,
-                 http: httpx.AsyncClient):  # fmt: skip
+    def __init__(
+        self, task: Task, config: SimulationConfig, model: str, oai: AsyncOpenAI, http: httpx.AsyncClient
+    ):
         self.task, self.config, self.model, self.oai, self.http = task, config, model, oai, http
         self.mode = resolve_mode(task, config.feedback)
         self.report = SimulationReport(task.name, model)
@@ -190,9 +203,12 @@ class _Session:
         report, started = self.report, time.perf_counter()
         try:
             raw = await self.oai.chat.completions.with_raw_response.create(
-                model=self.model, messages=list(planned.ask.messages), user=planned.user,
-                max_tokens=self.config.max_tokens, temperature=self.config.temperature,
-            )  # fmt: skip
+                model=self.model,
+                messages=list(planned.ask.messages),
+                user=planned.user,
+                max_tokens=self.config.max_tokens,
+                temperature=self.config.temperature,
+            )
             completion = raw.parse()
         except APIError as exc:
             report.chat_errors += 1
@@ -233,10 +249,14 @@ async def simulate(task: Task, config: SimulationConfig) -> SimulationReport:
     headers = {"authorization": f"Bearer {config.api_key}"} if config.api_key else {}
     resolve_mode(task, config.feedback)
     async with (
-        AsyncOpenAI(base_url=config.root + "/v1", api_key=config.api_key or "none", max_retries=0,
-                    timeout=config.timeout_s) as oai,
+        AsyncOpenAI(
+            base_url=config.root + "/v1",
+            api_key=config.api_key or "none",
+            max_retries=0,
+            timeout=config.timeout_s,
+        ) as oai,
         httpx.AsyncClient(base_url=config.root, headers=headers, timeout=config.timeout_s) as http,
-    ):  # fmt: skip
+    ):
         model = config.model or await first_model(oai)
         session = _Session(task, config, model, oai, http)
         t0 = time.perf_counter()

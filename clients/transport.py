@@ -56,8 +56,9 @@ class RetryPolicy:
     max_backoff: float = 8.0
     max_retry_after: float = 60.0
 
-    def delay(self, attempt: int, retry_after: str | None = None,
-              rand: Callable[[], float] = random.random) -> float:  # fmt: skip
+    def delay(
+        self, attempt: int, retry_after: str | None = None, rand: Callable[[], float] = random.random
+    ) -> float:
         """Seconds to wait before retry number ``attempt + 1`` (``attempt`` counts from 0).
 
         Args:
@@ -123,8 +124,9 @@ def _never_sent(exc: httpx.HTTPError) -> bool:
     return isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
 
 
-def _plan(call: Call, policy: RetryPolicy, attempt: int, outcome: httpx.Response | httpx.HTTPError,
-          url: str) -> tuple[float | None, PerennialError | None]:  # fmt: skip
+def _plan(
+    call: Call, policy: RetryPolicy, attempt: int, outcome: httpx.Response | httpx.HTTPError, url: str
+) -> tuple[float | None, PerennialError | None]:
     """(delay before retrying, or None; the error to raise if not retrying)."""
     if isinstance(outcome, httpx.Response):
         error: PerennialError = api_error(outcome.status_code, outcome.content, outcome.headers)
@@ -153,12 +155,22 @@ def _request_args(call: Call, auth: str | None) -> dict[str, Any]:
     headers = dict(call.headers)
     if auth:
         headers["Authorization"] = f"Bearer {auth}"
-    return {"method": call.method, "url": call.path, "json": call.json, "params": call.params,
-            "headers": headers}  # fmt: skip
+    return {
+        "method": call.method,
+        "url": call.path,
+        "json": call.json,
+        "params": call.params,
+        "headers": headers,
+    }
 
 
-def send(http: httpx.Client, call: Call[T], policy: RetryPolicy, auth: str | None,
-         sleep: Callable[[float], None] = time.sleep) -> T:  # fmt: skip
+def send(
+    http: httpx.Client,
+    call: Call[T],
+    policy: RetryPolicy,
+    auth: str | None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> T:
     """Run ``call`` on ``http`` with retries; return its parsed answer or raise PerennialError."""
     url = str(http.base_url).rstrip("/")
     attempt = 0

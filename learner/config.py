@@ -1,25 +1,20 @@
 """``ESConfig``: one validated config for an ES + AWD run, loadable from YAML.
 
-Defaults are the papers' settings (the contract in DESIGN.md):
+The ES knobs are declared here once, each with its help text (field metadata, as TRL's configs do;
+``ES_KNOBS`` lists the scalar ones). Everything else derives from this declaration or is tested against it
+(``tests/unit/test_knobs.py``): the ``PERENNIAL_LEARNER_*`` settings, the
+``POST /admin/learner/rounds`` body, ``perennial learn`` and ``perennial runs trigger`` flags,
+and the SDK's ``trigger_round`` keywords. One spelling everywhere (``awd_lambda``,
+``awd_kind``; ``--awd-lambda``, ``--awd-kind`` as flags).
 
-=================  =========  ==================================================================
-field              default    source / meaning
-=================  =========  ==================================================================
-population         30         N members per iteration, as 15 antithetic pairs (Qiu et al. 2025)
-sigma              1e-3       noise scale of a member (Qiu et al. 2025)
-alpha              5e-4       learning rate of ``theta += alpha/N sum z_n eps_n`` (Qiu et al.)
-awd_lambda         0.0        AWD strength; 0 = plain ES. Paper: L2 lambda=10 at alpha=5e-4,
-                              L1 lambda ~0.01 (Schweighofer et al. 2026)
-awd_kind           l2         ``l2`` (shrink towards theta0) or ``l1`` (soft-threshold)
-iterations         100        ES steps
-minibatch          16         items scored per iteration (the same items for every member)
-max_tokens         16         greedy generation length for verifiable items
-=================  =========  ==================================================================
+Defaults are the papers' settings: ES at scale (Qiu et al. 2025: N=30, sigma=1e-3,
+alpha=5e-4) and AWD (Schweighofer et al. 2026: L2 lambda=10 at alpha=5e-4, L1 lambda ~0.01).
 
-The ``cpu`` preset (``ESConfig.preset("cpu")``) is what a 2-core CPU can afford: FINDINGS.md
-measured the paper's sigma/alpha moving held-out addition only 22% -> 23% in 15 iterations
-(10 min), while sigma=3e-3, alpha=4e-3, N=16 moved it 22% -> 42% in 12 iterations (8.5 min).
-Larger steps drift faster (||theta - theta0|| 49 vs 6), which is what AWD and the gate are for.
+The ``cpu`` preset (``ESConfig.preset("cpu")``) is what a 2-core CPU can afford: measured on
+the bundled SmolLM2, the paper's sigma/alpha moved held-out addition only 22% -> 23% in 15
+iterations (10 min), while sigma=3e-3, alpha=4e-3, N=16 moved it 22% -> 42% in 12 iterations
+(8.5 min). Larger steps drift faster (||theta - theta0|| 49 vs 6), which is what AWD and the
+gate are for.
 """
 
 from __future__ import annotations
@@ -31,7 +26,8 @@ from typing import Any
 
 import yaml
 
-from learner.es import AWD_KINDS
+from engine.learner_engine import NoiseSpec
+from weights.meta import AWD_KINDS, NOISE_TABLE_SIZE
 
 PRESETS: dict[str, dict[str, Any]] = {
     "paper": {},
@@ -47,50 +43,71 @@ class ConfigError(ValueError):
         self.field = field_name
 
 
+def _knob(default: Any, help: str) -> Any:
+    return field(default=default, metadata={"help": help})
+
+
 @dataclass(frozen=True)
 class ESConfig:
     """Hyper-parameters of one ES + AWD run (validated on construction)."""
 
-    population: int = 30
-    sigma: float = 1e-3
-    alpha: float = 5e-4
-    awd_lambda: float = 0.0
-    awd_kind: str = "l2"
-    iterations: int = 100
-    minibatch: int = 16
-    max_tokens: int = 16
-    seed: int = 0
-    # Weights of the fitness components; each is z-scored across the population first.
+    population: int = _knob(30, "Population N per iteration, as N/2 antithetic pairs (even).")
+    sigma: float = _knob(1e-3, "Noise scale of a member: theta + sigma * eps.")
+    alpha: float = _knob(5e-4, "Learning rate of theta += alpha/N * sum z_n eps_n.")
+    awd_lambda: float = _knob(0.0, "AWD strength towards the base (0: plain ES).")
+    awd_kind: str = _knob("l2", "AWD form: l2 shrinks towards theta0, l1 soft-thresholds.")
+    iterations: int = _knob(100, "ES iterations (K).")
+    minibatch: int = _knob(16, "Items scored per iteration (the same items for every member).")
+    max_tokens: int = _knob(16, "Greedy generation budget per verifiable item.")
+    seed: int = _knob(0, "Base seed of the run's member seeds.")
     fitness_weights: dict[str, float] = field(
-        default_factory=lambda: {"verifiable": 1.0, "likelihood": 1.0}
+        default_factory=lambda: {"verifiable": 1.0, "likelihood": 1.0},
+        metadata={"help": "Weights of the fitness components (each z-scored first)."},
     )
-    concurrency: int = 32  # requests in flight per member (vLLM batches them)
-    noise_table_size: int = 1 << 26
-    noise_table_seed: int = 0
+    concurrency: int = _knob(32, "Requests in flight per member (vLLM batches them).")
+    noise_table_size: int = _knob(NOISE_TABLE_SIZE, "Values in the shared Gaussian noise table.")
+    noise_table_seed: int = _knob(0, "Seed the shared noise table is drawn from.")
 
     def __post_init__(self) -> None:
-        _require(self.population >= 2 and self.population % 2 == 0, "population",
-                 "must be an even number >= 2 (antithetic pairs)")  # fmt: skip
+        _require(
+            self.population >= 2 and self.population % 2 == 0,
+            "population",
+            "must be an even number >= 2 (antithetic pairs)",
+        )
         _require(self.sigma > 0, "sigma", "must be > 0")
         _require(self.alpha > 0, "alpha", "must be > 0")
         _require(self.awd_kind in AWD_KINDS, "awd_kind", f"must be one of {AWD_KINDS}")
         _require(self.awd_lambda >= 0, "awd_lambda", "must be >= 0")
-        _require(self.awd_kind != "l2" or self.alpha * self.awd_lambda < 1, "awd_lambda",
-                 "alpha * awd_lambda must be < 1 for L2 (else the decay overshoots theta0)")  # fmt: skip
+        _require(
+            self.awd_kind != "l2" or self.alpha * self.awd_lambda < 1,
+            "awd_lambda",
+            "alpha * awd_lambda must be < 1 for L2 (else the decay overshoots theta0)",
+        )
         _require(self.iterations >= 0, "iterations", "must be >= 0")
         _require(self.minibatch >= 1, "minibatch", "must be >= 1")
         _require(1 <= self.max_tokens <= 4096, "max_tokens", "must be in 1..4096")
         _require(self.concurrency >= 1, "concurrency", "must be >= 1")
         _require(self.noise_table_size >= 1024, "noise_table_size", "must be >= 1024")
         weights = self.fitness_weights
-        _require(isinstance(weights, dict) and set(weights) <= {"verifiable", "likelihood"},
-                 "fitness_weights", "keys are 'verifiable' and 'likelihood'")  # fmt: skip
-        _require(all(float(v) >= 0 for v in weights.values()) and sum(weights.values()) > 0,
-                 "fitness_weights", "weights must be >= 0 and not all 0")  # fmt: skip
+        _require(
+            isinstance(weights, dict) and set(weights) <= {"verifiable", "likelihood"},
+            "fitness_weights",
+            "keys are 'verifiable' and 'likelihood'",
+        )
+        _require(
+            all(float(v) >= 0 for v in weights.values()) and sum(weights.values()) > 0,
+            "fitness_weights",
+            "weights must be >= 0 and not all 0",
+        )
 
     @property
     def pairs(self) -> int:
         return self.population // 2
+
+    @property
+    def noise(self) -> NoiseSpec:
+        """The shared noise table the learner engine draws this run's members from."""
+        return NoiseSpec(size=self.noise_table_size, seed=self.noise_table_seed)
 
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> ESConfig:
@@ -123,9 +140,19 @@ class ESConfig:
         return dataclasses.asdict(self)
 
 
-_NUMERIC = {"population": int, "iterations": int, "minibatch": int, "max_tokens": int, "seed": int,
-            "concurrency": int, "noise_table_size": int, "noise_table_seed": int,
-            "sigma": float, "alpha": float, "awd_lambda": float}
+_NUMERIC = {
+    "population": int,
+    "iterations": int,
+    "minibatch": int,
+    "max_tokens": int,
+    "seed": int,
+    "concurrency": int,
+    "noise_table_size": int,
+    "noise_table_seed": int,
+    "sigma": float,
+    "alpha": float,
+    "awd_lambda": float,
+}
 
 
 def _coerce(name: str, value: Any) -> Any:
@@ -140,6 +167,14 @@ def _coerce(name: str, value: Any) -> Any:
     if kind is int and not number.is_integer():
         raise ConfigError(name, f"{value!r} is not an integer")
     return kind(number)
+
+
+# The scalar knobs, as (name, type, help), for flags and request bodies derived from them.
+ES_KNOBS: tuple[tuple[str, type, str], ...] = tuple(
+    (f.name, _NUMERIC.get(f.name, str), f.metadata["help"])
+    for f in dataclasses.fields(ESConfig)
+    if f.name != "fitness_weights"
+)
 
 
 def _require(ok: bool, field_name: str, message: str) -> None:

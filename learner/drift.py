@@ -37,15 +37,20 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
-from learner.suites import Probe
+from evals.suites import Probe
 
 log = logging.getLogger(__name__)
 
 # Everything that could make the sampling distribution differ from the raw model distribution.
 UNPROCESSED_SAMPLING = {
-    "temperature": 1.0, "top_p": 1.0, "top_k": 0, "min_p": 0.0,
-    "repetition_penalty": 1.0, "presence_penalty": 0.0, "frequency_penalty": 0.0,
-}  # fmt: skip
+    "temperature": 1.0,
+    "top_p": 1.0,
+    "top_k": 0,
+    "min_p": 0.0,
+    "repetition_penalty": 1.0,
+    "presence_penalty": 0.0,
+    "frequency_penalty": 0.0,
+}
 
 
 class DriftClient(Protocol):
@@ -128,15 +133,21 @@ async def _sample_probe(
 
 
 async def sample_continuations(
-    client: DriftClient, model: str, probes: Sequence[Probe], *, k: int = 2,
-    max_tokens: int = 32, seed: int = 0, concurrency: int = 16,
-) -> Samples:  # fmt: skip
+    client: DriftClient,
+    model: str,
+    probes: Sequence[Probe],
+    *,
+    k: int = 2,
+    max_tokens: int = 32,
+    seed: int = 0,
+    concurrency: int = 16,
+) -> Samples:
     """Phase 1 (candidate loaded): sample ``k`` continuations per probe with their logprobs.
 
     Args:
         client: engine client with ``chat`` (e.g. ``EngineClient``).
         model: the served model name.
-        probes: the probe prompts (``learner.suites.load_probes()``).
+        probes: the probe prompts (``evals.suites.load_probes()``).
         k: continuations per probe.
         max_tokens: the length cap of each continuation.
         seed: base seed; probe ``i`` uses ``seed + i * k`` (children ``+ j``).
@@ -146,12 +157,19 @@ async def sample_continuations(
     """
     started = time.perf_counter()
     sem = asyncio.Semaphore(concurrency)
-    common = {**UNPROCESSED_SAMPLING, "n": k, "max_tokens": max_tokens, "logprobs": True,
-              "return_token_ids": True}  # fmt: skip
-    results = await asyncio.gather(*(
-        _sample_probe(client, model, probe, {**common, "seed": seed + i * k}, sem)
-        for i, probe in enumerate(probes)
-    ))  # fmt: skip
+    common = {
+        **UNPROCESSED_SAMPLING,
+        "n": k,
+        "max_tokens": max_tokens,
+        "logprobs": True,
+        "return_token_ids": True,
+    }
+    results = await asyncio.gather(
+        *(
+            _sample_probe(client, model, probe, {**common, "seed": seed + i * k}, sem)
+            for i, probe in enumerate(probes)
+        )
+    )
     items = [s for r in results if r for s in r]
     failed = sum(r is None for r in results)
     if failed:
@@ -175,9 +193,12 @@ async def _score_one(
     client: DriftClient, model: str, sample: Sample, sem: asyncio.Semaphore
 ) -> list[float] | None:
     body = {
-        "model": model, "prompt": [*sample.prompt_token_ids, *sample.token_ids],
-        "max_tokens": 1, "temperature": 0.0, "prompt_logprobs": 0,
-    }  # fmt: skip
+        "model": model,
+        "prompt": [*sample.prompt_token_ids, *sample.token_ids],
+        "max_tokens": 1,
+        "temperature": 0.0,
+        "prompt_logprobs": 0,
+    }
     async with sem:
         try:
             return _continuation_logprobs(await client.completions(body), sample)
@@ -244,10 +265,16 @@ def kl_estimate(
 
 
 async def measure_kl(
-    client: DriftClient, model: str, probes: Sequence[Probe], *,
+    client: DriftClient,
+    model: str,
+    probes: Sequence[Probe],
+    *,
     load_reference: Callable[[], Awaitable[Any]] | None = None,
-    k: int = 2, max_tokens: int = 32, seed: int = 0, concurrency: int = 16,
-) -> DriftEstimate:  # fmt: skip
+    k: int = 2,
+    max_tokens: int = 32,
+    seed: int = 0,
+    concurrency: int = 16,
+) -> DriftEstimate:
     """Both phases: sample from what is loaded now, call ``load_reference``, score, estimate.
 
     Args:

@@ -21,9 +21,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from learner.config import ESConfig
-from learner.es import iteration_seeds, pair_coefficients
 from learner.fitness import FitnessEvaluator, MemberFitness, combine, score_verifiable
 from learner.items import ItemSet, VerifiableItem
+from weights.es import iteration_seeds, pair_coefficients
 
 
 @dataclass
@@ -79,13 +79,20 @@ def _component_means(members: list[MemberFitness]) -> dict[str, float | None]:
 
 async def target_score(engine, items: Sequence[VerifiableItem], config: ESConfig) -> float:
     """Mean verifier score of the served model on held-out items (failures score 0)."""
-    scores, _ = await score_verifiable(engine, list(items), max_tokens=config.max_tokens,
-                                       concurrency=config.concurrency)  # fmt: skip
+    scores, _ = await score_verifiable(
+        engine, list(items), max_tokens=config.max_tokens, concurrency=config.concurrency
+    )
     return sum(scores) / len(scores) if scores else 0.0
 
 
-async def _population(engine, evaluator: FitnessEvaluator, seeds: list[int], config: ESConfig,
-                      iteration: int, timings: dict[str, float]) -> list[MemberFitness]:  # fmt: skip
+async def _population(
+    engine,
+    evaluator: FitnessEvaluator,
+    seeds: list[int],
+    config: ESConfig,
+    iteration: int,
+    timings: dict[str, float],
+) -> list[MemberFitness]:
     batch = evaluator.batch(iteration)
     members: list[MemberFitness] = []
     for seed in seeds:
@@ -123,9 +130,14 @@ async def run_es(
     Returns:
         The records; the engine is left serving the updated master.
     """
-    evaluator = FitnessEvaluator(engine, items, minibatch=config.minibatch,
-                                 max_tokens=config.max_tokens, seed=config.seed,
-                                 concurrency=config.concurrency)  # fmt: skip
+    evaluator = FitnessEvaluator(
+        engine,
+        items,
+        minibatch=config.minibatch,
+        max_tokens=config.max_tokens,
+        seed=config.seed,
+        concurrency=config.concurrency,
+    )
     await evaluator.prepare(engine.load_base, engine.load_master)
     result = ESResult()
     if heldout and eval_every:
@@ -137,9 +149,14 @@ async def run_es(
         members = await _population(engine, evaluator, seeds, config, iteration, timings)
         coefficients = pair_coefficients(combine(members, config.fitness_weights))
         t0 = time.perf_counter()
-        stats = await engine.apply_update(seeds, coefficients, alpha=config.alpha,
-                                          population=config.population,
-                                          awd_lambda=config.awd_lambda, awd_kind=config.awd_kind)  # fmt: skip
+        stats = await engine.apply_update(
+            seeds,
+            coefficients,
+            alpha=config.alpha,
+            population=config.population,
+            awd_lambda=config.awd_lambda,
+            awd_kind=config.awd_kind,
+        )
         await engine.load_master()
         timings["update_s"] = time.perf_counter() - t0
         target = None
@@ -150,14 +167,21 @@ async def run_es(
             timings["target_s"] = time.perf_counter() - t0
         raw = [_raw_fitness(m) for m in members]
         record = IterationRecord(
-            iteration=iteration, seeds=seeds, coefficients=coefficients,
-            fitness_mean=statistics.fmean(raw), fitness_max=max(raw),
-            components=_component_means(members), failed_items=sum(m.failed for m in members),
-            update_norm=stats["update_norm"], update_sparsity=stats["update_sparsity"],
-            drift=stats["drift"], drift_sparsity=stats["drift_sparsity"], target_score=target,
+            iteration=iteration,
+            seeds=seeds,
+            coefficients=coefficients,
+            fitness_mean=statistics.fmean(raw),
+            fitness_max=max(raw),
+            components=_component_means(members),
+            failed_items=sum(m.failed for m in members),
+            update_norm=stats["update_norm"],
+            update_sparsity=stats["update_sparsity"],
+            drift=stats["drift"],
+            drift_sparsity=stats["drift_sparsity"],
+            target_score=target,
             timings={k: round(v, 3) for k, v in timings.items()},
             wall_s=round(time.perf_counter() - started, 3),
-        )  # fmt: skip
+        )
         result.records.append(record)
         if on_iteration is not None and (pending := on_iteration(record)) is not None:
             await pending
@@ -171,8 +195,13 @@ async def replay(engine, records: Sequence[dict[str, Any]], config: ESConfig) ->
     bit where the recorded run was after those iterations. Returns the next iteration index.
     """
     for record in records:
-        await engine.apply_update(record["seeds"], record["coefficients"], alpha=config.alpha,
-                                  population=config.population, awd_lambda=config.awd_lambda,
-                                  awd_kind=config.awd_kind)  # fmt: skip
+        await engine.apply_update(
+            record["seeds"],
+            record["coefficients"],
+            alpha=config.alpha,
+            population=config.population,
+            awd_lambda=config.awd_lambda,
+            awd_kind=config.awd_kind,
+        )
     await engine.load_master()
     return len(records)

@@ -18,14 +18,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
-from learner.suites import Suite, SuiteItem
-from learner.verifiers import score as verify
+from evals.suites import Suite, SuiteItem
+from evals.verifiers import score as verify
 
 log = logging.getLogger(__name__)
 
 
 class ChatClient(Protocol):
-    """What scoring needs from an engine client (``server.engine.client.EngineClient`` fits)."""
+    """What scoring needs from an engine client (``engine.client.EngineClient`` fits)."""
 
     async def chat(self, body: dict) -> dict: ...
 
@@ -79,29 +79,47 @@ async def _score_item(
 
 
 async def _score_one(
-    client: ChatClient, model: str, suite: Suite, sem: asyncio.Semaphore,
-    max_tokens: int | None, started: float,
-) -> SuiteScore:  # fmt: skip
+    client: ChatClient,
+    model: str,
+    suite: Suite,
+    sem: asyncio.Semaphore,
+    max_tokens: int | None,
+    started: float,
+) -> SuiteScore:
     results = await asyncio.gather(
         *(_score_item(client, model, item, sem, max_tokens) for item in suite.items)
     )
     items = {item.id: s for item, (s, _) in zip(suite.items, results, strict=True)}
     errors = [err for _, err in results if err is not None]
     if errors:
-        log.warning("suite %s: %d of %d requests failed (scored 0), e.g. %s",
-                    suite.name, len(errors), len(items), errors[0])  # fmt: skip
+        log.warning(
+            "suite %s: %d of %d requests failed (scored 0), e.g. %s",
+            suite.name,
+            len(errors),
+            len(items),
+            errors[0],
+        )
     n = len(items)
     return SuiteScore(
-        suite=suite.name, version=suite.version, sha256=suite.sha256,
-        score=sum(items.values()) / n if n else 0.0, n=n, failed=len(errors),
-        wall_s=time.perf_counter() - started, items=items,
-    )  # fmt: skip
+        suite=suite.name,
+        version=suite.version,
+        sha256=suite.sha256,
+        score=sum(items.values()) / n if n else 0.0,
+        n=n,
+        failed=len(errors),
+        wall_s=time.perf_counter() - started,
+        items=items,
+    )
 
 
 async def score_suite(
-    client: ChatClient, model: str, suite: Suite, *, concurrency: int = 16,
+    client: ChatClient,
+    model: str,
+    suite: Suite,
+    *,
+    concurrency: int = 16,
     max_tokens: int | None = None,
-) -> SuiteScore:  # fmt: skip
+) -> SuiteScore:
     """Score one suite with greedy chat completions.
 
     Args:
@@ -118,9 +136,13 @@ async def score_suite(
 
 
 async def score_suites(
-    client: ChatClient, model: str, suites: Mapping[str, Suite] | Iterable[Suite], *,
-    concurrency: int = 16, max_tokens: int | None = None,
-) -> dict[str, SuiteScore]:  # fmt: skip
+    client: ChatClient,
+    model: str,
+    suites: Mapping[str, Suite] | Iterable[Suite],
+    *,
+    concurrency: int = 16,
+    max_tokens: int | None = None,
+) -> dict[str, SuiteScore]:
     """Score several suites at once, sharing one concurrency limit so vLLM batches across them.
 
     Args:

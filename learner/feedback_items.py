@@ -21,8 +21,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from evals.verifiers import VerifierError, parse_verifier
 from learner.items import ItemSet, RatedItem, VerifiableItem
-from learner.verifiers import VerifierError, parse_verifier
 
 ROLES = ("system", "user", "assistant")
 

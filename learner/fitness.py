@@ -23,9 +23,9 @@ import random
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from learner.es import zscore
+from evals.verifiers import score as verify
 from learner.items import ItemSet, RatedItem, VerifiableItem
-from learner.verifiers import score as verify
+from weights.es import zscore
 
 log = logging.getLogger(__name__)
 COMPONENTS = ("verifiable", "likelihood")
@@ -58,8 +58,13 @@ class MemberFitness:
 
 def greedy_body(model: str, item: VerifiableItem, max_tokens: int) -> dict[str, Any]:
     """The chat request for one verifiable item: greedy, bounded."""
-    return {"model": model, "messages": [dict(m) for m in item.messages], "temperature": 0.0,
-            "top_p": 1.0, "max_tokens": item.max_tokens or max_tokens}  # fmt: skip
+    return {
+        "model": model,
+        "messages": [dict(m) for m in item.messages],
+        "temperature": 0.0,
+        "top_p": 1.0,
+        "max_tokens": item.max_tokens or max_tokens,
+    }
 
 
 async def score_verifiable(
@@ -91,8 +96,16 @@ class _Tokens:
 class FitnessEvaluator:
     """Scores the engine's current weights on minibatches drawn from a fixed item set."""
 
-    def __init__(self, engine: ServingEngine, items: ItemSet, *, minibatch: int, max_tokens: int,
-                 seed: int = 0, concurrency: int = 32):  # fmt: skip
+    def __init__(
+        self,
+        engine: ServingEngine,
+        items: ItemSet,
+        *,
+        minibatch: int,
+        max_tokens: int,
+        seed: int = 0,
+        concurrency: int = 32,
+    ):
         self.engine = engine
         self.items = items
         self.minibatch = minibatch
@@ -124,9 +137,15 @@ class FitnessEvaluator:
         try:
             model = self.engine.served_name
             prompt = await self.engine.client.tokenize(
-                {"model": model, "messages": list(item.messages), "add_generation_prompt": True})
-            full = await self.engine.client.tokenize({"model": model, "add_generation_prompt": False,
-                "messages": [*item.messages, {"role": "assistant", "content": item.completion}]})  # fmt: skip
+                {"model": model, "messages": list(item.messages), "add_generation_prompt": True}
+            )
+            full = await self.engine.client.tokenize(
+                {
+                    "model": model,
+                    "add_generation_prompt": False,
+                    "messages": [*item.messages, {"role": "assistant", "content": item.completion}],
+                }
+            )
         except Exception as exc:  # noqa: BLE001
             log.warning("item %s cannot be tokenized: %s", item.id, exc)
             return None
@@ -144,12 +163,19 @@ class FitnessEvaluator:
             tokens = self._tokens.get(item.id)
             if tokens is None:
                 return None
-            body = {"model": self.engine.served_name, "prompt": tokens.ids, "max_tokens": 1,
-                    "temperature": 0.0, "prompt_logprobs": 0}  # fmt: skip
+            body = {
+                "model": self.engine.served_name,
+                "prompt": tokens.ids,
+                "max_tokens": 1,
+                "temperature": 0.0,
+                "prompt_logprobs": 0,
+            }
             async with sem:
                 try:
                     rows = (await self.engine.client.completions(body))["choices"][0]["prompt_logprobs"]
-                    lps = [rows[i][str(tokens.ids[i])]["logprob"] for i in range(tokens.start, len(tokens.ids))]
+                    lps = [
+                        rows[i][str(tokens.ids[i])]["logprob"] for i in range(tokens.start, len(tokens.ids))
+                    ]
                 except Exception as exc:  # noqa: BLE001
                     log.warning("item %s: log-likelihood failed: %s", item.id, exc)
                     return None
@@ -162,16 +188,19 @@ class FitnessEvaluator:
         pool: list[VerifiableItem | RatedItem] = [*self.items.verifiable, *self.items.rated]
         rng = random.Random(self.seed * 7919 + iteration)
         chosen = pool if len(pool) <= self.minibatch else rng.sample(pool, self.minibatch)
-        return Batch([i for i in chosen if isinstance(i, VerifiableItem)],
-                     [i for i in chosen if isinstance(i, RatedItem)])  # fmt: skip
+        return Batch(
+            [i for i in chosen if isinstance(i, VerifiableItem)],
+            [i for i in chosen if isinstance(i, RatedItem)],
+        )
 
     async def evaluate(self, batch: Batch) -> MemberFitness:
         """Score whatever the engine serves now on ``batch``."""
         (scores, failed), liks = await asyncio.gather(
-            score_verifiable(self.engine, batch.verifiable, max_tokens=self.max_tokens,
-                             concurrency=self.concurrency),
+            score_verifiable(
+                self.engine, batch.verifiable, max_tokens=self.max_tokens, concurrency=self.concurrency
+            ),
             self._loglik(batch.rated),
-        )  # fmt: skip
+        )
         rel = []
         for item, value in zip(batch.rated, liks, strict=True):
             base = self._baseline.get(item.id)
@@ -181,8 +210,9 @@ class FitnessEvaluator:
         return MemberFitness(
             verifiable=sum(scores) / len(scores) if scores else None,
             likelihood=sum(rel) / len(rel) if rel else None,
-            failed=failed, items=len(batch.verifiable) + len(batch.rated),
-        )  # fmt: skip
+            failed=failed,
+            items=len(batch.verifiable) + len(batch.rated),
+        )
 
 
 def combine(members: list[MemberFitness], weights: dict[str, float]) -> list[float]:

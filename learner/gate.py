@@ -131,32 +131,51 @@ def _suite_check(
         return Check(name, False, shown, None, f"{label}: no {whose} score")
     limit = ref - slack
     ok = value >= limit - EPS
-    return Check(name, ok, value, limit,
-                 f"{label}: {value:.4f} {'>=' if ok else '<'} {limit:.4f} "
-                 f"({ref_name} {ref:.4f} - {slack_name} {slack:.4f})")  # fmt: skip
+    return Check(
+        name,
+        ok,
+        value,
+        limit,
+        f"{label}: {value:.4f} {'>=' if ok else '<'} {limit:.4f} "
+        f"({ref_name} {ref:.4f} - {slack_name} {slack:.4f})",
+    )
 
 
 def _target_check(candidate: Scores, incumbent: Scores, t: Thresholds) -> Check:
     name = "target_gain"
     if not (_finite(candidate.target) and _finite(incumbent.target)):
-        return Check(name, False, None, t.min_gain,
-                     f"held-out target gain: unknown (candidate {_fmt(candidate.target)}, "
-                     f"incumbent {_fmt(incumbent.target)})")  # fmt: skip
+        return Check(
+            name,
+            False,
+            None,
+            t.min_gain,
+            f"held-out target gain: unknown (candidate {_fmt(candidate.target)}, "
+            f"incumbent {_fmt(incumbent.target)})",
+        )
     gain = candidate.target - incumbent.target
     ok = gain >= t.min_gain - EPS
-    return Check(name, ok, gain, t.min_gain,
-                 f"held-out target gain {gain:+.4f} "
-                 f"({incumbent.target:.4f} -> {candidate.target:.4f}) "
-                 f"{'>=' if ok else '<'} min_gain {t.min_gain:.4f}")  # fmt: skip
+    return Check(
+        name,
+        ok,
+        gain,
+        t.min_gain,
+        f"held-out target gain {gain:+.4f} "
+        f"({incumbent.target:.4f} -> {candidate.target:.4f}) "
+        f"{'>=' if ok else '<'} min_gain {t.min_gain:.4f}",
+    )
 
 
 def _kl_check(candidate: Scores, t: Thresholds) -> Check:
     if not _finite(candidate.kl):
         return Check("kl", False, None, t.max_kl, f"KL(candidate || base): {_fmt(candidate.kl)}")
     ok = candidate.kl <= t.max_kl + EPS
-    return Check("kl", ok, candidate.kl, t.max_kl,
-                 f"KL(candidate || base) {candidate.kl:.4f} nats/token "
-                 f"{'<=' if ok else '>'} max_kl {t.max_kl:.4f}")  # fmt: skip
+    return Check(
+        "kl",
+        ok,
+        candidate.kl,
+        t.max_kl,
+        f"KL(candidate || base) {candidate.kl:.4f} nats/token {'<=' if ok else '>'} max_kl {t.max_kl:.4f}",
+    )
 
 
 def decide(candidate: Scores, incumbent: Scores, base: Scores, thresholds: Thresholds) -> Decision:
@@ -177,10 +196,16 @@ def decide(candidate: Scores, incumbent: Scores, base: Scores, thresholds: Thres
         checks.append(Check("suites", False, None, None, "no prior-capability suite was scored"))
     for name in names:
         value = candidate.suites.get(name)
-        checks.append(_suite_check(name, "incumbent", value, incumbent.suites.get(name),
-                                   "tolerance", thresholds.tolerance))  # fmt: skip
-        checks.append(_suite_check(name, "base", value, base.suites.get(name),
-                                   "max_total_drop", thresholds.max_total_drop))  # fmt: skip
+        checks.append(
+            _suite_check(
+                name, "incumbent", value, incumbent.suites.get(name), "tolerance", thresholds.tolerance
+            )
+        )
+        checks.append(
+            _suite_check(
+                name, "base", value, base.suites.get(name), "max_total_drop", thresholds.max_total_drop
+            )
+        )
     checks.append(_kl_check(candidate, thresholds))
     failed = [c.detail for c in checks if not c.passed]
     if failed:

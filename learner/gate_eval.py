@@ -14,9 +14,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from evals.suites import Probe, Suite
 from learner.drift import DriftEstimate, measure_kl
 from learner.evaluate import score_suites
-from learner.suites import Probe, Suite
 from store.db import Database
 from store.suites import cached_score, store_score
 
@@ -31,16 +31,19 @@ def trim(suites: Sequence[Suite], max_items: int) -> list[Suite]:
 
 
 def _cut(suite: Suite, n: int) -> Suite:
-    from learner.suites.registry import _items_sha256  # the same hash the registry uses
+    from evals.suites.registry import _items_sha256  # the same hash the registry uses
 
     items = tuple(suite.items[:n])
     return replace(suite, items=items, sha256=_items_sha256(items))
 
 
 async def cached_suite_scores(
-    db: Database, engine: Any, suites: Sequence[Suite], model_version: str,
+    db: Database,
+    engine: Any,
+    suites: Sequence[Suite],
+    model_version: str,
     load: Callable[[], Awaitable[Any]] | None = None,
-) -> dict[str, float]:  # fmt: skip
+) -> dict[str, float]:
     """Scores of ``model_version`` on ``suites``: from the cache, or measured and cached.
 
     Args:
@@ -58,8 +61,13 @@ async def cached_suite_scores(
     missing: list[Suite] = []
     async with db.sessions() as session:
         for suite in suites:
-            row = await cached_score(session, suite=suite.name, suite_version=str(suite.version),
-                                     sha256=suite.sha256, model_version=model_version)  # fmt: skip
+            row = await cached_score(
+                session,
+                suite=suite.name,
+                suite_version=str(suite.version),
+                sha256=suite.sha256,
+                model_version=model_version,
+            )
             if row is None:
                 missing.append(suite)
             else:
@@ -78,22 +86,36 @@ async def cached_suite_scores(
             if result.failed:  # an engine hiccup is not a score worth keeping
                 log.warning("%s on %s: %d items failed; not cached", model_version, suite.name, result.failed)
                 continue
-            await store_score(session, suite=suite.name, suite_version=str(suite.version),
-                              sha256=suite.sha256, model_version=model_version, score=result.score,
-                              n=result.n, details={"failed": result.failed, "wall_s": result.wall_s})  # fmt: skip
+            await store_score(
+                session,
+                suite=suite.name,
+                suite_version=str(suite.version),
+                sha256=suite.sha256,
+                model_version=model_version,
+                score=result.score,
+                n=result.n,
+                details={"failed": result.failed, "wall_s": result.wall_s},
+            )
         await session.commit()
     return scores
 
 
-async def kl_to_base(engine: Any, probes: Sequence[Probe], *, k: int, max_tokens: int, seed: int) -> DriftEstimate:
+async def kl_to_base(
+    engine: Any, probes: Sequence[Probe], *, k: int, max_tokens: int, seed: int
+) -> DriftEstimate:
     """KL(served || base): sample from what the engine serves now, then load theta0 and score.
 
     Leaves the engine serving the base.
     """
     return await measure_kl(
-        engine.client, engine.served_name, list(probes), load_reference=engine.load_base,
-        k=k, max_tokens=max_tokens, seed=seed,
-    )  # fmt: skip
+        engine.client,
+        engine.served_name,
+        list(probes),
+        load_reference=engine.load_base,
+        k=k,
+        max_tokens=max_tokens,
+        seed=seed,
+    )
 
 
 def load_dir(engine: Any, path: Path) -> Callable[[], Awaitable[Any]]:

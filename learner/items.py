@@ -7,7 +7,7 @@ One JSON object per line (blank lines and lines starting with ``#`` are ignored)
     {"messages": [{"role": "user", "content": "What is 12 + 7?"}], "reference": "19",
      "verifier": "number"}
 
-  ``verifier`` is any spec of :mod:`learner.verifiers` (name or object); default ``"exact"``.
+  ``verifier`` is any spec of :mod:`evals.verifiers` (name or object); default ``"exact"``.
   ``max_tokens`` (optional) overrides the run's generation budget for this item.
 
 * **rated** — a reply with a reward in [-1, 1] (thumbs up = 1, down = -1); the member's
@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from learner.verifiers import Verifier, VerifierError, parse_verifier
+from evals.verifiers import Verifier, VerifierError, parse_verifier
 
 _ROLES = ("system", "user", "assistant")
 _COMMON = {"id", "messages", "prompt", "tags"}
@@ -108,8 +108,9 @@ def _messages(obj: dict[str, Any]) -> tuple[dict[str, str], ...]:
     out = []
     for m in messages:
         if not isinstance(m, dict) or m.get("role") not in _ROLES or not isinstance(m.get("content"), str):
-            raise ItemError("each message needs a role (system/user/assistant) and string content",
-                            field_name="messages")  # fmt: skip
+            raise ItemError(
+                "each message needs a role (system/user/assistant) and string content", field_name="messages"
+            )
         out.append({"role": m["role"], "content": m["content"]})
     if out[-1]["role"] != "user":
         raise ItemError("the last message must be the user's", field_name="messages")
@@ -132,7 +133,9 @@ def parse_item(obj: Any, line: int) -> Item:
             return _verifiable(obj, item_id, messages, tags)
         text = obj["completion"] if kind == "rated" else obj["correction"]
         if not isinstance(text, str) or not text:
-            raise ItemError(f"'{'completion' if kind == 'rated' else 'correction'}' must be a non-empty string")
+            raise ItemError(
+                f"'{'completion' if kind == 'rated' else 'correction'}' must be a non-empty string"
+            )
         reward = obj.get("reward", 1.0 if kind == "correction" else None)
         if isinstance(reward, bool) or not isinstance(reward, int | float) or not -1 <= reward <= 1:
             raise ItemError("'reward' must be a number in [-1, 1]", field_name="reward")

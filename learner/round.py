@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from evals.suites import Probe, Suite
 from learner.config import ESConfig
 from learner.es_loop import IterationRecord, run_es, target_score
 from learner.feedback_items import RoundItems, build_round_items
@@ -30,12 +31,19 @@ from learner.gate import Decision, Scores, decide
 from learner.gate_eval import cached_suite_scores, kl_to_base, load_dir, trim
 from learner.items import ItemSet
 from learner.settings import LearnerSettings
-from learner.suites import Probe, Suite
 from store.db import Database
 from store.learner_runs import add_iteration, feedback_cursor, update_run
-from store.models import utcnow
 from store.queries import feedback_since
-from store.versions import BASE, add_candidate, get_version, next_version_id, record_decision, serving_version, set_status
+from store.versions import (
+    BASE,
+    add_candidate,
+    get_version,
+    next_version_id,
+    record_decision,
+    serving_version,
+    set_status,
+)
+from weights.meta import NoiseRecord, SnapshotMeta
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +59,7 @@ class RoundContext:
     """What a round needs; built once by the learner service."""
 
     db: Database
-    engine: Any  # learner.engine.handle.LearnerEngine (or the same interface)
+    engine: Any  # engine.learner_engine.LearnerEngine (or the same interface)
     settings: LearnerSettings
     base_dir: Path
     suites: Callable[[], Awaitable[list[Suite]]]
@@ -87,9 +95,14 @@ async def run_round(ctx: RoundContext, run_id: int, overrides: dict[str, Any]) -
         cursor = await feedback_cursor(session)
         page = await feedback_since(session, after_id=cursor, limit=s.learner_max_feedback)
         incumbent = await serving_version(session) or await get_version(session, version_id=BASE)
-        await update_run(session, run_id=run_id, feedback_from_seq=cursor,
-                         feedback_to_seq=page.next_after_id, parent_version=incumbent.id,
-                         base_version=BASE)  # fmt: skip
+        await update_run(
+            session,
+            run_id=run_id,
+            feedback_from_seq=cursor,
+            feedback_to_seq=page.next_after_id,
+            parent_version=incumbent.id,
+            base_version=BASE,
+        )
         await session.commit()
 
     # ---- 2. split train / held-out, build fitness items --------------------------------------
@@ -101,7 +114,7 @@ async def run_round(ctx: RoundContext, run_id: int, overrides: dict[str, Any]) -
     await phase("es", items=items.summary(), config=config.to_dict())
 
     # ---- 3. ES + AWD from the serving version, anchored to the base ---------------------------
-    await engine.init_state(Path(incumbent.snapshot_path), ctx.base_dir)
+    await engine.init_state(Path(incumbent.snapshot_path), ctx.base_dir, config.noise)
     incumbent_target, rated_only = await heldout_target(engine, items, config)
     result = await run_es(engine, items.train, config, on_iteration=iteration_recorder(db, run_id))
     candidate_target, _ = await heldout_target(engine, items, config)
@@ -112,14 +125,25 @@ async def run_round(ctx: RoundContext, run_id: int, overrides: dict[str, Any]) -
         version_id = await next_version_id(session)
     path = s.versions_dir / version_id
     drift = await engine.drift()
-    meta = snapshot_meta(run_id, incumbent.id, config, result.records)
-    meta = await engine.snapshot(path, {**meta, "drift": drift["drift"]})
-    metrics = {"target": candidate_target, "incumbent_target": incumbent_target,
-               "drift": drift["drift"], "unchanged": drift["unchanged"]}  # fmt: skip
+    meta = await engine.snapshot(
+        path, snapshot_meta(run_id, incumbent.id, config, result.records, drift["drift"])
+    )
+    metrics = {
+        "target": candidate_target,
+        "incumbent_target": incumbent_target,
+        "drift": drift["drift"],
+        "unchanged": drift["unchanged"],
+    }
     async with db.sessions() as session:
-        await add_candidate(session, version_id=version_id, parent_id=incumbent.id,
-                            snapshot_path=str(path), sha256=meta.get("sha256"), meta=meta,
-                            metrics=metrics)  # fmt: skip
+        await add_candidate(
+            session,
+            version_id=version_id,
+            parent_id=incumbent.id,
+            snapshot_path=str(path),
+            sha256=meta.sha256,
+            meta=meta.model_dump(mode="json"),
+            metrics=metrics,
+        )
         await update_run(session, run_id=run_id, candidate_version=version_id)
         await session.commit()
 
@@ -127,11 +151,17 @@ async def run_round(ctx: RoundContext, run_id: int, overrides: dict[str, Any]) -
     await phase("gate", candidate=version_id)
     suites = trim(await ctx.suites(), s.gate_suite_max_items)
     cand_suites = await cached_suite_scores(db, engine, suites, version_id)  # master is loaded
-    kl = await kl_to_base(engine, ctx.probes, k=s.gate_kl_samples, max_tokens=s.gate_kl_max_tokens,
-                          seed=config.seed)  # fmt: skip  (leaves the base loaded)
+    kl = await kl_to_base(
+        engine, ctx.probes, k=s.gate_kl_samples, max_tokens=s.gate_kl_max_tokens, seed=config.seed
+    )  # leaves the base loaded
     base_suites = await cached_suite_scores(db, engine, suites, BASE)
-    inc_suites = base_suites if incumbent.id == BASE else await cached_suite_scores(
-        db, engine, suites, incumbent.id, load=load_dir(engine, Path(incumbent.snapshot_path)))
+    inc_suites = (
+        base_suites
+        if incumbent.id == BASE
+        else await cached_suite_scores(
+            db, engine, suites, incumbent.id, load=load_dir(engine, Path(incumbent.snapshot_path))
+        )
+    )
     thresholds = s.thresholds(overrides.get("gate"), rated_only=rated_only)
     decision = decide(
         Scores(candidate_target, cand_suites, kl.kl),
@@ -139,15 +169,26 @@ async def run_round(ctx: RoundContext, run_id: int, overrides: dict[str, Any]) -
         Scores(None, base_suites, 0.0),
         thresholds,
     )
-    gate = {**decision.to_json(), "thresholds": thresholds.to_json(), "kl": kl.to_json(),
-            "target_kind": "likelihood" if rated_only else "verifier",
-            "scores": {"candidate": {"target": candidate_target, "suites": cand_suites},
-                       "incumbent": {"id": incumbent.id, "target": incumbent_target,
-                                     "suites": inc_suites},
-                       "base": {"suites": base_suites}}}  # fmt: skip
+    gate = {
+        **decision.to_json(),
+        "thresholds": thresholds.to_json(),
+        "kl": kl.to_json(),
+        "target_kind": "likelihood" if rated_only else "verifier",
+        "scores": {
+            "candidate": {"target": candidate_target, "suites": cand_suites},
+            "incumbent": {"id": incumbent.id, "target": incumbent_target, "suites": inc_suites},
+            "base": {"suites": base_suites},
+        },
+    }
     async with db.sessions() as session:
-        await record_decision(session, version_id=version_id, promote=decision.promote,
-                              reasons=decision.reasons, checks=gate, run_id=run_id)  # fmt: skip
+        await record_decision(
+            session,
+            version_id=version_id,
+            promote=decision.promote,
+            reasons=decision.reasons,
+            checks=gate,
+            run_id=run_id,
+        )
         await session.commit()
 
     # ---- 6. promote (hot swap, verified by the gateway) or reject ------------------------------
@@ -173,8 +214,12 @@ async def heldout_target(engine: Any, items: RoundItems, config: ESConfig) -> tu
         return await target_score(engine, items.heldout.verifiable, config), False
     if not items.heldout.rated:
         return 0.0, False
-    evaluator = FitnessEvaluator(engine, ItemSet(rated=list(items.heldout.rated)),
-                                 minibatch=len(items.heldout.rated), max_tokens=config.max_tokens)  # fmt: skip
+    evaluator = FitnessEvaluator(
+        engine,
+        ItemSet(rated=list(items.heldout.rated)),
+        minibatch=len(items.heldout.rated),
+        max_tokens=config.max_tokens,
+    )
     await evaluator.prepare(engine.load_base, engine.load_master)
     fitness = await evaluator.evaluate(Batch(rated=list(items.heldout.rated)))
     return fitness.likelihood or 0.0, True
@@ -182,8 +227,14 @@ async def heldout_target(engine: Any, items: RoundItems, config: ESConfig) -> tu
 
 def iteration_recorder(db: Database, run_id: int):
     async def record(it: IterationRecord) -> None:
-        log.info("round %d: iteration %d fitness %.3f drift %.3f (%.1f s)", run_id, it.iteration,
-                 it.fitness_mean, it.drift, it.wall_s)  # fmt: skip
+        log.info(
+            "round %d: iteration %d fitness %.3f drift %.3f (%.1f s)",
+            run_id,
+            it.iteration,
+            it.fitness_mean,
+            it.drift,
+            it.wall_s,
+        )
         async with db.sessions() as session:
             await add_iteration(session, run_id=run_id, iteration=it.iteration, metrics=it.to_json())
             await session.commit()
@@ -191,20 +242,20 @@ def iteration_recorder(db: Database, run_id: int):
     return record
 
 
-def snapshot_meta(run_id: int, parent: str, config: ESConfig, records: list[IterationRecord]) -> dict:
-    return {
-        "parent": parent,
-        "run_id": run_id,
-        "created_at": utcnow().isoformat(),
-        "config": config.to_dict(),
-        "seeds": [r.seeds for r in records],
-        "coefficients": [r.coefficients for r in records],
-        "alpha": config.alpha,
-        "sigma": config.sigma,
-        "lambda": config.awd_lambda,
-        "awd": config.awd_kind,
-        "metrics": {"iterations": [r.to_json() for r in records]},
-    }
+def snapshot_meta(
+    run_id: int, parent: str, config: ESConfig, records: list[IterationRecord], drift: float
+) -> SnapshotMeta:
+    return SnapshotMeta(
+        parent=parent,
+        base=BASE,
+        run_id=run_id,
+        config=config.to_dict(),
+        seeds=[r.seeds for r in records],
+        coefficients=[r.coefficients for r in records],
+        noise=NoiseRecord(size=config.noise_table_size, seed=config.noise_table_seed),
+        drift=drift,
+        metrics={"iterations": [r.to_json() for r in records]},
+    )
 
 
 __all__ = ["Decision", "RoundContext", "RoundError", "RoundOutcome", "run_round"]

@@ -4,10 +4,12 @@
   scheduled check when enough new feedback arrived). The runner loop claims queued runs in
   order while holding the ``round`` lock in the database, so rounds never overlap, even across
   processes; a heartbeat renews the lock while a round runs.
-* The scheduler is APScheduler's ``AsyncIOScheduler`` with a SQLAlchemy job store on the same
-  database, an interval or cron trigger, coalescing, one instance at a time. Exactly one
-  process runs it: ``perennial serve`` in the embedded default, ``perennial learner`` in
-  production (the job store must not be shared between schedulers).
+* The scheduler is APScheduler's ``AsyncIOScheduler`` with an interval or cron trigger,
+  coalescing, one instance at a time, calling this service's ``check_feedback``. Its job lives
+  in memory: it is re-created at every start (a persisted job was replaced at start anyway),
+  and our database's schema stays Alembic's alone. Exactly one process runs it:
+  ``perennial serve`` in the embedded default, ``perennial learner`` in production; the
+  round lock keeps rounds from overlapping even if two did.
 * The learner engine (a second vLLM engine, prefix caching off) starts with the first round
   and stays up; if it died, the next round starts a new one.
 * A round that raises is marked ``failed`` with its error; one whose process died is marked
@@ -26,12 +28,12 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from evals.suites import load_probes
 from learner.config import ConfigError
 from learner.round import Promote, RoundContext, run_round
 from learner.settings import LearnerSettings
-from learner.suites import load_probes
 from learner.suites_store import enabled_suites, register_builtin_suites
-from store.db import Database, sync_url
+from store.db import Database
 from store.learner_runs import (
     acquire_lock,
     active_run,
@@ -50,7 +52,6 @@ log = logging.getLogger(__name__)
 
 LOCK = "round"
 JOB_ID = "perennial-learner-round-check"
-_SERVICE: LearnerService | None = None  # the scheduler's job finds the service here
 
 
 class RoundBusy(Exception):
@@ -70,8 +71,9 @@ def validate_overrides(settings: LearnerSettings, overrides: dict[str, Any]) -> 
         raise ConfigError("gate", str(exc)) from exc
 
 
-async def enqueue_round(db: Database, settings: LearnerSettings, overrides: dict[str, Any],
-                        trigger: str) -> LearnerRun:  # fmt: skip
+async def enqueue_round(
+    db: Database, settings: LearnerSettings, overrides: dict[str, Any], trigger: str
+) -> LearnerRun:
     """Queue a round; raise RoundBusy if one is queued or running, ConfigError if invalid."""
     validate_overrides(settings, overrides)
     async with db.sessions() as session:
@@ -83,17 +85,18 @@ async def enqueue_round(db: Database, settings: LearnerSettings, overrides: dict
         return run
 
 
-async def scheduled_check() -> None:
-    """The scheduler's job: queue a round if enough new feedback arrived and none is active."""
-    if _SERVICE is not None:
-        await _SERVICE.check_feedback()
-
-
 class LearnerService:
     """Owns the runner loop, the scheduler and the learner engine of one process."""
 
-    def __init__(self, db: Database, settings: LearnerSettings, base_dir: Path, promote: Promote,
-                 *, schedule: bool = True):  # fmt: skip
+    def __init__(
+        self,
+        db: Database,
+        settings: LearnerSettings,
+        base_dir: Path,
+        promote: Promote,
+        *,
+        schedule: bool = True,
+    ):
         self.db = db
         self.settings = settings
         self.base_dir = base_dir
@@ -107,47 +110,60 @@ class LearnerService:
         self._probes = load_probes()
 
     async def start(self) -> None:
-        global _SERVICE
         async with self.db.sessions() as session:
             failed = await fail_interrupted(session, reason="interrupted: the learner stopped mid-round")
             await session.commit()
         if failed:
             log.warning("marked %d interrupted round(s) failed", failed)
         await register_builtin_suites(self.db)
-        _SERVICE = self
         self._loop_task = asyncio.create_task(self._loop(), name="learner-loop")
         if self.schedule and (self.settings.learner_interval_s or self.settings.learner_cron):
             self._start_scheduler()
 
     def _start_scheduler(self) -> None:
-        from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
         from apscheduler.schedulers.asyncio import AsyncIOScheduler
         from apscheduler.triggers.cron import CronTrigger
         from apscheduler.triggers.interval import IntervalTrigger
 
         s = self.settings
-        url = sync_url(s.resolved_database_url).render_as_string(hide_password=False)
-        scheduler = AsyncIOScheduler(jobstores={"default": SQLAlchemyJobStore(url=url)})
-        trigger = (CronTrigger.from_crontab(s.learner_cron) if s.learner_cron
-                   else IntervalTrigger(seconds=s.learner_interval_s))  # fmt: skip
-        scheduler.add_job("learner.service:scheduled_check", trigger, id=JOB_ID,
-                          replace_existing=True, coalesce=True, max_instances=1,
-                          misfire_grace_time=max(60, int(s.learner_interval_s or 60)))  # fmt: skip
+        scheduler = AsyncIOScheduler()
+        trigger = (
+            CronTrigger.from_crontab(s.learner_cron)
+            if s.learner_cron
+            else IntervalTrigger(seconds=s.learner_interval_s)
+        )
+        scheduler.add_job(
+            self.check_feedback,
+            trigger,
+            id=JOB_ID,
+            replace_existing=True,
+            coalesce=True,
+            max_instances=1,
+            misfire_grace_time=max(60, int(s.learner_interval_s or 60)),
+        )
         scheduler.start()
         self._scheduler = scheduler
         log.info("learner schedule: %s", s.learner_cron or f"every {s.learner_interval_s:.0f} s")
 
     async def check_feedback(self) -> LearnerRun | None:
+        """The scheduled check: queue a round if enough new feedback arrived and none is active."""
         async with self.db.sessions() as session:
             if await active_run(session) is not None:
                 return None
             last = (await list_runs(session, limit=1) or [None])[0]
             backoff = timedelta(seconds=self.settings.learner_failure_backoff_s)
-            if last is not None and last.status == "failed" and last.finished_at and utcnow() - last.finished_at < backoff:
+            if (
+                last is not None
+                and last.status == "failed"
+                and last.finished_at
+                and utcnow() - last.finished_at < backoff
+            ):
                 return None  # a failing learner must not retry on every tick
             new = await count_feedback_after(session, after_seq=await feedback_cursor(session))
         if new < self.settings.learner_min_feedback:
-            log.info("scheduled check: %d new feedback < %d; no round", new, self.settings.learner_min_feedback)
+            log.info(
+                "scheduled check: %d new feedback < %d; no round", new, self.settings.learner_min_feedback
+            )
             return None
         with contextlib.suppress(RoundBusy):
             return await enqueue_round(self.db, self.settings, {}, trigger="schedule")
@@ -168,8 +184,9 @@ class LearnerService:
             run = await next_queued(session)
             if run is None:
                 return
-            if not await acquire_lock(session, name=LOCK, holder=self.holder,
-                                      ttl_s=self.settings.learner_lock_ttl_s):  # fmt: skip
+            if not await acquire_lock(
+                session, name=LOCK, holder=self.holder, ttl_s=self.settings.learner_lock_ttl_s
+            ):
                 return
         heartbeat = asyncio.create_task(self._heartbeat())
         try:
@@ -183,7 +200,9 @@ class LearnerService:
         while True:
             await asyncio.sleep(self.settings.learner_lock_ttl_s / 3)
             async with self.db.sessions() as session:
-                await acquire_lock(session, name=LOCK, holder=self.holder, ttl_s=self.settings.learner_lock_ttl_s)
+                await acquire_lock(
+                    session, name=LOCK, holder=self.holder, ttl_s=self.settings.learner_lock_ttl_s
+                )
 
     async def _execute(self, run: LearnerRun) -> None:
         self.running = run.id
@@ -193,8 +212,15 @@ class LearnerService:
         values: dict[str, Any]
         try:
             engine = await self._ensure_engine()
-            ctx = RoundContext(self.db, engine, self.settings, self.base_dir,
-                               lambda: enabled_suites(self.db), self._probes, self.promote)  # fmt: skip
+            ctx = RoundContext(
+                self.db,
+                engine,
+                self.settings,
+                self.base_dir,
+                lambda: enabled_suites(self.db),
+                self._probes,
+                self.promote,
+            )
             outcome = await run_round(ctx, run.id, (run.config or {}).get("overrides") or {})
             values = {"status": "succeeded", "decision": outcome.decision}
             log.info("round %d: %s %s", run.id, outcome.decision, outcome.candidate)
@@ -211,7 +237,7 @@ class LearnerService:
                 await session.commit()
 
     async def _ensure_engine(self) -> Any:
-        from learner.engine.handle import LearnerEngine
+        from engine.learner_engine import LearnerEngine
 
         engine = self.engine
         if engine is not None and engine.supervisor is not None and engine.supervisor.pid is None:
@@ -221,14 +247,16 @@ class LearnerService:
         if engine is None:
             s = self.settings
             engine = await LearnerEngine.start(
-                self.base_dir, base_dir=self.base_dir, log_file=s.data_dir / "logs" / "learner-engine.log",
-                extra_args=s.learner_engine_args, start_timeout_s=s.learner_engine_start_timeout_s,
-            )  # fmt: skip
+                self.base_dir,
+                base_dir=self.base_dir,
+                log_file=s.data_dir / "logs" / "learner-engine.log",
+                extra_args=s.learner_engine_args,
+                start_timeout_s=s.learner_engine_start_timeout_s,
+            )
             self.engine = engine
         return engine
 
     async def stop(self) -> None:
-        global _SERVICE
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=False)
         if self._loop_task is not None:
@@ -237,5 +265,3 @@ class LearnerService:
                 await self._loop_task
         if self.engine is not None:
             await self.engine.close()
-        if _SERVICE is self:
-            _SERVICE = None

@@ -10,29 +10,24 @@ module reads ``os.environ``.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import NoDecode
 
 from learner.config import ESConfig
 from learner.gate import Thresholds
+from store.settings import StateSettings, split_csv
 
 _GATE = Thresholds()
 
 
-class LearnerSettings(BaseSettings):
-    """One typed configuration of the learner (the scheduler, rounds, the learner engine)."""
+class LearnerSettings(StateSettings):
+    """One typed configuration of the learner (the scheduler, rounds, the learner engine).
 
-    model_config = SettingsConfigDict(
-        env_prefix="PERENNIAL_", env_file=".env", extra="ignore", validate_default=True
-    )
-
-    # --- shared with the gateway ----------------------------------------------------------------
-    data_dir: Path = Field(Path(".perennial"), description="As the gateway's (versions live here).")
-    database_url: SecretStr | None = Field(None, description="As the gateway's.")
-    model_dir: Path | None = Field(None, description="As the gateway's: the base model.")
+    ``data_dir``, ``model_dir``, ``database_url`` and ``admin_key`` come from
+    :class:`store.settings.StateSettings`, shared with the gateway's settings.
+    """
 
     # --- where the learner runs and when -------------------------------------------------------
     learner_mode: Literal["embedded", "external", "off"] = Field(
@@ -86,7 +81,9 @@ class LearnerSettings(BaseSettings):
         0.0, description="Held-out gain needed when a round has only rated replies (nats/token)."
     )
     gate_tolerance: float = Field(_GATE.tolerance, description="Most a suite may drop below the incumbent.")
-    gate_max_total_drop: float = Field(_GATE.max_total_drop, description="Most a suite may drop below the base.")
+    gate_max_total_drop: float = Field(
+        _GATE.max_total_drop, description="Most a suite may drop below the base."
+    )
     gate_max_kl: float = Field(_GATE.max_kl, description="Most mean KL(candidate || base), nats/token.")
     gate_suite_max_items: int = Field(
         0, ge=0, description="Score at most this many items per suite (0: all; for quick tests)."
@@ -98,39 +95,25 @@ class LearnerSettings(BaseSettings):
     gateway_url: str | None = Field(
         None, description="External learner: the gateway whose admin API promotes candidates."
     )
-    admin_key: SecretStr | None = Field(None, description="As the gateway's: the admin key.")
 
     @field_validator("learner_engine_args", mode="before")
     @classmethod
     def _csv(cls, value: object) -> object:
-        if isinstance(value, str):
-            return [part.strip() for part in value.split(",") if part.strip()]
-        return value
-
-    @field_validator("data_dir")
-    @classmethod
-    def _absolute(cls, value: Path) -> Path:
-        return value.expanduser().resolve()
-
-    @property
-    def versions_dir(self) -> Path:
-        return self.data_dir / "versions"
-
-    @property
-    def resolved_database_url(self) -> str:
-        if self.database_url is not None:
-            return self.database_url.get_secret_value()
-        return f"sqlite:///{self.data_dir / 'perennial.db'}"
+        return split_csv(value)
 
     def es_config(self, run_id: int, overrides: dict[str, Any] | None = None) -> ESConfig:
         """The round's ES config: preset, then these settings, then the admin's overrides."""
         values = {
-            "iterations": self.learner_iterations, "population": self.learner_population,
-            "sigma": self.learner_sigma, "alpha": self.learner_alpha,
-            "awd_lambda": self.learner_awd_lambda, "awd_kind": self.learner_awd_kind,
-            "minibatch": self.learner_minibatch, "max_tokens": self.learner_max_tokens,
+            "iterations": self.learner_iterations,
+            "population": self.learner_population,
+            "sigma": self.learner_sigma,
+            "alpha": self.learner_alpha,
+            "awd_lambda": self.learner_awd_lambda,
+            "awd_kind": self.learner_awd_kind,
+            "minibatch": self.learner_minibatch,
+            "max_tokens": self.learner_max_tokens,
             "seed": self.learner_seed + run_id,
-        }  # fmt: skip
+        }
         values.update({k: v for k, v in (overrides or {}).items() if v is not None})
         return ESConfig.preset(self.learner_preset, **values)
 

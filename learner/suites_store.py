@@ -1,13 +1,13 @@
 """Suites the gate uses: built-in files and operator uploads, as registered in the store.
 
-Built-in suites are (re)registered at every learner start from ``learner/suites/data``; an
+Built-in suites are (re)registered at every learner start from ``evals/suites/data``; an
 operator's upload keeps its JSONL in the store, so every process (gateway, learner) sees the
 same suites. Only enabled suites are scored.
 """
 
 from __future__ import annotations
 
-from learner.suites import BUILTIN_DIR, Suite, load_builtin_suites, load_suite_file, parse_suite_jsonl
+from evals.suites import BUILTIN_DIR, Suite, load_builtin_suites, load_suite_file, parse_suite_jsonl
 from store.db import Database
 from store.suites import list_suites, upsert_suite
 
@@ -17,9 +17,16 @@ async def register_builtin_suites(db: Database) -> list[Suite]:
     async with db.sessions() as session:
         for suite in suites:
             # the file name only: the data directory moves with the installation
-            await upsert_suite(session, name=suite.name, version=str(suite.version), skill=suite.skill,
-                               source="builtin", sha256=suite.sha256, n_items=len(suite.items),
-                               items_path=suite.source.removeprefix("builtin:"))  # fmt: skip
+            await upsert_suite(
+                session,
+                name=suite.name,
+                version=str(suite.version),
+                skill=suite.skill,
+                source="builtin",
+                sha256=suite.sha256,
+                n_items=len(suite.items),
+                items_path=suite.source.removeprefix("builtin:"),
+            )
         await session.commit()
     return suites
 

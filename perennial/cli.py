@@ -9,7 +9,9 @@
     perennial chat | feedback | versions | promote | rollback | runs | suites  # clients (--url)
     perennial simulate --url U --task addition --count N    # simulated users: chats + feedback
 
-Every option also has a ``PERENNIAL_*`` environment variable (see .env.example); flags win.
+Each process has one entry module here, named for it: ``perennial/serve.py``, ``engine.py``,
+``learner.py``, ``ingest.py``, ``learn.py``, ``simulate.py``. Every option also has a
+``PERENNIAL_*`` environment variable (see .env.example); flags win.
 """
 
 from __future__ import annotations
@@ -54,7 +56,7 @@ def main() -> None:
 @click.option("--engine-url", help="Attach to a running vLLM server instead of starting one.")
 def serve(host, port, data_dir, model_dir, engine_url) -> None:
     """Run the gateway and its serving engine (the embedded default needs no other setup)."""
-    from server.main import serve as run
+    from perennial.serve import serve as run
 
     run(_settings(host=host, port=port, data_dir=data_dir, model_dir=model_dir, engine_url=engine_url))
 
@@ -65,7 +67,7 @@ def serve(host, port, data_dir, model_dir, engine_url) -> None:
 @click.option("--model-dir", type=click.Path(path_type=Path), help="Serve this HF model directory.")
 def engine(port, data_dir, model_dir) -> None:
     """Run the supervised vLLM serving engine alone, on loopback (the gateway attaches to it)."""
-    from server.engine.standalone import main as run
+    from perennial.engine import main as run
 
     run(_settings(engine_port=port, data_dir=data_dir, model_dir=model_dir))
 
@@ -75,8 +77,8 @@ def engine(port, data_dir, model_dir) -> None:
 @click.option("--gateway-url", help="Gateway that promotes candidates (PERENNIAL_GATEWAY_URL).")
 def learner_process(data_dir, gateway_url) -> None:
     """Run learner rounds and their scheduler as their own process (production)."""
-    from learner.main import main as run
     from learner.settings import LearnerSettings
+    from perennial.learner import main as run
 
     run(_settings(LearnerSettings, data_dir=data_dir, gateway_url=gateway_url))
 
@@ -92,7 +94,7 @@ def model_prepare(data_dir) -> None:
     """Convert the bundled SmolLM2-135M-Instruct GGUF into a safetensors directory (once)."""
     import logging
 
-    from server.model_prep import ModelPrepError, read_record, resolve_model_dir
+    from weights.prep import ModelPrepError, read_record, resolve_model_dir
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     settings = _settings(data_dir=data_dir)
@@ -108,15 +110,10 @@ def model_prepare(data_dir) -> None:
 @click.option("--consumers", type=int, default=1, show_default=True, help="Consumer tasks.")
 def ingest(consumers) -> None:
     """Persist interactions and feedback from the Redis stream (no gateway, no engine)."""
-    import asyncio
+    from perennial.ingest import main as run
 
-    from server.main import configure_logging
-    from server.storage import run_ingest_worker
-
-    settings = _settings()
-    configure_logging(settings.log_level)
     try:
-        asyncio.run(run_ingest_worker(settings, consumers))
+        run(_settings(), consumers)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
 
@@ -124,56 +121,84 @@ def ingest(consumers) -> None:
 _PATH = click.Path(path_type=Path)
 
 
+def es_options(command):
+    """A ``--flag`` per scalar ES knob, named, typed and described by ``ESConfig`` itself."""
+    from learner.config import ES_KNOBS
+    from weights.meta import AWD_KINDS
+
+    for name, kind, help_text in reversed(ES_KNOBS):
+        choice = click.Choice(list(AWD_KINDS)) if name == "awd_kind" else kind
+        command = click.option(f"--{name.replace('_', '-')}", name, type=choice, help=help_text)(command)
+    return command
+
+
 @main.command()
 @click.option("--model", "model_dir", type=_PATH, required=True, help="Parent model directory.")
 @click.option("--items", "items_path", type=_PATH, required=True, help="JSONL training items.")
 @click.option("--out", "out_dir", type=_PATH, required=True, help="Output directory.")
-@click.option("--iterations", type=int, help="ES iterations (K).")
 @click.option("--preset", type=click.Choice(["paper", "cpu"]), default="paper", show_default=True)
 @click.option("--config", "config_path", type=_PATH, help="YAML config (flags override it).")
 @click.option("--base", "base_dir", type=_PATH, help="theta0 for AWD (default: --model).")
 @click.option("--heldout", "heldout_path", type=_PATH, help="Verifiable JSONL items for the target score.")
 @click.option("--eval-every", type=int, default=0, help="Score --heldout every N iterations.")
-@click.option("--population", type=int)
-@click.option("--sigma", type=float)
-@click.option("--alpha", type=float)
-@click.option("--awd-lambda", type=float, help="0 = plain ES.")
-@click.option("--awd-kind", type=click.Choice(["l2", "l1"]))
-@click.option("--minibatch", type=int)
-@click.option("--max-tokens", type=int)
-@click.option("--seed", type=int)
+@es_options
 @click.option("--resume", is_flag=True, help="Continue the run recorded in --out.")
 @click.option("--eager", is_flag=True, help="Start the engine with --enforce-eager (faster start).")
-def learn(model_dir, items_path, out_dir, config_path, preset, base_dir, heldout_path, eval_every,
-          resume, eager, **overrides) -> None:  # fmt: skip
-    """ES + AWD on a JSONL item file; writes metrics.jsonl and a snapshot (see learner/learn.py)."""
+def learn(
+    model_dir,
+    items_path,
+    out_dir,
+    config_path,
+    preset,
+    base_dir,
+    heldout_path,
+    eval_every,
+    resume,
+    eager,
+    **overrides,
+) -> None:
+    """ES + AWD on a JSONL item file; writes metrics.jsonl and a snapshot (see perennial/learn.py)."""
     import asyncio
     import logging
 
     from learner.config import ConfigError, ESConfig
     from learner.items import ItemError
-    from learner.learn import learn as run_learn
+    from perennial.learn import learn as run_learn
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per engine request otherwise
     try:
-        config = (ESConfig.from_yaml(config_path, **overrides) if config_path
-                  else ESConfig.preset(preset, **overrides))  # fmt: skip
-        meta = asyncio.run(run_learn(
-            model_dir, items_path, out_dir, config, base_dir=base_dir, heldout_path=heldout_path,
-            eval_every=eval_every, resume=resume, engine_args=["--enforce-eager"] if eager else None,
-        ))  # fmt: skip
+        config = (
+            ESConfig.from_yaml(config_path, **overrides)
+            if config_path
+            else ESConfig.preset(preset, **overrides)
+        )
+        meta = asyncio.run(
+            run_learn(
+                model_dir,
+                items_path,
+                out_dir,
+                config,
+                base_dir=base_dir,
+                heldout_path=heldout_path,
+                eval_every=eval_every,
+                resume=resume,
+                engine_args=["--enforce-eager"] if eager else None,
+            )
+        )
     except (ConfigError, ItemError, ValueError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from exc
-    click.echo(f"{out_dir / 'snapshot'}  sha256={meta['sha256']}")
+    click.echo(f"{out_dir / 'snapshot'}  sha256={meta.sha256}")
 
 
-from clients.cli import register as register_client_commands  # noqa: E402  (loads no SDK yet)
+from clients.cli import chat, feedback  # noqa: E402  (loads no SDK yet)
+from clients.cli_admin import promote, rollback, runs, suites, versions  # noqa: E402
 
-register_client_commands(main)
+for _command in (chat, feedback, versions, promote, rollback, runs, suites):
+    main.add_command(_command)
 
 
-from clients.simulate_cli import simulate  # noqa: E402  (imports nothing heavy)
+from perennial.simulate import simulate  # noqa: E402  (imports nothing heavy)
 
 main.add_command(simulate)
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Make sure Debian's `chromium` is installed: tests/dashboard drives it headless (through the
+# Make sure Debian's `chromium` is installed: tests/integration/test_dashboard.py drives it headless (through the
 # playwright package, which never downloads a browser of its own). Idempotent: when chromium
 # runs, this exits at once; otherwise it installs the package with apt-get (as root, or with
 # password-less sudo) and fails loudly, with the reason, if it cannot.

@@ -4,40 +4,47 @@
 and registers its cleanup on one ``AsyncExitStack``, so whatever started is closed in reverse
 order, also when a later step fails. Components put what routes need on ``app.state``.
 
-Run it with ``perennial serve`` (see ``server/main.py``).
+Run it with ``perennial serve`` (see ``perennial/serve.py``).
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI
 
+from engine.client import EngineClient
+from engine.runtime import EngineRuntime
+from engine.supervisor import EngineSpec, EngineSupervisor
+from server import ops
+from server.admin import data as admin_data
+from server.admin import engine as admin_engine
+from server.admin import learner as admin_learner
+from server.admin import suites as admin_suites
 from server.auth import KeyRing, load_or_create_admin_key
-from server.engine.client import EngineClient
-from server.engine.runtime import EngineRuntime
-from server.engine.supervisor import EngineSpec, EngineSupervisor
-from server.engine.worker_ext import rpc_result
+from server.chat import routes as chat_routes
+from server.chat.serving import ChatService, ServedModel
+from server.dashboard import router as dashboard_router
 from server.errors import install_error_handlers
+from server.feedback import routes as feedback_routes
 from server.metrics import GatewayMetrics
 from server.middleware import BodyLimitMiddleware, MetricsMiddleware
-from server.model_prep import default_model_name, read_record, resolve_model_dir
-from learner.service import LearnerService
-from learner.settings import LearnerSettings
-from learner.suites_store import register_builtin_suites
-from server.dashboard import router as dashboard_router
-from server.routes import admin, admin_data, feedback, learner, ops, suites, versions
-from server.routes import openai as openai_routes
-from server.serving import ChatService, ServedModel
 from server.settings import Settings
 from server.storage import start_store
-from server.swap import HotSwapper, SwapTarget
-from server.versions import VersionService, boot_version
+from server.versions import routes as versions_routes
+from server.versions.service import VersionService, boot_version
+from server.versions.swap import HotSwapper, SwapTarget
+from weights.prep import default_model_name, read_record, resolve_model_dir
 
 log = logging.getLogger(__name__)
+
+# A part of the lifespan that a composition root adds: started after the engine, cleaned up
+# through the exit stack.
+Component = Callable[[FastAPI, AsyncExitStack], Awaitable[None]]
 
 
 def build_engine(settings: Settings, served_name: str, model_dir: Path) -> EngineRuntime:
@@ -103,10 +110,13 @@ async def attach_boot_version(engine, swapper: HotSwapper, versions: VersionServ
         checksum = report.checksum
     else:
         await engine.client.update_weight_version(boot.version)
-        checksum = rpc_result(await engine.client.collective_rpc("perennial_weights_checksum"))["checksum"]
+        checksum = (await engine.client.rpc("perennial_weights_checksum"))["checksum"]
         if boot.engine_checksum and checksum != boot.engine_checksum:
-            log.warning("engine checksum of %s changed since it last served (dtype or engine "
-                        "settings changed?); recording the new one", boot.version)  # fmt: skip
+            log.warning(
+                "engine checksum of %s changed since it last served (dtype or engine "
+                "settings changed?); recording the new one",
+                boot.version,
+            )
     await versions.record_boot(checksum)
 
 
@@ -117,30 +127,12 @@ async def prepare_swaps(engine) -> None:
     it fails, the first swap takes vLLM's reload and proves the loader then.
     """
     try:
-        report = rpc_result(await engine.client.collective_rpc("perennial_prepare_swaps"))
-        log.info("swap path prepared in %.2f s (direct loader %s)", report["seconds"], report["direct_loader"])
+        report = await engine.client.rpc("perennial_prepare_swaps")
+        log.info(
+            "swap path prepared in %.2f s (direct loader %s)", report["seconds"], report["direct_loader"]
+        )
     except Exception as exc:  # noqa: BLE001 - a slower first swap, not a failed boot
         log.warning("could not prepare the direct swap path (%s); the first swap will use vLLM's reload", exc)
-
-
-async def start_learner(app: FastAPI, settings: Settings, stack: AsyncExitStack) -> None:
-    """The learner's settings, the built-in suites, and in the embedded mode the learner itself."""
-    learner_settings = LearnerSettings(
-        data_dir=settings.data_dir, database_url=settings.database_url, model_dir=settings.model_dir
-    )
-    app.state.learner_settings = learner_settings
-    await register_builtin_suites(app.state.db)
-    if learner_settings.learner_mode != "embedded":
-        return
-    versions: VersionService = app.state.versions
-
-    async def promote(version_id: str, reason: str) -> dict:
-        return await versions.promote(version_id, who="learner", reason=reason)
-
-    service = LearnerService(app.state.db, learner_settings, app.state.model_dir, promote)
-    await service.start()
-    stack.push_async_callback(service.stop)
-    app.state.learner = service
 
 
 @asynccontextmanager
@@ -151,27 +143,40 @@ async def lifespan(app: FastAPI):
         start_keys(app, settings)
         recorder = await start_store(app, settings, stack)  # before the engine: fail fast
         await start_engine(app, settings, stack)
-        await start_learner(app, settings, stack)
+        for start in app.state.components:
+            await start(app, stack)
         app.state.chat = ChatService(
             settings, app.state.engine, app.state.served, app.state.metrics, recorder
         )
         yield
 
 
-def create_app(settings: Settings) -> FastAPI:
+def create_app(settings: Settings, *, components: Sequence[Component] = ()) -> FastAPI:
+    """The gateway app.
+
+    Args:
+        settings: the gateway's settings.
+        components: started in order after the serving engine, each ``await start(app, stack)``
+            (e.g. the embedded learner, which sets ``app.state.rounds``).
+    """
     app = FastAPI(title="Perennial", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.settings = settings
+    app.state.components = list(components)
+    app.state.rounds = None  # no learner unless a component plugs one in
     app.state.metrics = GatewayMetrics()
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)  # outermost: sees 413s too
-    app.include_router(openai_routes.router)
-    app.include_router(ops.router)
-    app.include_router(admin.router)
-    app.include_router(feedback.router)
-    app.include_router(admin_data.router)
-    app.include_router(versions.router)
-    app.include_router(learner.router)
-    app.include_router(suites.router)
+    for module in (
+        chat_routes,
+        ops,
+        admin_engine,
+        feedback_routes,
+        admin_data,
+        versions_routes,
+        admin_learner,
+        admin_suites,
+    ):
+        app.include_router(module.router)
     app.include_router(dashboard_router)  # the page is keyless; its data needs the admin key
     return app

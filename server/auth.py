@@ -79,9 +79,7 @@ class KeyRing:
 
 
 def _unauthorized(message: str) -> APIError:
-    return APIError(
-        401, message, code="invalid_api_key", headers={"WWW-Authenticate": "Bearer"}
-    )
+    return APIError(401, message, code="invalid_api_key", headers={"WWW-Authenticate": "Bearer"})
 
 
 def load_or_create_admin_key(configured: str | None, key_file: Path) -> tuple[str, bool]:

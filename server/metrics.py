@@ -21,13 +21,18 @@ class GatewayMetrics:
             "perennial_requests", "HTTP requests.", ["route", "method", "status"], registry=r
         )
         self.latency = Histogram(
-            "perennial_request_latency_seconds", "Request latency (to the last byte).",
-            ["route"], buckets=LATENCY_BUCKETS, registry=r,
-        )  # fmt: skip
+            "perennial_request_latency_seconds",
+            "Request latency (to the last byte).",
+            ["route"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         self.ttft = Histogram(
-            "perennial_time_to_first_token_seconds", "Streaming: time to the first chunk.",
-            buckets=LATENCY_BUCKETS, registry=r,
-        )  # fmt: skip
+            "perennial_time_to_first_token_seconds",
+            "Streaming: time to the first chunk.",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         self.tokens = Counter("perennial_tokens", "Tokens processed.", ["kind"], registry=r)
         self.errors = Counter("perennial_errors", "Errors answered, by type.", ["type"], registry=r)
         self.engine_up = Gauge("perennial_engine_up", "1 when the serving engine is ready.", registry=r)

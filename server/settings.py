@@ -8,40 +8,26 @@ No other module reads ``os.environ``.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import NoDecode
+
+from store.settings import StateSettings, split_csv
 
 
-def _split_csv(value: object) -> object:
-    if isinstance(value, str):
-        return [part.strip() for part in value.split(",") if part.strip()]
-    return value
+class Settings(StateSettings):
+    """One typed configuration for the gateway, its engine and the embedded default.
 
-
-class Settings(BaseSettings):
-    """One typed configuration for the gateway, its engine and the embedded default."""
-
-    model_config = SettingsConfigDict(
-        env_prefix="PERENNIAL_", env_file=".env", extra="ignore", validate_default=True
-    )
+    ``data_dir``, ``model_dir``, ``database_url`` and ``admin_key`` come from
+    :class:`store.settings.StateSettings`, shared with the learner's settings.
+    """
 
     # --- where it listens, where state lives -------------------------------------------------
     host: str = Field("127.0.0.1", description="Interface the gateway binds to.")
     port: int = Field(8000, ge=0, le=65535, description="Gateway port (0 picks a free one).")
-    data_dir: Path = Field(
-        Path(".perennial"),
-        description="All state of the embedded default: model, database, versions, keys, logs.",
-    )
 
     # --- model ---------------------------------------------------------------------------------
-    model_dir: Path | None = Field(
-        None,
-        description="A local Hugging Face model directory to serve. Unset: the bundled "
-        "SmolLM2-135M-Instruct, converted once into <data_dir>/models.",
-    )
     model_name: str | None = Field(
         None,
         description="Model id clients send and /v1/models lists. Unset: derived from the "
@@ -76,11 +62,6 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Bearer keys for chat and feedback, comma-separated. Empty: open.",
     )
-    admin_key: SecretStr | None = Field(
-        None,
-        description="Bearer key for /admin routes. Unset: generated at first start and kept "
-        "in <data_dir>/admin_key.",
-    )
 
     # --- limits --------------------------------------------------------------------------------
     max_body_bytes: int = Field(1_048_576, ge=1024, description="Largest request body accepted.")
@@ -92,33 +73,30 @@ class Settings(BaseSettings):
     request_timeout_s: float = Field(300.0, gt=0, description="Engine request timeout.")
 
     # --- store: database, Redis ingest stream, feedback limits --------------------------------
-    database_url: SecretStr | None = Field(
-        None,
-        description="Database URL: postgresql://user:pass@host/db or sqlite:///path.db (drivers "
-        "chosen automatically). Unset: SQLite file <data_dir>/perennial.db.",
-    )
     redis_url: SecretStr | None = Field(
         None,
         description="Redis URL (redis://host:6379/0). Set: interactions and feedback go through "
         "a Redis stream and a consumer group. Unset: direct writes from the gateway.",
     )
     redis_prefix: str = Field(
-        "perennial", min_length=1, max_length=64,
+        "perennial",
+        min_length=1,
+        max_length=64,
         description="Prefix of every Redis key (stream, consumer group, markers).",
-    )  # fmt: skip
-    log_interactions: bool = Field(True, description="Store every chat completion.")
-    ingest_consumer: bool = Field(
-        True, description="Run the Redis stream consumer inside this gateway."
     )
+    log_interactions: bool = Field(True, description="Store every chat completion.")
+    ingest_consumer: bool = Field(True, description="Run the Redis stream consumer inside this gateway.")
     ingest_batch_size: int = Field(500, ge=1, le=10_000, description="Rows per database write.")
     ingest_claim_idle_s: float = Field(
-        30.0, gt=0,
+        30.0,
+        gt=0,
         description="Stream entries pending this long with a dead consumer are reclaimed.",
-    )  # fmt: skip
+    )
     completion_ttl_s: int = Field(
-        86_400, ge=60,
+        86_400,
+        ge=60,
         description="How long Redis remembers an issued completion id (older: checked in the DB).",
-    )  # fmt: skip
+    )
     idempotency_ttl_s: int = Field(
         86_400, ge=60, description="How long an Idempotency-Key is remembered in Redis."
     )
@@ -137,33 +115,4 @@ class Settings(BaseSettings):
     @field_validator("api_keys", "engine_extra_args", mode="before")
     @classmethod
     def _csv(cls, value: object) -> object:
-        return _split_csv(value)
-
-    @field_validator("data_dir")
-    @classmethod
-    def _absolute(cls, value: Path) -> Path:
-        return value.expanduser().resolve()
-
-    @field_validator("model_dir")
-    @classmethod
-    def _absolute_model(cls, value: Path | None) -> Path | None:
-        return value.expanduser().resolve() if value is not None else None
-
-    @property
-    def admin_key_file(self) -> Path:
-        return self.data_dir / "admin_key"
-
-    @property
-    def models_dir(self) -> Path:
-        return self.data_dir / "models"
-
-    @property
-    def logs_dir(self) -> Path:
-        return self.data_dir / "logs"
-
-    @property
-    def resolved_database_url(self) -> str:
-        """The configured database URL, or the embedded SQLite file in the data directory."""
-        if self.database_url is not None:
-            return self.database_url.get_secret_value()
-        return f"sqlite:///{self.data_dir / 'perennial.db'}"
+        return split_csv(value)

@@ -115,9 +115,12 @@ class StreamConsumer:
                 return claimed
         try:
             reply = await self.redis.xreadgroup(
-                self.stream.group, self.name, {self.stream.stream: ">"},
-                count=self.batch_size, block=self.block_ms,
-            )  # fmt: skip
+                self.stream.group,
+                self.name,
+                {self.stream.stream: ">"},
+                count=self.batch_size,
+                block=self.block_ms,
+            )
         except ResponseError as exc:
             if "NOGROUP" in str(exc):  # Redis lost its data (restart without persistence)
                 await self.stream.ensure_group()
@@ -132,9 +135,13 @@ class StreamConsumer:
         cursor wraps, then rests for ``claim_idle_s / 2``.
         """
         cursor, items, _deleted = await self.redis.xautoclaim(
-            self.stream.stream, self.stream.group, self.name,
-            min_idle_time=self.claim_idle_ms, start_id=self._claim_cursor, count=self.batch_size,
-        )  # fmt: skip
+            self.stream.stream,
+            self.stream.group,
+            self.name,
+            min_idle_time=self.claim_idle_ms,
+            start_id=self._claim_cursor,
+            count=self.batch_size,
+        )
         self._claim_cursor = cursor.decode() if isinstance(cursor, bytes) else cursor
         if self._claim_cursor == "0-0":
             self._next_claim = time.monotonic() + self.claim_idle_ms / 2000
@@ -156,8 +163,12 @@ class StreamConsumer:
                 if isinstance(exc, RedisError):
                     raise
                 self._note(exc)
-                log.warning("stream consumer: database write of %d entries failed (%s); "
-                            "retrying in %.2f s", len(entries), self.last_error, backoff)  # fmt: skip
+                log.warning(
+                    "stream consumer: database write of %d entries failed (%s); retrying in %.2f s",
+                    len(entries),
+                    self.last_error,
+                    backoff,
+                )
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self.max_backoff_s)
                 await self._keep_claimed(ids)
@@ -182,17 +193,21 @@ class StreamConsumer:
     async def _keep_claimed(self, ids: list[str]) -> None:
         """Reset the idle time of our own pending batch while we retry (we are alive)."""
         with contextlib.suppress(RedisError, OSError):
-            await self.redis.xclaim(
-                self.stream.stream, self.stream.group, self.name, 0, ids, justid=True
-            )
+            await self.redis.xclaim(self.stream.stream, self.stream.group, self.name, 0, ids, justid=True)
 
     def _note(self, exc: BaseException) -> None:
         self.failures += 1
         self.last_error = f"{type(exc).__name__}: {exc}"[:300]
 
     def stats(self) -> dict:
-        return {"name": self.name, "persisted": self.persisted, "claimed": self.claimed,
-                "dead": self.dead, "failures": self.failures, "last_error": self.last_error}  # fmt: skip
+        return {
+            "name": self.name,
+            "persisted": self.persisted,
+            "claimed": self.claimed,
+            "dead": self.dead,
+            "failures": self.failures,
+            "last_error": self.last_error,
+        }
 
 
 def _decode(fields: dict | None) -> Entry | None:

@@ -16,14 +16,15 @@ from typing import Any
 
 from pydantic_core import from_json, to_json
 from sqlalchemy import Table
-from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from store.models import Feedback, IdempotencyKey, Interaction
 
 INTERACTION = "interaction"
 FEEDBACK = "feedback"
+
 
 @dataclass(frozen=True)
 class Entry:
@@ -115,9 +116,7 @@ def is_data_error(exc: BaseException) -> bool:
     return isinstance(exc, IntegrityError | DataError)
 
 
-async def persist_isolating(
-    sessions: async_sessionmaker[AsyncSession], entries: list[Entry]
-) -> list[Entry]:
+async def persist_isolating(sessions: async_sessionmaker[AsyncSession], entries: list[Entry]) -> list[Entry]:
     """Persist entry by entry after a batch was refused as invalid data.
 
     Returns:

@@ -58,9 +58,7 @@ async def add_iteration(session: AsyncSession, *, run_id: int, iteration: int, m
 
 async def iterations(session: AsyncSession, *, run_id: int) -> list[LearnerIteration]:
     stmt = (
-        select(LearnerIteration)
-        .where(LearnerIteration.run_id == run_id)
-        .order_by(LearnerIteration.iteration)
+        select(LearnerIteration).where(LearnerIteration.run_id == run_id).order_by(LearnerIteration.iteration)
     )
     return list(await session.scalars(stmt))
 
@@ -111,7 +109,5 @@ async def acquire_lock(session: AsyncSession, *, name: str, holder: str, ttl_s: 
 
 
 async def release_lock(session: AsyncSession, *, name: str, holder: str) -> None:
-    await session.execute(
-        delete(LearnerLock).where(LearnerLock.name == name, LearnerLock.holder == holder)
-    )
+    await session.execute(delete(LearnerLock).where(LearnerLock.name == name, LearnerLock.holder == holder))
     await session.commit()

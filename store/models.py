@@ -220,9 +220,7 @@ class GateDecision(Base):
     __tablename__ = "gate_decisions"
 
     id: Mapped[int] = mapped_column(SeqType, primary_key=True, autoincrement=True)
-    run_id: Mapped[int | None] = mapped_column(
-        ForeignKey("learner_runs.id", ondelete="SET NULL"), index=True
-    )
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("learner_runs.id", ondelete="SET NULL"), index=True)
     version: Mapped[str] = mapped_column(String(64), index=True)
     promote: Mapped[bool] = mapped_column(Boolean)
     reasons: Mapped[list[Any]] = mapped_column(JSONType, default=list)

@@ -124,9 +124,13 @@ async def iter_interactions(
             stmt = _filtered(select(Interaction), filters).where(Interaction.seq > last_seq)
             page = list(await session.scalars(stmt.order_by(Interaction.seq).limit(page_size)))
             ids = [i.id for i in page]
-            fb = await session.scalars(
-                select(Feedback).where(Feedback.completion_id.in_(ids)).order_by(Feedback.seq)
-            ) if ids else []  # fmt: skip
+            fb = (
+                await session.scalars(
+                    select(Feedback).where(Feedback.completion_id.in_(ids)).order_by(Feedback.seq)
+                )
+                if ids
+                else []
+            )
             by_id: dict[str, list[Feedback]] = {}
             for item in fb:
                 by_id.setdefault(item.completion_id, []).append(item)

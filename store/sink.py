@@ -66,8 +66,13 @@ class IdempotencyRequest:
     response: dict[str, Any]
 
     def row(self) -> dict[str, Any]:
-        return {"caller": self.caller, "key": self.key, "request_hash": self.request_hash,
-                "response": self.response, "created_at": time.time()}  # fmt: skip
+        return {
+            "caller": self.caller,
+            "key": self.key,
+            "request_hash": self.request_hash,
+            "response": self.response,
+            "created_at": time.time(),
+        }
 
 
 @dataclass
@@ -100,10 +105,16 @@ class IngestSink:
         self.config = config or IngestConfig()
         c = self.config
         self.writer = DirectWriter(db.sessions, batch_size=c.batch_size)
-        self.stream = None if redis is None else IngestStream(
-            redis, prefix=c.redis_prefix, completion_ttl_s=c.completion_ttl_s,
-            idempotency_ttl_s=c.idempotency_ttl_s,
-        )  # fmt: skip
+        self.stream = (
+            None
+            if redis is None
+            else IngestStream(
+                redis,
+                prefix=c.redis_prefix,
+                completion_ttl_s=c.completion_ttl_s,
+                idempotency_ttl_s=c.idempotency_ttl_s,
+            )
+        )
         self.consumer: StreamConsumer | None = None
         self._issued = _Bounded(c.issued_cache)
         self._idempotency = _Bounded(c.idempotency_cache)
@@ -123,9 +134,11 @@ class IngestSink:
         self._publisher = asyncio.create_task(self._publish_loop(), name="ingest-publisher")
         if self.config.run_consumer:
             self.consumer = StreamConsumer(
-                self.stream, self.db.sessions, batch_size=self.config.batch_size,
+                self.stream,
+                self.db.sessions,
+                batch_size=self.config.batch_size,
                 claim_idle_s=self.config.claim_idle_s,
-            )  # fmt: skip
+            )
             self.consumer.start()
 
     async def flush(self) -> None:
@@ -151,8 +164,12 @@ class IngestSink:
 
     def _redis_failed(self, exc: BaseException) -> None:
         if time.monotonic() >= self._redis_down_until:
-            log.warning("Redis unreachable (%s: %s); writing directly to the database for %.1f s",
-                        type(exc).__name__, exc, self.config.redis_retry_s)  # fmt: skip
+            log.warning(
+                "Redis unreachable (%s: %s); writing directly to the database for %.1f s",
+                type(exc).__name__,
+                exc,
+                self.config.redis_retry_s,
+            )
         self._redis_down_until = time.monotonic() + self.config.redis_retry_s
         self.fallbacks += 1
 
@@ -267,15 +284,13 @@ class IngestSink:
     ) -> Acceptance | None:
         key = self.stream.idempotency(idem.caller, idem.key) if idem else None
         value = idempotency_value(idem.request_hash, idem.response) if idem else ""
-        reply = await self.stream.accept_feedback(entry, idem_key=key, idem_value=value,
-                                                  check_ids=unchecked)  # fmt: skip
+        reply = await self.stream.accept_feedback(entry, idem_key=key, idem_value=value, check_ids=unchecked)
         if reply.status == "missing":
             # Markers expire after completion_ttl_s; by then the interaction is in the DB.
             missing = await self._missing_in_db(reply.missing)
             if missing:
                 return Acceptance("missing", missing=missing)
-            reply = await self.stream.accept_feedback(entry, idem_key=key, idem_value=value,
-                                                      check_ids=[])  # fmt: skip
+            reply = await self.stream.accept_feedback(entry, idem_key=key, idem_value=value, check_ids=[])
         if reply.status == "replay":
             stored = json.loads(reply.value)
             return self._replayed(idem, stored["hash"], stored["response"])
@@ -316,8 +331,13 @@ class IngestSink:
         return {
             "mode": "redis" if self.stream is not None else "direct",
             "redis_up": self._redis_usable() if self.stream is not None else None,
-            "fallbacks": self.fallbacks, "dropped": self.dropped,
-            "writer": {"pending": self.writer.pending, "written": self.writer.written,
-                       "failures": self.writer.failures, "refused": self.writer.refused},
+            "fallbacks": self.fallbacks,
+            "dropped": self.dropped,
+            "writer": {
+                "pending": self.writer.pending,
+                "written": self.writer.written,
+                "failures": self.writer.failures,
+                "refused": self.writer.refused,
+            },
             "consumer": self.consumer.stats() if self.consumer else None,
-        }  # fmt: skip
+        }

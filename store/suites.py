@@ -1,6 +1,6 @@
 """Prior-capability suites in the store, and cached suite scores per model version.
 
-Built-in suites are registered from the files shipped in ``learner/suites/data`` (path and
+Built-in suites are registered from the files shipped in ``evals/suites/data`` (path and
 sha256); operator suites keep their uploaded JSONL in ``content``. A score is cached per
 (suite, suite version, model version) together with the suite's content sha256 in
 ``details``: a cached score counts only while the content it was measured on is unchanged.
@@ -29,9 +29,17 @@ async def get_suite(session: AsyncSession, *, name: str, version: str) -> EvalSu
 
 
 async def upsert_suite(
-    session: AsyncSession, *, name: str, version: str, skill: str | None, source: str,
-    sha256: str, n_items: int, items_path: str | None = None, content: str | None = None,
-) -> EvalSuite:  # fmt: skip
+    session: AsyncSession,
+    *,
+    name: str,
+    version: str,
+    skill: str | None,
+    source: str,
+    sha256: str,
+    n_items: int,
+    items_path: str | None = None,
+    content: str | None = None,
+) -> EvalSuite:
     """Insert, or refresh an existing row of the same name and version (keeps ``enabled``)."""
     row = await get_suite(session, name=name, version=version)
     if row is None:
@@ -56,9 +64,16 @@ async def cached_score(
 
 
 async def store_score(
-    session: AsyncSession, *, suite: str, suite_version: str, sha256: str, model_version: str,
-    score: float, n: int, details: dict[str, Any] | None = None,
-) -> None:  # fmt: skip
+    session: AsyncSession,
+    *,
+    suite: str,
+    suite_version: str,
+    sha256: str,
+    model_version: str,
+    score: float,
+    n: int,
+    details: dict[str, Any] | None = None,
+) -> None:
     stmt = select(SuiteScore).where(
         SuiteScore.suite == suite,
         SuiteScore.suite_version == suite_version,

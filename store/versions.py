@@ -36,9 +36,15 @@ async def ensure_base(session: AsyncSession, *, snapshot_path: str, sha256: str 
     if base is None:
         now = utcnow()
         base = ModelVersion(
-            id=BASE, status="promoted", snapshot_path=snapshot_path, sha256=sha256,
-            metrics={}, meta={"source": snapshot_path}, promoted_at=now, served_at=now,
-        )  # fmt: skip
+            id=BASE,
+            status="promoted",
+            snapshot_path=snapshot_path,
+            sha256=sha256,
+            metrics={},
+            meta={"source": snapshot_path},
+            promoted_at=now,
+            served_at=now,
+        )
         # Serving only if nothing else is (a fresh database).
         others = await session.scalar(select(func.count()).where(ModelVersion.serving.is_(True)))
         base.serving = not others
@@ -59,13 +65,24 @@ async def next_version_id(session: AsyncSession) -> str:
 
 
 async def add_candidate(
-    session: AsyncSession, *, version_id: str, parent_id: str, snapshot_path: str,
-    sha256: str | None, meta: dict[str, Any], metrics: dict[str, Any],
-) -> ModelVersion:  # fmt: skip
+    session: AsyncSession,
+    *,
+    version_id: str,
+    parent_id: str,
+    snapshot_path: str,
+    sha256: str | None,
+    meta: dict[str, Any],
+    metrics: dict[str, Any],
+) -> ModelVersion:
     version = ModelVersion(
-        id=version_id, parent_id=parent_id, status="candidate", snapshot_path=snapshot_path,
-        sha256=sha256, meta=meta, metrics=metrics,
-    )  # fmt: skip
+        id=version_id,
+        parent_id=parent_id,
+        status="candidate",
+        snapshot_path=snapshot_path,
+        sha256=sha256,
+        meta=meta,
+        metrics=metrics,
+    )
     session.add(version)
     await session.flush()
     return version
@@ -113,9 +130,14 @@ async def latest_decision(session: AsyncSession, *, version_id: str) -> GateDeci
 
 
 async def record_decision(
-    session: AsyncSession, *, version_id: str, promote: bool, reasons: list[Any],
-    checks: dict[str, Any], run_id: int | None = None,
-) -> GateDecision:  # fmt: skip
+    session: AsyncSession,
+    *,
+    version_id: str,
+    promote: bool,
+    reasons: list[Any],
+    checks: dict[str, Any],
+    run_id: int | None = None,
+) -> GateDecision:
     decision = GateDecision(
         run_id=run_id, version=version_id, promote=promote, reasons=reasons, checks=checks
     )
@@ -125,9 +147,14 @@ async def record_decision(
 
 
 async def audit(
-    session: AsyncSession, *, who: str, action: str, target: str | None = None,
-    reason: str | None = None, details: dict[str, Any] | None = None,
-) -> AuditLog:  # fmt: skip
+    session: AsyncSession,
+    *,
+    who: str,
+    action: str,
+    target: str | None = None,
+    reason: str | None = None,
+    details: dict[str, Any] | None = None,
+) -> AuditLog:
     entry = AuditLog(who=who, action=action, target=target, reason=reason, details=details or {})
     session.add(entry)
     await session.flush()

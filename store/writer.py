@@ -104,13 +104,19 @@ class DirectWriter:
                     refused = await persist_isolating(self.sessions, batch)
                     self.refused += len(refused)
                     for entry in refused:
-                        log.error("database refused an entry; dropped: %s",
-                                  entry.encode()["d"][:500].decode(errors="replace"))
+                        log.error(
+                            "database refused an entry; dropped: %s",
+                            entry.encode()["d"][:500].decode(errors="replace"),
+                        )
             except Exception as exc:  # unreachable / failing database: keep the batch, retry
                 self.failures += 1
                 self.last_error = f"{type(exc).__name__}: {exc}"[:300]
-                log.warning("database write of %d entries failed (%s); retrying in %.2f s",
-                            len(batch), self.last_error, backoff)  # fmt: skip
+                log.warning(
+                    "database write of %d entries failed (%s); retrying in %.2f s",
+                    len(batch),
+                    self.last_error,
+                    backoff,
+                )
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self.max_backoff_s)
                 continue

@@ -1,6 +1,15 @@
-"""Session fixtures: one real gateway + vLLM CPU engine for the whole test session."""
+"""Session fixtures: one real gateway + vLLM CPU engine for the whole test session.
+
+Tiers: the folder is the tier is the marker. ``tests/unit`` holds pure tests (no engine, no
+database server, no Redis: ``make test-unit``); ``tests/integration`` the ones against real
+vLLM, PostgreSQL, Redis and HTTP. Each test gets its folder's marker here, so
+``-m unit`` / ``-m integration`` select exactly the folders, and a unit test that asks for
+the session's gateway fails loudly instead of quietly starting an engine.
+"""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 
@@ -9,6 +18,34 @@ from tests.support.server import RunningServer, shared_model_dir, start_server
 API_KEYS = ("sk-test-alpha", "sk-test-beta")
 ADMIN_KEY = "pk-test-admin"
 MAX_BODY = 65536
+
+
+TIERS = ("unit", "integration")
+HERE = Path(__file__).resolve().parent
+# Fixtures that start or reach a real engine, database server, Redis or browser.
+SERVICE_FIXTURES = {
+    "server",
+    "client",
+    "engine_url",
+    "gate_engine_url",
+    "pg_url",
+    "fresh_pg_url",
+    "db_url",
+    "private_redis",
+    "private_postgres",
+    "browser",
+}
+
+
+def pytest_collection_modifyitems(items) -> None:
+    for item in items:
+        tier = Path(item.fspath).resolve().relative_to(HERE).parts[0]
+        if tier not in TIERS:
+            raise pytest.UsageError(f"{item.nodeid}: tests live in tests/unit or tests/integration")
+        services = SERVICE_FIXTURES & set(getattr(item, "fixturenames", ()))
+        if tier == "unit" and services:
+            raise pytest.UsageError(f"{item.nodeid} uses {sorted(services)}: move it to tests/integration")
+        item.add_marker(tier)
 
 
 @pytest.fixture(scope="session")

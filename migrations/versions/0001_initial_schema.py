@@ -125,12 +125,12 @@ def upgrade() -> None:
         sa.Column("meta", _json(), nullable=False),
         _created(),
         sa.Column("promoted_at", sa.DateTime(), nullable=True),
-        _check("model_versions", "status",
-               "status IN ('candidate', 'promoted', 'rejected', 'retired')"),  # fmt: skip
+        _check("model_versions", "status", "status IN ('candidate', 'promoted', 'rejected', 'retired')"),
         sa.ForeignKeyConstraint(
-            ["parent_id"], ["model_versions.id"],
+            ["parent_id"],
+            ["model_versions.id"],
             name=op.f("fk_model_versions_parent_id_model_versions"),
-        ),  # fmt: skip
+        ),
         _pk("model_versions", "id"),
     )
     _index("model_versions", "status")
@@ -151,8 +151,9 @@ def upgrade() -> None:
         _created(),
         sa.Column("started_at", sa.DateTime(), nullable=True),
         sa.Column("finished_at", sa.DateTime(), nullable=True),
-        _check("learner_runs", "status",
-               "status IN ('queued', 'running', 'succeeded', 'failed', 'cancelled')"),  # fmt: skip
+        _check(
+            "learner_runs", "status", "status IN ('queued', 'running', 'succeeded', 'failed', 'cancelled')"
+        ),
         _pk("learner_runs", "id"),
     )
     _index("learner_runs", "status")
@@ -165,9 +166,11 @@ def upgrade() -> None:
         sa.Column("metrics", _json(), nullable=False),
         _created(),
         sa.ForeignKeyConstraint(
-            ["run_id"], ["learner_runs.id"], ondelete="CASCADE",
+            ["run_id"],
+            ["learner_runs.id"],
+            ondelete="CASCADE",
             name=op.f("fk_learner_iterations_run_id_learner_runs"),
-        ),  # fmt: skip
+        ),
         _pk("learner_iterations", "id"),
         sa.UniqueConstraint("run_id", "iteration", name=op.f("uq_learner_iterations_run_id_iteration")),
     )
@@ -182,9 +185,11 @@ def upgrade() -> None:
         sa.Column("checks", _json(), nullable=False),
         _created(),
         sa.ForeignKeyConstraint(
-            ["run_id"], ["learner_runs.id"], ondelete="SET NULL",
+            ["run_id"],
+            ["learner_runs.id"],
+            ondelete="SET NULL",
             name=op.f("fk_gate_decisions_run_id_learner_runs"),
-        ),  # fmt: skip
+        ),
         _pk("gate_decisions", "id"),
     )
     _index("gate_decisions", "run_id")
@@ -233,16 +238,27 @@ def upgrade() -> None:
         _created(),
         _pk("suite_scores", "id"),
         sa.UniqueConstraint(
-            "suite", "suite_version", "model_version",
+            "suite",
+            "suite_version",
+            "model_version",
             name=op.f("uq_suite_scores_suite_suite_version_model_version"),
-        ),  # fmt: skip
+        ),
     )
     _index("suite_scores", "model_version")
 
 
 def downgrade() -> None:
     # Reverse order of creation: children before the tables their foreign keys name.
-    for table in ("suite_scores", "eval_suites", "audit_log", "gate_decisions",
-                  "learner_iterations", "learner_runs", "model_versions", "idempotency_keys",
-                  "feedback", "interactions"):  # fmt: skip
+    for table in (
+        "suite_scores",
+        "eval_suites",
+        "audit_log",
+        "gate_decisions",
+        "learner_iterations",
+        "learner_runs",
+        "model_versions",
+        "idempotency_keys",
+        "feedback",
+        "interactions",
+    ):
         op.drop_table(table)  # drops its indexes and constraints with it

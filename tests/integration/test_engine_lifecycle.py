@@ -34,7 +34,9 @@ def test_open_gateway_on_external_engine_generates_its_admin_key(server, tmp_pat
         assert key.startswith("pk-admin-") and oct(key_file.stat().st_mode & 0o777) == "0o600"
         assert key in other.log_tail(200)  # printed once at first start
         client = openai.OpenAI(base_url=other.base_url, api_key="anything", max_retries=0)
-        reply = client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "Hi"}], max_tokens=3)
+        reply = client.chat.completions.create(
+            model=MODEL, messages=[{"role": "user", "content": "Hi"}], max_tokens=3
+        )
         assert reply.choices[0].message.content
         status = httpx.get(other.url + "/admin/engine", headers={"authorization": f"Bearer {key}"}).json()
         assert status["supervised"] is False and status["state"] == "ready"
@@ -57,7 +59,9 @@ def test_killed_engine_gives_503_then_is_restarted(server, client):
     saw_503 = False
     while time.monotonic() < deadline and not saw_503:
         try:
-            client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "Hi"}], max_tokens=2)
+            client.chat.completions.create(
+                model=MODEL, messages=[{"role": "user", "content": "Hi"}], max_tokens=2
+            )
         except openai.APIStatusError as exc:
             assert exc.status_code == 503 and exc.body["code"] == "engine_unavailable"
             saw_503 = True
@@ -75,9 +79,11 @@ def test_killed_engine_gives_503_then_is_restarted(server, client):
     assert after["state"] == "ready" and after["restarts"] == before["restarts"] + 1
     assert after["pid"] != before["pid"] and after["url"] == before["url"]
     reply = client.chat.completions.create(
-        model=MODEL, messages=[{"role": "user", "content": "What is the capital of France?"}],
-        temperature=0, max_tokens=30,
-    )  # fmt: skip
+        model=MODEL,
+        messages=[{"role": "user", "content": "What is the capital of France?"}],
+        temperature=0,
+        max_tokens=30,
+    )
     assert "Paris" in reply.choices[0].message.content
     # The restarted engine was prepared for hot swaps before it served again.
     ping = httpx.post(after["url"] + "/collective_rpc", json={"method": "perennial_ping"}, timeout=60)

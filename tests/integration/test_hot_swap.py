@@ -8,11 +8,10 @@ import shutil
 import httpx
 import pytest
 
-from server.engine.client import EngineClient
-from server.engine.runtime import EngineRuntime
-from server.engine.worker_ext import rpc_result
-from server.serving import ServedModel
-from server.swap import HotSwapper, SwapError, SwapTarget
+from engine.client import EngineClient
+from engine.runtime import EngineRuntime
+from server.chat.serving import ServedModel
+from server.versions.swap import HotSwapper, SwapError, SwapTarget
 from tests.support.snapshots import perturbed_snapshot
 
 pytestmark = pytest.mark.integration
@@ -22,11 +21,19 @@ PROMPTS = ["What is the capital of France?", "Name a color.", "What is 2 + 2?"]
 
 
 async def greedy(client: EngineClient, prompts=PROMPTS) -> list[str]:
-    replies = await asyncio.gather(*(
-        client.chat({"model": MODEL, "messages": [{"role": "user", "content": p}],
-                     "temperature": 0, "max_tokens": 24})
-        for p in prompts
-    ))  # fmt: skip
+    replies = await asyncio.gather(
+        *(
+            client.chat(
+                {
+                    "model": MODEL,
+                    "messages": [{"role": "user", "content": p}],
+                    "temperature": 0,
+                    "max_tokens": 24,
+                }
+            )
+            for p in prompts
+        )
+    )
     return [r["choices"][0]["message"]["content"] for r in replies]
 
 
@@ -35,12 +42,14 @@ def snapshot(tmp_path_factory, model_dir):
     return perturbed_snapshot(model_dir, tmp_path_factory.mktemp("snap") / "v1", seed=1, scale=0.05)
 
 
-async def test_swap_changes_outputs_and_rollback_restores_them_exactly(engine_url, model_dir, snapshot, tmp_path):
+async def test_swap_changes_outputs_and_rollback_restores_them_exactly(
+    engine_url, model_dir, snapshot, tmp_path
+):
     client = EngineClient(engine_url)
     served = ServedModel(MODEL, "base")
     swapper = HotSwapper(EngineRuntime(client), served, SwapTarget("base", model_dir))
     try:
-        base_checksum = rpc_result(await client.collective_rpc("perennial_weights_checksum"))["checksum"]
+        base_checksum = (await client.rpc("perennial_weights_checksum"))["checksum"]
         base_out = await greedy(client)
 
         # Concurrent chats overlap the swap: none may fail.
@@ -64,7 +73,7 @@ async def test_swap_changes_outputs_and_rollback_restores_them_exactly(engine_ur
         broken = tmp_path / "broken"
         shutil.copytree(snapshot, broken)
         weights = next(broken.glob("*.safetensors"))
-        weights.write_bytes(weights.read_bytes()[: 10_000_000])
+        weights.write_bytes(weights.read_bytes()[:10_000_000])
         with pytest.raises(SwapError) as info:
             await swapper.swap(SwapTarget("v2", broken))
         assert info.value.restored and served.version == "base"
@@ -75,7 +84,7 @@ async def test_swap_changes_outputs_and_rollback_restores_them_exactly(engine_ur
             await swapper.swap(SwapTarget("v1", snapshot, checksum="0" * 64))
         assert served.version == "base" and await client.weight_version() == "base"
         assert await greedy(client) == base_out
-        assert rpc_result(await client.collective_rpc("perennial_weights_checksum"))["checksum"] == base_checksum
+        assert (await client.rpc("perennial_weights_checksum"))["checksum"] == base_checksum
 
         # Files that do not hash to the recorded sha256: refused before the engine is touched.
         with pytest.raises(SwapError) as info:
@@ -88,8 +97,11 @@ async def test_swap_changes_outputs_and_rollback_restores_them_exactly(engine_ur
 
 
 def test_extension_errors_come_back_as_results_not_crashes(engine_url, tmp_path):
-    response = httpx.post(engine_url + "/collective_rpc", timeout=60, json={
-        "method": "perennial_load_weights", "kwargs": {"path": str(tmp_path)}})  # fmt: skip
+    response = httpx.post(
+        engine_url + "/collective_rpc",
+        timeout=60,
+        json={"method": "perennial_load_weights", "kwargs": {"path": str(tmp_path)}},
+    )
     assert response.status_code == 200 and "no safetensors" in response.json()["results"][0]["error"]
     ping = httpx.post(engine_url + "/collective_rpc", json={"method": "perennial_ping"}, timeout=30)
     assert ping.json()["results"][0]["pid"]  # the engine is still up
@@ -99,9 +111,12 @@ def test_swap_path_is_prepared_at_boot_and_preparing_again_changes_nothing(engin
     ping = httpx.post(engine_url + "/collective_rpc", json={"method": "perennial_ping"}, timeout=30)
     assert ping.json()["results"][0]["direct_loader"] == "on"
     rpc = {"method": "perennial_prepare_swaps"}
-    before = httpx.post(engine_url + "/collective_rpc", json={"method": "perennial_weights_checksum"}, timeout=60)
+    before = httpx.post(
+        engine_url + "/collective_rpc", json={"method": "perennial_weights_checksum"}, timeout=60
+    )
     again = httpx.post(engine_url + "/collective_rpc", json=rpc, timeout=60).json()["results"][0]
     assert again["direct_loader"] == "on", again
-    after = httpx.post(engine_url + "/collective_rpc", json={"method": "perennial_weights_checksum"}, timeout=60)
+    after = httpx.post(
+        engine_url + "/collective_rpc", json={"method": "perennial_weights_checksum"}, timeout=60
+    )
     assert after.json()["results"][0]["checksum"] == before.json()["results"][0]["checksum"]
-

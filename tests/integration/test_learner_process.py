@@ -28,23 +28,40 @@ def start_learner(env: dict[str, str], log_path) -> subprocess.Popen:
     full = {k: v for k, v in os.environ.items() if not k.startswith("PERENNIAL_")}
     full.update(env)
     with open(log_path, "ab") as log:
-        return subprocess.Popen([sys.executable, "-m", "perennial.cli", "learner"], env=full, cwd=REPO,
-                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+        return subprocess.Popen(
+            [sys.executable, "-m", "perennial.cli", "learner"],
+            env=full,
+            cwd=REPO,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
 
 def test_killed_learner_process_leaves_serving_untouched(server, engine_url, model_dir, tmp_path):
     data = tmp_path / "prod"
-    env = {"PERENNIAL_MODEL_DIR": str(model_dir), "PERENNIAL_ADMIN_KEY": ADMIN_KEY,
-           "PERENNIAL_LEARNER_MODE": "external", "PERENNIAL_LEARNER_INTERVAL_S": "0",
-           "PERENNIAL_GATE_SUITE_MAX_ITEMS": "4"}  # fmt: skip
+    env = {
+        "PERENNIAL_MODEL_DIR": str(model_dir),
+        "PERENNIAL_ADMIN_KEY": ADMIN_KEY,
+        "PERENNIAL_LEARNER_MODE": "external",
+        "PERENNIAL_LEARNER_INTERVAL_S": "0",
+        "PERENNIAL_GATE_SUITE_MAX_ITEMS": "4",
+    }
     gateway = start_server(data, {**env, "PERENNIAL_ENGINE_URL": engine_url}, timeout=180)
     learner = None
     try:
         give_feedback(gateway, 6, 300)
-        queued = httpx.post(gateway.url + "/admin/learner/rounds", headers=ADMIN, timeout=30,
-                            json={**SMALL, "iterations": 50, "gate": ALWAYS}).json()  # fmt: skip
+        queued = httpx.post(
+            gateway.url + "/admin/learner/rounds",
+            headers=ADMIN,
+            timeout=30,
+            json={**SMALL, "iterations": 50, "gate": ALWAYS},
+        ).json()
         time.sleep(3)
-        assert httpx.get(gateway.url + f"/admin/learner/rounds/{queued['id']}", headers=ADMIN).json()["status"] == "queued"
+        assert (
+            httpx.get(gateway.url + f"/admin/learner/rounds/{queued['id']}", headers=ADMIN).json()["status"]
+            == "queued"
+        )
 
         learner_env = {**env, "PERENNIAL_DATA_DIR": str(data), "PERENNIAL_GATEWAY_URL": gateway.url}
         learner = start_learner(learner_env, data / "learner.log")

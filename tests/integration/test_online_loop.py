@@ -33,8 +33,17 @@ def get(server, path: str) -> dict:
 
 
 def chat(server, content: str) -> tuple[str, str, str]:
-    r = post(server, "/v1/chat/completions", {"model": MODEL, "temperature": 0, "max_tokens": 16,
-             "messages": [{"role": "user", "content": content}]}, headers=USER)  # fmt: skip
+    r = post(
+        server,
+        "/v1/chat/completions",
+        {
+            "model": MODEL,
+            "temperature": 0,
+            "max_tokens": 16,
+            "messages": [{"role": "user", "content": content}],
+        },
+        headers=USER,
+    )
     assert r.status_code == 200, r.text
     body = r.json()
     return body["id"], body["choices"][0]["message"]["content"], r.headers["x-perennial-model-version"]

@@ -41,10 +41,14 @@ def test_stream_reassembles_to_the_same_text(client):
     whole = client.chat.completions.create(model=MODEL, messages=messages, temperature=0, max_tokens=24)
     chunks = list(
         client.chat.completions.create(
-            model=MODEL, messages=messages, temperature=0, max_tokens=24, stream=True,
+            model=MODEL,
+            messages=messages,
+            temperature=0,
+            max_tokens=24,
+            stream=True,
             stream_options={"include_usage": True},
         )
-    )  # fmt: skip
+    )
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == whole.choices[0].message.content
     assert {c.id for c in chunks} == {chunks[0].id} and chunks[0].id != whole.id
@@ -56,18 +60,22 @@ def test_stream_reassembles_to_the_same_text(client):
 
 
 def test_stream_without_usage_has_no_usage_chunk(client):
-    chunks = list(
-        client.chat.completions.create(model=MODEL, messages=FRANCE, max_tokens=5, stream=True)
-    )
+    chunks = list(client.chat.completions.create(model=MODEL, messages=FRANCE, max_tokens=5, stream=True))
     assert chunks and all(c.usage is None for c in chunks)
     assert all(c.choices for c in chunks)
 
 
 def test_parameters_pass_through(client):
     two = client.chat.completions.create(
-        model=MODEL, messages=FRANCE, n=2, temperature=1.0, seed=7, max_completion_tokens=6,
-        logprobs=True, top_logprobs=2,
-    )  # fmt: skip
+        model=MODEL,
+        messages=FRANCE,
+        n=2,
+        temperature=1.0,
+        seed=7,
+        max_completion_tokens=6,
+        logprobs=True,
+        top_logprobs=2,
+    )
     assert len(two.choices) == 2
     assert two.usage.completion_tokens <= 12
     assert len(two.choices[0].logprobs.content[0].top_logprobs) == 2
@@ -86,12 +94,23 @@ def test_response_format_json_object(client):
     import json
 
     reply = client.chat.completions.create(
-        model=MODEL, temperature=0, max_tokens=40,
+        model=MODEL,
+        temperature=0,
+        max_tokens=40,
         messages=[{"role": "user", "content": "Give a JSON object with a key 'city'."}],
-        response_format={"type": "json_schema", "json_schema": {"name": "city", "schema": {
-            "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"],
-            "additionalProperties": False}}},
-    )  # fmt: skip
+        response_format={
+            "type": "json_schema",
+            "json_schema": {
+                "name": "city",
+                "schema": {
+                    "type": "object",
+                    "properties": {"city": {"type": "string"}},
+                    "required": ["city"],
+                    "additionalProperties": False,
+                },
+            },
+        },
+    )
     assert isinstance(json.loads(reply.choices[0].message.content)["city"], str)
 
 
@@ -184,9 +203,10 @@ def test_chunked_oversized_body(server):
         yield b'"}]}'
 
     response = httpx.post(
-        server.url + "/v1/chat/completions", content=chunks(),
+        server.url + "/v1/chat/completions",
+        content=chunks(),
         headers={"authorization": f"Bearer {API_KEYS[0]}", "content-type": "application/json"},
-    )  # fmt: skip
+    )
     assert _envelope(response, 413)["code"] == "request_too_large"
 
 
@@ -210,10 +230,17 @@ def test_admin_routes_need_the_admin_key(server):
 
 @pytest.mark.parametrize(
     ("method", "path"),
-    [("POST", "/pause"), ("POST", "/resume"), ("POST", "/collective_rpc"),
-     ("POST", "/update_weight_version"), ("GET", "/weight_info"), ("POST", "/v1/completions"),
-     ("POST", "/reset_prefix_cache"), ("GET", "/is_paused")],
-)  # fmt: skip
+    [
+        ("POST", "/pause"),
+        ("POST", "/resume"),
+        ("POST", "/collective_rpc"),
+        ("POST", "/update_weight_version"),
+        ("GET", "/weight_info"),
+        ("POST", "/v1/completions"),
+        ("POST", "/reset_prefix_cache"),
+        ("GET", "/is_paused"),
+    ],
+)
 def test_engine_routes_are_not_reachable(server, method, path):
     headers = {"authorization": f"Bearer {ADMIN_KEY}"}
     response = httpx.request(method, server.url + path, headers=headers, json={})

@@ -48,12 +48,20 @@ def add_version(server, model_dir, tmp_path, version_id: str, *, seed: int, prom
         db = Database.connect(f"sqlite:///{server.data_dir / 'perennial.db'}")
         try:
             async with db.sessions() as session:
-                await add_candidate(session, version_id=version_id, parent_id="base",
-                                    snapshot_path=str(snapshot), sha256=None, meta={}, metrics={})  # fmt: skip
+                await add_candidate(
+                    session,
+                    version_id=version_id,
+                    parent_id="base",
+                    snapshot_path=str(snapshot),
+                    sha256=None,
+                    meta={},
+                    metrics={},
+                )
                 if promote is not None:
                     reasons = [] if promote else ["suite arithmetic dropped 0.05 > tolerance 0.02"]
-                    await record_decision(session, version_id=version_id, promote=promote,
-                                          reasons=reasons, checks={})  # fmt: skip
+                    await record_decision(
+                        session, version_id=version_id, promote=promote, reasons=reasons, checks={}
+                    )
                 await session.commit()
         finally:
             await db.close()
@@ -96,8 +104,12 @@ def test_promotion_rollback_and_audit(server, client, model_dir, tmp_path):
 
     entries = admin(server, "GET", "/admin/audit").json()["data"]
     actions = [(e["action"], e["target"], e["who"]) for e in reversed(entries)]
-    assert actions[-4:] == [("force_promote", "tv1", "admin"), ("rollback", "base", "admin"),
-                            ("promote", "tv2", "admin"), ("rollback", "tv1", "admin")]  # fmt: skip
+    assert actions[-4:] == [
+        ("force_promote", "tv1", "admin"),
+        ("rollback", "base", "admin"),
+        ("promote", "tv2", "admin"),
+        ("rollback", "tv1", "admin"),
+    ]
     forced_entry = next(e for e in entries if e["action"] == "force_promote")
     assert forced_entry["reason"] == "hotfix" and forced_entry["details"]["from"] == "base"
     versions_now = {v["id"]: v for v in admin(server, "GET", "/admin/versions").json()["data"]}

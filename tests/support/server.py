@@ -13,10 +13,12 @@ from pathlib import Path
 
 import httpx
 
-from server.engine.supervisor import _die_with_parent
+from engine.supervisor import _die_with_parent
 
 REPO = Path(__file__).resolve().parents[2]
 CACHE = REPO / ".data" / "test-cache"
+# The model id the shared serving engine serves the prepared SmolLM2 under.
+SERVED_MODEL = "smollm2-135m-instruct"
 
 
 def free_port() -> int:
@@ -27,7 +29,7 @@ def free_port() -> int:
 
 def shared_model_dir() -> Path:
     """The bundled model, converted once per machine into .data/test-cache (reused by runs)."""
-    from server.model_prep import prepare_bundled_model
+    from weights.prep import prepare_bundled_model
 
     return prepare_bundled_model(CACHE / "models")
 
@@ -69,13 +71,13 @@ def start_server(data_dir: Path, env: dict[str, str], *, timeout: float = 400) -
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("PERENNIAL_")}
     full_env.update(env)
     full_env["PYTHONUNBUFFERED"] = "1"
-    cmd = [sys.executable, "-m", "perennial.cli", "serve", "--port", str(port),
-           "--data-dir", str(data_dir)]  # fmt: skip
+    cmd = [sys.executable, "-m", "perennial.cli", "serve", "--port", str(port), "--data-dir", str(data_dir)]
     with open(log_file, "ab") as log:
         # Dies with the test process even when it is killed before fixture teardown; its
         # engine follows (the supervisor gives the engine the same parent-death signal).
-        proc = subprocess.Popen(cmd, env=full_env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
-                                preexec_fn=_die_with_parent)  # fmt: skip
+        proc = subprocess.Popen(
+            cmd, env=full_env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO, preexec_fn=_die_with_parent
+        )
     server = RunningServer(f"http://127.0.0.1:{port}", data_dir, log_file, proc, env)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

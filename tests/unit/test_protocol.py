@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
+from server.chat.protocol import ChatCompletionRequest
 from server.errors import validation_error
-from server.protocol import ChatCompletionRequest
 
 BASE = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from server.engine.supervisor import EngineSpec, resolve_dtype
+from engine.supervisor import EngineSpec, resolve_dtype
 from server.settings import Settings
 
 
@@ -57,9 +57,13 @@ def test_flags_override_environment(monkeypatch):
 
 @pytest.mark.parametrize(
     ("env", "value"),
-    [("PERENNIAL_PORT", "70000"), ("PERENNIAL_PORT", "http"), ("PERENNIAL_MAX_BODY_BYTES", "10"),
-     ("PERENNIAL_ENGINE_KV_CACHE_GIB", "0")],
-)  # fmt: skip
+    [
+        ("PERENNIAL_PORT", "70000"),
+        ("PERENNIAL_PORT", "http"),
+        ("PERENNIAL_MAX_BODY_BYTES", "10"),
+        ("PERENNIAL_ENGINE_KV_CACHE_GIB", "0"),
+    ],
+)
 def test_invalid_values_are_refused(monkeypatch, env, value):
     monkeypatch.setenv(env, value)
     with pytest.raises(ValidationError):
@@ -98,8 +102,7 @@ def test_engine_command_binds_loopback_and_loads_our_extension(tmp_path):
     spec = EngineSpec(model_dir=tmp_path, served_name="m", log_file=tmp_path / "log", dtype="float32")
     cmd = spec.command(1234)
     assert cmd[cmd.index("--host") + 1] == "127.0.0.1"
-    assert cmd[cmd.index("--worker-extension-cls") + 1] == "server.engine.worker_ext.ServingWorkerExtension"
+    assert cmd[cmd.index("--worker-extension-cls") + 1] == "engine.serving_worker.ServingWorkerExtension"
     assert "--no-enable-prefix-caching" not in cmd
     env = spec.environment()
     assert env["VLLM_SERVER_DEV_MODE"] == "1" and not any(k.startswith("PERENNIAL_") for k in env)
-

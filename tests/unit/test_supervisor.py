@@ -9,11 +9,13 @@ def test_reap_stale_kills_a_recorded_engine_group_and_only_that(tmp_path):
     import subprocess
     import sys
 
-    from server.engine.supervisor import reap_stale
+    from engine.supervisor import reap_stale
 
     # A stand-in "engine" in its own process group, named like vLLM's processes.
-    child = subprocess.Popen([sys.executable, "-c", "import time, sys; sys.argv[0]='vllm'; time.sleep(60)",
-                              "vllm-stand-in"], start_new_session=True)  # fmt: skip
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import time, sys; sys.argv[0]='vllm'; time.sleep(60)", "vllm-stand-in"],
+        start_new_session=True,
+    )
     import time
     from pathlib import Path
 

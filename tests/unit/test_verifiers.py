@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from learner.verifiers import VerifierError, parse_verifier, score
+from evals.verifiers import VerifierError, parse_verifier, score
 
 SCHEMA = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
 

@@ -1,0 +1,178 @@
+"""The driver's handle on one learner engine: seeds and coefficients go in, scalars come out.
+
+``LearnerEngine`` wraps a vLLM OpenAI server whose worker runs ``ESWorkerExtension``. It never
+moves weights across the process boundary: loading a member sends ``(seed, sigma, sign)``,
+an update sends ``(seeds, coefficients, alpha, ...)``. Generation and log-likelihoods go
+through the engine's OpenAI routes (``client`` / ``served_name``). A remote engine (for
+example a Ray actor owning its own vLLM server) can implement the same async methods.
+
+    engine = await LearnerEngine.start(model_dir, base_dir=base_dir, log_file=log)
+    try:
+        await engine.load_member(seed=123, sigma=1e-3, sign=+1)
+        ...
+    finally:
+        await engine.close()
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from engine.client import EngineClient
+from engine.supervisor import EngineSpec, EngineSupervisor
+from weights.meta import AWD_KINDS, NOISE_TABLE_SIZE, SnapshotMeta
+
+WORKER_EXTENSION = "engine.es_worker.ESWorkerExtension"
+
+
+@dataclass(frozen=True)
+class NoiseSpec:
+    """Which shared noise table the worker draws from (the driver and replays must agree)."""
+
+    size: int = NOISE_TABLE_SIZE
+    seed: int = 0
+    load_mode: str = "auto"  # auto | direct | reload (see engine.kernel_load)
+
+
+class LearnerEngine:
+    """Async handle on a learner engine (started here, or an existing one to attach to)."""
+
+    def __init__(self, client: EngineClient, served_name: str, supervisor: EngineSupervisor | None = None):
+        self.client = client
+        self.served_name = served_name
+        self.supervisor = supervisor
+        self.master_dir: Path | None = None
+        self.base_dir: Path | None = None
+        self.noise = NoiseSpec()
+        self.init_info: dict = {}
+
+    @property
+    def base_url(self) -> str:
+        return self.client.base_url
+
+    @classmethod
+    async def start(
+        cls,
+        model_dir: Path,
+        *,
+        log_file: Path,
+        base_dir: Path | None = None,
+        noise: NoiseSpec = NoiseSpec(),
+        served_name: str = "learner",
+        extra_args: list[str] | None = None,
+        start_timeout_s: float = 600.0,
+    ) -> LearnerEngine:
+        """Start a learner engine on ``model_dir`` (the parent) anchored to ``base_dir``.
+
+        Args:
+            model_dir: the parent model directory; the ES master starts from its weights.
+            log_file: where the engine's output goes.
+            base_dir: theta0 for AWD and the likelihood baseline (default: ``model_dir``).
+            noise: the shared noise table to build in the worker.
+            served_name: the model name the engine serves under.
+            extra_args: more vLLM server arguments (e.g. ``["--enforce-eager"]``).
+            start_timeout_s: how long to wait for the engine's health check.
+
+        Returns:
+            A ready handle whose engine has the master loaded.
+        """
+        spec = EngineSpec(
+            model_dir=Path(model_dir),
+            served_name=served_name,
+            log_file=Path(log_file),
+            worker_extension=WORKER_EXTENSION,
+            prefix_caching=False,  # cached KV from one member would corrupt another's rewards
+            extra_args=list(extra_args or []),
+        )
+        supervisor = EngineSupervisor(spec, start_timeout_s=start_timeout_s, max_restarts=0)
+        await supervisor.start()
+        engine = cls(EngineClient(supervisor.url), served_name, supervisor)
+        try:
+            await engine.init_state(Path(model_dir), Path(base_dir or model_dir), noise)
+        except BaseException:
+            await engine.close()
+            raise
+        return engine
+
+    async def _rpc(self, method: str, **kwargs: Any) -> dict:
+        # rank 0's result (every worker applies the same seeds); EngineRPCError on failure
+        return await self.client.rpc(method, **kwargs)
+
+    async def init_state(self, master_dir: Path, base_dir: Path, noise: NoiseSpec = NoiseSpec()) -> dict:
+        """(Re)load theta from ``master_dir`` and theta0 from ``base_dir``; serve the master."""
+        info = await self._rpc(
+            "es_init",
+            master_dir=str(master_dir),
+            base_dir=str(base_dir),
+            table_size=noise.size,
+            table_seed=noise.seed,
+            load_mode=noise.load_mode,
+        )
+        self.master_dir, self.base_dir, self.noise = Path(master_dir), Path(base_dir), noise
+        self.init_info = info
+        return info
+
+    async def load_member(self, seed: int, sigma: float, sign: int) -> dict:
+        """Serve ``theta + sign * sigma * eps(seed)``; returns the worker's timings."""
+        return await self._rpc("es_load_member", seed=seed, sigma=sigma, sign=sign)
+
+    async def load_master(self) -> dict:
+        """Serve theta exactly."""
+        return await self._rpc("es_load_master")
+
+    async def load_base(self) -> dict:
+        """Serve theta0 exactly."""
+        return await self._rpc("es_load_base")
+
+    async def apply_update(
+        self,
+        seeds: list[int],
+        coefficients: list[float],
+        *,
+        alpha: float,
+        population: int,
+        awd_lambda: float = 0.0,
+        awd_kind: str = "l2",
+    ) -> dict:
+        """One ES step plus AWD on the master (not yet served: call ``load_master``)."""
+        if awd_kind not in AWD_KINDS:
+            raise ValueError(f"awd_kind must be one of {AWD_KINDS}")
+        return await self._rpc(
+            "es_update",
+            seeds=list(seeds),
+            coefficients=list(coefficients),
+            alpha=alpha,
+            population=population,
+            awd_lambda=awd_lambda,
+            awd_kind=awd_kind,
+        )
+
+    async def snapshot(self, out_dir: Path, meta: SnapshotMeta) -> SnapshotMeta:
+        """Write the master as a model directory with ``meta.json``; returns that meta."""
+        written = await self._rpc("es_snapshot", out_dir=str(out_dir), meta=meta.model_dump(mode="json"))
+        return SnapshotMeta.model_validate(written)
+
+    async def checksum(self) -> dict:
+        """``{"master": sha256, "base": sha256, "loaded": what the engine serves}``."""
+        return await self._rpc("es_checksum")
+
+    async def drift(self) -> dict:
+        """``{"drift": ||theta - theta0||, "unchanged": share, "loaded": ...}``."""
+        return await self._rpc("es_drift")
+
+    async def load_weights_from(self, model_dir: Path) -> dict:
+        """Serve a model directory through vLLM's own reload (the serving hot-swap path).
+
+        The master is untouched; ``load_master`` serves it again.
+        """
+        return await self._rpc("es_load_dir", model_dir=str(model_dir))
+
+    async def close(self) -> None:
+        """Stop the engine if this handle started it; close the HTTP client."""
+        try:
+            if self.supervisor is not None:
+                await self.supervisor.stop()
+        finally:
+            await self.client.aclose()

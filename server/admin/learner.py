@@ -1,0 +1,126 @@
+"""Admin routes for learner rounds: trigger one now, list them, inspect one (with iterations)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from fastapi import APIRouter, Depends, Query
+from pydantic import BaseModel, ConfigDict, Field
+
+from server.deps import DB, LearnerRounds, admin_caller
+from server.errors import APIError
+from server.rounds import InvalidRound, RoundBusy
+from store.learner_runs import get_run, iterations, list_runs
+from store.versions import latest_decision
+
+router = APIRouter(prefix="/admin/learner", dependencies=[Depends(admin_caller)])
+
+
+class GateOverrides(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    min_gain: float | None = None
+    tolerance: float | None = None
+    max_total_drop: float | None = None
+    max_kl: float | None = None
+
+
+class RoundRequest(BaseModel):
+    """Overrides of this round's ES settings (and gate thresholds); all optional."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    iterations: int | None = Field(None, ge=1, le=10_000)
+    population: int | None = Field(None, ge=2, le=1024)
+    sigma: float | None = Field(None, gt=0, le=1)
+    alpha: float | None = Field(None, gt=0, le=1)
+    awd_lambda: float | None = Field(None, ge=0)
+    awd_kind: Literal["l1", "l2"] | None = None
+    minibatch: int | None = Field(None, ge=1, le=4096)
+    max_tokens: int | None = Field(None, ge=1, le=1024)
+    gate: GateOverrides | None = None
+
+    def overrides(self) -> dict[str, Any]:
+        es = self.model_dump(exclude={"gate"}, exclude_none=True)
+        gate = self.gate.model_dump(exclude_none=True) if self.gate else {}
+        return {k: v for k, v in (("es", es), ("gate", gate)) if v}
+
+
+def run_json(run, decision=None, its=None) -> dict[str, Any]:
+    def iso(t):
+        return t.isoformat() if t else None
+
+    body = {
+        "id": run.id,
+        "status": run.status,
+        "decision": run.decision,
+        "error": run.error,
+        "trigger": (run.config or {}).get("trigger"),
+        "overrides": (run.config or {}).get("overrides"),
+        "parent_version": run.parent_version,
+        "candidate_version": run.candidate_version,
+        "feedback": {"from_seq": run.feedback_from_seq, "to_seq": run.feedback_to_seq},
+        "metrics": run.metrics,
+        "created_at": iso(run.created_at),
+        "started_at": iso(run.started_at),
+        "finished_at": iso(run.finished_at),
+        "seconds": (run.finished_at - run.started_at).total_seconds()
+        if run.finished_at and run.started_at
+        else None,
+    }
+    if decision is not None:
+        body["gate"] = {"promote": decision.promote, "reasons": decision.reasons, "checks": decision.checks}
+    if its is not None:
+        body["iterations"] = [{"iteration": i.iteration, **i.metrics} for i in its]
+    return body
+
+
+@router.post("/rounds", status_code=202)
+async def trigger_round(rounds: LearnerRounds, body: RoundRequest | None = None) -> dict:
+    """Queue a round now (409 while one is queued or running)."""
+    if rounds is None or rounds.mode == "off":
+        raise APIError(409, "the learner is off (PERENNIAL_LEARNER_MODE=off)", code="learner_off")
+    try:
+        run = await rounds.enqueue((body or RoundRequest()).overrides(), trigger="admin")
+    except RoundBusy as exc:
+        raise APIError(409, f"{exc}; wait for it to finish", code="round_in_progress") from exc
+    except InvalidRound as exc:
+        raise APIError(400, str(exc), param=exc.field, code="invalid_value") from exc
+    return run_json(run)
+
+
+@router.get("/rounds")
+async def rounds_list(db: DB, limit: int = Query(50, ge=1, le=500)) -> dict:
+    async with db.sessions() as session:
+        runs = await list_runs(session, limit=limit)
+        data = []
+        for run in runs:
+            decision = (
+                await latest_decision(session, version_id=run.candidate_version)
+                if run.candidate_version
+                else None
+            )
+            data.append(run_json(run, decision))
+    return {"object": "list", "data": data}
+
+
+@router.get("/rounds/{run_id}")
+async def round_detail(db: DB, run_id: int) -> dict:
+    async with db.sessions() as session:
+        run = await get_run(session, run_id=run_id)
+        if run is None:
+            raise APIError(404, f"no round {run_id}", param="run_id", code="round_not_found")
+        decision = (
+            await latest_decision(session, version_id=run.candidate_version)
+            if run.candidate_version
+            else None
+        )
+        return run_json(run, decision, await iterations(session, run_id=run_id))
+
+
+@router.get("")
+async def learner_status(rounds: LearnerRounds) -> dict:
+    """Where the learner runs, the round it is running, and its engine (embedded mode)."""
+    if rounds is None:
+        return {"mode": "off", "running": None, "engine": None}
+    return {"mode": rounds.mode, "running": None, "engine": None, **rounds.status()}

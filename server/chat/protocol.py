@@ -1,0 +1,137 @@
+"""OpenAI wire models of the gateway, with their limits declared where the fields are.
+
+Requests are validated here before they reach the engine, so bad values come back as a 400
+in the OpenAI error envelope naming the offending parameter. Parameters we do not model
+(vLLM's extras such as ``top_k``, ``min_p``, ``repetition_penalty``) pass through to the
+engine, which validates them itself; a few engine-internal ones are refused (see
+``ENGINE_INTERNAL_FIELDS``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+MAX_STOP_SEQUENCES = 4
+MAX_STOP_CHARS = 256
+MAX_TOP_LOGPROBS = 20
+
+# Fields a client must not set: they control engine internals or our own bookkeeping.
+ENGINE_INTERNAL_FIELDS = frozenset(
+    {"request_id", "kv_transfer_params", "ec_transfer_params", "priority", "vllm_xargs"}
+)
+
+
+class ParamError(ValueError):
+    """A validator's error that names the request parameter at fault (see errors.py)."""
+
+    def __init__(self, param: str, message: str):
+        super().__init__(message)
+        self.param = param
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: str | list[dict[str, Any]] | None = None
+    name: str | None = Field(None, max_length=64)
+
+    @model_validator(mode="after")
+    def _content_required(self) -> ChatMessage:
+        if self.content is None and self.role != "assistant":
+            raise ValueError(f"a {self.role} message needs content")
+        return self
+
+
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    include_usage: bool = False
+
+
+class ResponseFormat(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _schema_given(self) -> ResponseFormat:
+        if self.type == "json_schema" and not self.json_schema:
+            raise ValueError("type 'json_schema' needs a json_schema object")
+        return self
+
+
+class ChatCompletionRequest(BaseModel):
+    """``POST /v1/chat/completions``. Unmodelled fields pass through to the engine."""
+
+    model_config = ConfigDict(extra="allow")
+
+    model: str = Field(..., min_length=1, max_length=256)
+    messages: list[ChatMessage] = Field(..., min_length=1)
+    temperature: float | None = Field(None, ge=0.0, le=2.0)
+    top_p: float | None = Field(None, gt=0.0, le=1.0)
+    n: int | None = Field(None, ge=1)
+    max_tokens: int | None = Field(None, ge=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
+    stop: str | list[str] | None = None
+    seed: int | None = Field(None, ge=-(2**63), le=2**63 - 1)
+    presence_penalty: float | None = Field(None, ge=-2.0, le=2.0)
+    frequency_penalty: float | None = Field(None, ge=-2.0, le=2.0)
+    logprobs: bool | None = None
+    top_logprobs: int | None = Field(None, ge=0, le=MAX_TOP_LOGPROBS)
+    logit_bias: dict[str, float] | None = None
+    response_format: ResponseFormat | None = None
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    user: str | None = Field(None, max_length=256)
+
+    @field_validator("stop")
+    @classmethod
+    def _stop_limits(cls, value: str | list[str] | None) -> str | list[str] | None:
+        stops = [value] if isinstance(value, str) else value or []
+        if len(stops) > MAX_STOP_SEQUENCES:
+            raise ValueError(f"at most {MAX_STOP_SEQUENCES} stop sequences")
+        if any(len(s) > MAX_STOP_CHARS or not s for s in stops):
+            raise ValueError(f"stop sequences must be 1..{MAX_STOP_CHARS} characters")
+        return value
+
+    @field_validator("logit_bias")
+    @classmethod
+    def _bias_range(cls, value: dict[str, float] | None) -> dict[str, float] | None:
+        for token, bias in (value or {}).items():
+            if not token.lstrip("-").isdigit() or not -100 <= bias <= 100:
+                raise ValueError("logit_bias maps token ids to values in [-100, 100]")
+        return value
+
+    @model_validator(mode="after")
+    def _consistency(self) -> ChatCompletionRequest:
+        if self.top_logprobs is not None and not self.logprobs:
+            raise ParamError("top_logprobs", "top_logprobs needs logprobs: true")
+        if self.stream_options is not None and not self.stream:
+            raise ParamError("stream_options", "stream_options is only allowed with stream: true")
+        internal = ENGINE_INTERNAL_FIELDS & set(self.model_extra or {})
+        if internal:
+            name = sorted(internal)[0]
+            raise ParamError(name, f"unsupported parameter: {name}")
+        return self
+
+    @property
+    def requested_tokens(self) -> int | None:
+        return self.max_completion_tokens or self.max_tokens
+
+
+class ModelCard(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int
+    owned_by: str = "perennial"
+    version: str
+    root: str
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelCard]

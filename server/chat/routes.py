@@ -1,0 +1,24 @@
+"""OpenAI-compatible routes: chat completions and models."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+
+from server.chat.protocol import ModelCard, ModelList
+from server.chat.serving import parse_json_body
+from server.deps import Caller, Chat, Served
+
+router = APIRouter(prefix="/v1")
+
+
+@router.post("/chat/completions")
+async def chat_completions(request: Request, caller: Caller, chat: Chat):
+    # The body is parsed by hand: invalid JSON gets our envelope, and the raw size is capped.
+    body = parse_json_body(await request.body())
+    return await chat.complete(body, caller)
+
+
+@router.get("/models", response_model=ModelList)
+async def list_models(_: Caller, served: Served) -> ModelList:
+    card = ModelCard(id=served.name, created=served.created, version=served.version, root=served.name)
+    return ModelList(data=[card])

@@ -1,0 +1,1 @@
+"""Feedback: wire models, validation and acceptance into the store, and its routes."""

@@ -1,1 +1,0 @@
-"""Thin HTTP routes; services live in ``server/serving.py`` and friends."""

@@ -1,0 +1,82 @@
+"""Where a deployment keeps its state: the settings every Perennial process shares.
+
+``StateSettings`` is the base of the gateway's ``server.settings.Settings`` and the learner's
+``learner.settings.LearnerSettings``: the data directory, the database, the base model and the
+admin key mean the same in every process, so they are declared (and validated) once, here.
+Every field is read from ``PERENNIAL_*`` environment variables or a ``.env`` file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def split_csv(value: object) -> object:
+    """A comma-separated environment value as a list (lists pass through)."""
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class StateSettings(BaseSettings):
+    """The data directory, the database, the base model and the admin key."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="PERENNIAL_", env_file=".env", extra="ignore", validate_default=True
+    )
+
+    data_dir: Path = Field(
+        Path(".perennial"),
+        description="All state of the embedded default: model, database, versions, keys, logs.",
+    )
+    model_dir: Path | None = Field(
+        None,
+        description="A local Hugging Face model directory to serve (the base). Unset: the "
+        "bundled SmolLM2-135M-Instruct, converted once into <data_dir>/models.",
+    )
+    database_url: SecretStr | None = Field(
+        None,
+        description="Database URL: postgresql://user:pass@host/db or sqlite:///path.db (drivers "
+        "chosen automatically). Unset: SQLite file <data_dir>/perennial.db.",
+    )
+    admin_key: SecretStr | None = Field(
+        None,
+        description="Bearer key for /admin routes. Unset: generated at first start and kept "
+        "in <data_dir>/admin_key (an external learner must be given it).",
+    )
+
+    @field_validator("data_dir")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @field_validator("model_dir")
+    @classmethod
+    def _absolute_model(cls, value: Path | None) -> Path | None:
+        return value.expanduser().resolve() if value is not None else None
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The configured database URL, or the embedded SQLite file in the data directory."""
+        if self.database_url is not None:
+            return self.database_url.get_secret_value()
+        return f"sqlite:///{self.data_dir / 'perennial.db'}"
+
+    @property
+    def admin_key_file(self) -> Path:
+        return self.data_dir / "admin_key"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.data_dir / "models"
+
+    @property
+    def versions_dir(self) -> Path:
+        return self.data_dir / "versions"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.data_dir / "logs"

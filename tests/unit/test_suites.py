@@ -1,0 +1,235 @@
+"""The shipped suite data and the JSONL parser (errors name line and field): no engine."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import pytest
+
+from evals.suites import (
+    BUILTIN_DIR,
+    SuiteError,
+    load_builtin_suites,
+    load_probes,
+    load_suite_file,
+    parse_suite_jsonl,
+)
+from evals.verifiers import parse_verifier, score
+
+SUITES = load_builtin_suites()
+
+
+def test_at_least_150_items_over_at_least_4_skills():
+    per_skill = Counter()
+    for suite in SUITES.values():
+        per_skill[suite.skill] += len(suite.items)
+    assert len(per_skill) >= 4, per_skill
+    assert sum(per_skill.values()) >= 150, per_skill
+    # no skill is a token presence: each has enough items for 1 item < 3 points
+    assert min(per_skill.values()) >= 34, per_skill
+
+
+def test_builtin_files_are_versioned_and_named_after_their_header():
+    for name, suite in SUITES.items():
+        assert suite.source == f"builtin:{name}.v{suite.version}.jsonl"
+        assert (BUILTIN_DIR / f"{name}.v{suite.version}.jsonl").is_file()
+
+
+def test_every_raw_line_verifier_parses_with_its_reference():
+    """Checks the files themselves (not the parser's output), line by line."""
+    for path in sorted(BUILTIN_DIR.glob("*.v*.jsonl")):
+        if path.name.startswith("probes."):
+            continue
+        lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        for row in lines[1:]:
+            parse_verifier(row["verifier"], row["reference"])
+            assert row["messages"][-1]["role"] == "user"
+
+
+def test_item_ids_are_unique_across_all_suites():
+    ids = [item.id for suite in SUITES.values() for item in suite.items]
+    assert len(ids) == len(set(ids))
+
+
+def test_each_reference_satisfies_its_own_verifier():
+    """A mis-authored regex/number/contains verifier would score its own answer 0.
+
+    JSON-schema items are skipped: their reference is the schema, not an answer.
+    """
+    bad = [
+        item.id
+        for suite in SUITES.values()
+        for item in suite.items
+        if item.verifier.type != "json_schema" and score(item.reference, item.reference, item.verifier) != 1.0
+    ]
+    assert not bad
+
+
+def test_loading_is_deterministic_and_round_trips():
+    again = load_builtin_suites()
+    for name, suite in SUITES.items():
+        assert again[name] == suite
+        reparsed = parse_suite_jsonl(suite.to_jsonl(), source=suite.source)
+        assert reparsed.sha256 == suite.sha256 and reparsed.items == suite.items
+        assert (reparsed.name, reparsed.version, reparsed.skill) == (suite.name, suite.version, suite.skill)
+
+
+def test_hash_follows_items_not_labels():
+    suite = SUITES["arithmetic"]
+    renamed = parse_suite_jsonl(suite.to_jsonl(), name="math2", version=7)
+    assert renamed.sha256 == suite.sha256 and renamed.name == "math2" and renamed.version == 7
+    first = suite.items[0].to_json()
+    changed = json.dumps({**first, "reference": "999"})
+    other = parse_suite_jsonl(changed, name="math2")
+    assert other.sha256 != parse_suite_jsonl(json.dumps(first), name="math2").sha256
+
+
+def test_probes():
+    probes = load_probes()
+    assert 24 <= len(probes) <= 64
+    assert len({p.id for p in probes}) == len(probes)
+    assert all(p.messages[-1]["role"] == "user" for p in probes)
+    assert len({p.messages[-1]["content"] for p in probes}) == len(probes)
+
+
+ITEM = {"id": "a", "messages": [{"role": "user", "content": "2+2?"}], "reference": "4", "verifier": "number"}
+HEADER = {"suite": {"name": "mine", "version": 2, "skill": "math"}}
+
+
+def jsonl(*rows) -> str:
+    return "\n".join(r if isinstance(r, str) else json.dumps(r) for r in rows) + "\n"
+
+
+# (id, text, expected line, expected field, a phrase of the message)
+BAD = [
+    ("invalid-json", jsonl(HEADER, ITEM, '{"id": "b", "reference": '), 3, None, "invalid JSON"),
+    ("not-an-object", jsonl(HEADER, "[1, 2]"), 2, None, "JSON object"),
+    (
+        "missing-reference",
+        jsonl(HEADER, {k: v for k, v in ITEM.items() if k != "reference"}),
+        2,
+        "reference",
+        "string",
+    ),
+    (
+        "missing-verifier",
+        jsonl(HEADER, {k: v for k, v in ITEM.items() if k != "verifier"}),
+        2,
+        "verifier",
+        "required",
+    ),
+    (
+        "unknown-verifier",
+        jsonl(HEADER, {**ITEM, "verifier": "fuzzy"}),
+        2,
+        "verifier",
+        "unknown verifier type",
+    ),
+    (
+        "bad-regex",
+        jsonl(HEADER, ITEM, {**ITEM, "id": "b", "verifier": {"type": "regex", "pattern": "("}}),
+        3,
+        "verifier",
+        "invalid regex",
+    ),
+    ("number-needs-numeric-ref", jsonl(HEADER, {**ITEM, "reference": "four"}), 2, "reference", "numeric"),
+    (
+        "bad-schema",
+        jsonl(HEADER, {**ITEM, "verifier": {"type": "json_schema", "schema": {"type": 5}}}),
+        2,
+        "verifier",
+        "schema",
+    ),
+    ("duplicate-id", jsonl(HEADER, ITEM, ITEM), 3, "id", "duplicate id 'a' (first on line 2)"),
+    ("header-not-first", jsonl(ITEM, HEADER), 2, "suite", "first line"),
+    ("unknown-key", jsonl(HEADER, {**ITEM, "answer": "4"}), 2, "answer", "unknown key"),
+    ("max-tokens-zero", jsonl(HEADER, {**ITEM, "max_tokens": 0}), 2, "max_tokens", "1..1024"),
+    ("max-tokens-bool", jsonl(HEADER, {**ITEM, "max_tokens": True}), 2, "max_tokens", "integer"),
+    (
+        "last-turn-assistant",
+        jsonl(HEADER, {**ITEM, "messages": [{"role": "assistant", "content": "hi"}]}),
+        2,
+        "messages",
+        "user",
+    ),
+    (
+        "bad-role",
+        jsonl(HEADER, {**ITEM, "messages": [{"role": "robot", "content": "hi"}]}),
+        2,
+        "messages",
+        "role",
+    ),
+    ("empty-messages", jsonl(HEADER, {**ITEM, "messages": []}), 2, "messages", "non-empty"),
+    ("prompt-and-messages", jsonl(HEADER, {**ITEM, "prompt": "x"}), 2, "prompt", "not both"),
+    ("id-too-long", jsonl(HEADER, {**ITEM, "id": "x" * 65}), 2, "id", "1..64"),
+    ("bad-tags", jsonl(HEADER, {**ITEM, "tags": "math"}), 2, "tags", "list of strings"),
+    ("bad-name", jsonl({"suite": {"name": "Bad Name"}}, ITEM), 1, "name", "suite name"),
+    ("bad-version", jsonl({"suite": {"name": "ok", "version": 0}}, ITEM), 1, "version", ">= 1"),
+    (
+        "unknown-header-key",
+        jsonl({"suite": {"name": "ok", "owner": "me"}}, ITEM),
+        1,
+        "owner",
+        "unknown header key",
+    ),
+    ("no-items", jsonl(HEADER), None, None, "no items"),
+    (
+        "blank-lines-count",
+        "\n\n" + jsonl(HEADER, "\n", {**ITEM, "verifier": "nope"}),
+        6,
+        "verifier",
+        "unknown",
+    ),
+]
+
+
+@pytest.mark.parametrize("text,line,field,phrase", [b[1:] for b in BAD], ids=[b[0] for b in BAD])
+def test_parse_errors_name_line_and_field(text, line, field, phrase):
+    with pytest.raises(SuiteError) as info:
+        parse_suite_jsonl(text)
+    err = info.value
+    assert (err.line, err.field) == (line, field)
+    assert phrase in str(err)
+    if line is not None:
+        assert str(err).startswith(f"line {line}: ")
+        assert err.param.startswith(f"line {line}")
+
+
+def test_name_required_without_header_and_override_wins():
+    with pytest.raises(SuiteError) as info:
+        parse_suite_jsonl(jsonl(ITEM))
+    assert info.value.field == "name"
+    suite = parse_suite_jsonl(jsonl(HEADER, ITEM), name="other")
+    assert (suite.name, suite.version, suite.skill) == ("other", 2, "math")
+
+
+def test_prompt_shorthand_and_defaults():
+    row = {"id": "p", "prompt": "Say hi", "reference": "hi", "verifier": "contains"}
+    suite = parse_suite_jsonl(jsonl({"suite": {"name": "s", "max_tokens": 9}}, row))
+    item = suite.items[0]
+    assert item.messages == ({"role": "user", "content": "Say hi"},)
+    assert item.max_tokens == 9 and suite.version == 1 and suite.skill == "s"
+
+
+def test_load_suite_file_uses_file_name_or_checks_header(tmp_path):
+    plain = tmp_path / "extra.v3.jsonl"
+    plain.write_text(jsonl(ITEM))
+    suite = load_suite_file(plain)
+    assert (suite.name, suite.version, suite.source) == ("extra", 3, str(plain))
+    wrong = tmp_path / "other.v1.jsonl"
+    wrong.write_text(jsonl(HEADER, ITEM))
+    with pytest.raises(SuiteError, match="header says mine v2"):
+        load_suite_file(wrong)
+    nameless = tmp_path / "notes.jsonl"
+    nameless.write_text(jsonl(ITEM))
+    with pytest.raises(SuiteError, match="no header name"):
+        load_suite_file(nameless)
+
+
+def test_probe_errors_name_the_line(tmp_path):
+    path = tmp_path / "p.jsonl"
+    path.write_text(jsonl({"id": "a", "prompt": "hi"}, {"id": "a", "prompt": "again"}))
+    with pytest.raises(SuiteError) as info:
+        load_probes(path)
+    assert (info.value.line, info.value.field) == (2, "id")
