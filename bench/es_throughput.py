@@ -1,28 +1,50 @@
-"""ES throughput: seconds per population member (load / evaluate / update) and members per minute.
+"""ES throughput: seconds per population member (load / evaluate / update), members per minute,
+and what a learner costs the chats served beside it.
 
     .venv/bin/python bench/es_throughput.py [--members 8] [--prompts 16] [--max-tokens 16]
-                                            [--arms direct,reload,transformers] [--out FILE]
+        [--arms auto,all,all+prefix,reload,transformers] [--setups default,split,all,all+yield,all+passive]
+        [--chat-seconds 30] [--out FILE]
 
-Arms, measured in one run, one after the other (never two on the CPU at once):
+Part 1, the learner alone (``--arms``), one arm after the other, a fresh learner engine each:
 
-* ``direct``: the learner engine (vLLM), members written from the fp32 master plus a slice of
-  the shared noise table straight into the CPU kernels' buffers, then re-packed;
-* ``reload``: the same engine through vLLM's generic ``reload_weights`` (+ the tied lm_head
-  re-pack), i.e. the straightforward path;
-* ``transformers``: the naive baseline of the original ES-at-scale code: a transformers model,
-  fresh seeded Gaussians per tensor added in place, batched greedy ``generate``, restore by
-  regenerating the noise and subtracting (the table also reports the drift that leaves).
+* ``auto``: the learner engine with vLLM's own CPU thread binding (one core reserved for its
+  scheduler, OpenMP bound to the others), members written straight into the CPU kernels'
+  buffers from the fp32 master plus a slice of the shared noise table (the direct path);
+* ``all``: the same with the thread plan ``all`` (OpenMP on every core, none reserved);
+* ``all+prefix``: plan ``all`` and prompt prefixes cached within a member (the cache dropped
+  at every weight change; the items share their chat template's system prompt);
+* ``reload``: thread plan ``auto``, members loaded through vLLM's generic ``reload_weights``;
+* ``transformers``: the naive baseline of the original ES-at-scale code: a transformers
+  model, fresh seeded Gaussians per tensor added in place, batched greedy ``generate``,
+  restore by subtraction (the table also reports the drift that leaves).
 
-Each member is scored on the same ``--prompts`` addition prompts, greedy, ``--max-tokens``.
-``update`` is the ES step for the population (``members / 2`` seeds) divided by ``members``.
-Medians over members. Writes ``bench/results/es_throughput.json``. Timings depend on what else
-runs on the machine: re-measure on a quiet machine before quoting them.
+Every member is scored on the same ``--prompts`` addition prompts, greedy, ``--max-tokens``
+(generation stops at EOS), and the per-member scores of each vLLM arm are compared with the
+first arm's: a thread plan changes how fast, not what (``same scores``).
+
+Part 2, the learner beside a serving engine (``--setups``): a closed-loop client (one chat at a
+time, 16 greedy tokens, the next as soon as one returns) talks to a serving engine while the
+learner engine is idle, then while it evaluates members. Setups (serving plan / learner plan):
+
+* ``default``: auto / auto, the plans before thread plans existed (not in the default list:
+  on 2 cores vLLM's auto binding puts both engines' OpenMP threads on core 0, where they spin
+  against each other; learner requests then waited minutes and timed out after 300 s);
+* ``split``: ``0`` / ``1``, a core each;
+* ``all``: ``all`` / ``all``, both engines on both cores;
+* ``all+yield``: ``all`` / ``all``, and the learner waits before each member while a chat is
+  in flight (up to 2 s; ``learner.yielding.ChatYield``, as the embedded learner does);
+* ``all+passive``: ``all`` / ``all`` with ``OMP_WAIT_POLICY=PASSIVE`` for both engines
+  (waiting OpenMP threads sleep instead of spinning on the cores the other engine needs).
+
+Medians over members and chats. Writes ``bench/results/es_throughput.json``. Timings depend on
+what else runs on the machine: run it on a quiet machine.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -37,9 +59,12 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from engine.client import EngineClient  # noqa: E402
 from engine.learner_engine import LearnerEngine, NoiseSpec  # noqa: E402
-from learner.fitness import Batch, FitnessEvaluator  # noqa: E402
+from engine.supervisor import EngineSpec, EngineSupervisor  # noqa: E402
+from learner.fitness import FitnessEvaluator  # noqa: E402
 from learner.items import ItemSet, load_items  # noqa: E402
+from learner.yielding import ChatYield  # noqa: E402
 from tests.support.server import shared_model_dir  # noqa: E402
 from weights.es import iteration_seeds, zscore  # noqa: E402
 
@@ -50,33 +75,75 @@ def _median(rows: list[dict], key: str) -> float:
     return statistics.median(r[key] for r in rows)
 
 
-async def engine_arms(model_dir: Path, items: ItemSet, args, arms: list[str]) -> dict[str, dict]:
-    """Measure the vLLM arms on one learner engine (switching its load path between arms)."""
+# arm -> (thread plan, load mode, prefix cache within a member) of the learner engine
+ARMS = {
+    "auto": ("auto", "direct", False),
+    "all": ("all", "direct", False),
+    "all+prefix": ("all", "direct", True),
+    "reload": ("auto", "reload", False),
+}
+# setup -> (serving plan, learner plan, learner prefix cache, yield seconds per member)
+SETUPS = {
+    "default": ("auto", "auto", False, 0.0),
+    "split": ("0", "1", False, 0.0),
+    "all": ("all", "all", False, 0.0),
+    "all+yield": ("all", "all", False, 2.0),
+    "all+passive": ("all", "all", False, 0.0),
+}
+# setups whose engines' OpenMP threads sleep instead of spinning when they wait
+PASSIVE = {"all+passive"}
+CHAT = {"messages": [{"role": "user", "content": "Name three colours."}], "max_tokens": 16,
+        "temperature": 0.0, "min_tokens": 16}  # fmt: skip
+
+
+async def start_learner(model_dir: Path, plan: str, load_mode: str, prefix: bool) -> LearnerEngine:
     log = Path(tempfile.mkdtemp(prefix="es-bench-")) / "engine.log"
     started = time.monotonic()
-    engine = await LearnerEngine.start(model_dir, log_file=log)
-    print(f"learner engine up in {time.monotonic() - started:.0f} s ({engine.init_info['load_mode']})")
-    results = {}
-    try:
-        evaluator = FitnessEvaluator(engine, items, minibatch=args.prompts, max_tokens=args.max_tokens)
-        batch = evaluator.batch(0)
-        await evaluator.evaluate(batch)  # warm-up
-        for arm in arms:
-            info = await engine.init_state(model_dir, model_dir, NoiseSpec(load_mode=arm))
-            if info["load_mode"] != arm:
-                print(f"  {arm}: unavailable ({info['rejected']}); skipped")
+    engine = await LearnerEngine.start(
+        model_dir, log_file=log, cpu_threads=plan, noise=NoiseSpec(load_mode=load_mode), prefix_cache=prefix
+    )
+    threads = (await engine.ping())["threads"]
+    print(
+        f"learner engine ({plan}, {engine.init_info['load_mode']}, prefix cache {prefix}) up in {time.monotonic() - started:.0f} s:"
+        f" {threads['omp_threads']} OpenMP threads on cores {threads['omp_cores']}"
+    )
+    return engine
+
+
+async def engine_arms(model_dir: Path, items: ItemSet, args, arms: list[str]) -> dict[str, dict]:
+    """Measure the vLLM arms, a fresh learner engine each."""
+    results: dict[str, dict] = {}
+    for arm in arms:
+        plan, load_mode, prefix = ARMS[arm]
+        engine = await start_learner(model_dir, plan, load_mode, prefix)
+        try:
+            if engine.init_info["load_mode"] != load_mode:
+                print(f"  {arm}: {load_mode} unavailable ({engine.init_info['rejected']}); skipped")
                 continue
-            results[arm] = await _engine_arm(engine, evaluator, batch, args)
-    finally:
-        await engine.close()
+            results[arm] = await _engine_arm(engine, items, args)
+            results[arm].update(plan=plan, prefix_cache=prefix)
+        finally:
+            await engine.close()
+    first = next(iter(results.values()), None)
+    for r in results.values():
+        r["same_scores"] = first is not None and r["scores"] == first["scores"]
     return results
 
 
-async def _engine_arm(engine, evaluator: FitnessEvaluator, batch: Batch, args) -> dict:
+async def _engine_arm(engine, items: ItemSet, args, before_member=None) -> dict:
+    evaluator = FitnessEvaluator(engine, items, minibatch=args.prompts, max_tokens=args.max_tokens)
+    batch = evaluator.batch(0)
+    await evaluator.evaluate(batch)  # warm-up
     seeds = iteration_seeds(0, 0, args.members // 2)
     rows, scores = [], []
+    wall = time.perf_counter()
     for seed in seeds:
         for sign in (1, -1):
+            waited = 0.0
+            if before_member is not None:
+                t = time.perf_counter()
+                await before_member()
+                waited = time.perf_counter() - t
             t0 = time.perf_counter()
             timing = await engine.load_member(seed, SIGMA, sign)
             t1 = time.perf_counter()
@@ -87,6 +154,7 @@ async def _engine_arm(engine, evaluator: FitnessEvaluator, batch: Batch, args) -
                     "perturb_s": timing["perturb_s"],
                     "repack_s": timing["reload_s"],
                     "evaluate_s": time.perf_counter() - t1,
+                    "yield_s": waited,
                 }
             )
     z = zscore(scores)
@@ -94,11 +162,103 @@ async def _engine_arm(engine, evaluator: FitnessEvaluator, batch: Batch, args) -
     await engine.apply_update(seeds, (z[0::2] - z[1::2]).tolist(), alpha=ALPHA, population=len(rows))
     await engine.load_master()
     update_s = time.perf_counter() - t0
-    return _summary(rows, update_s, {"mean_score": statistics.fmean(scores)})
+    wall_min = (time.perf_counter() - wall) / 60
+    extra = {
+        "mean_score": statistics.fmean(scores),
+        "scores": scores,
+        "wall_members_per_min": round(len(rows) / wall_min, 2),
+    }
+    return _summary(rows, update_s, extra)
+
+
+class ClosedLoopChats:
+    """One chat at a time against an engine, the next as soon as one returns."""
+
+    def __init__(self, client: EngineClient, model: str):
+        self.client, self.model = client, model
+        self.latencies: list[float] = []
+        self.in_flight = 0
+        self._task: asyncio.Task | None = None
+
+    async def _run(self) -> None:
+        while True:
+            self.in_flight += 1
+            started = time.perf_counter()
+            try:
+                await self.client.chat({**CHAT, "model": self.model})
+            finally:
+                self.in_flight -= 1
+            self.latencies.append(time.perf_counter() - started)
+
+    async def measure(self, seconds: float | None = None, during=None) -> dict:
+        """Chat latencies over ``seconds``, or while the coroutine ``during`` runs."""
+        self.latencies = []
+        self._task = asyncio.create_task(self._run())
+        try:
+            if during is not None:
+                result = await during
+            else:
+                await asyncio.sleep(seconds or 0)
+                result = None
+        finally:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        lat = sorted(self.latencies)
+        stats = {
+            "chats": len(lat),
+            "p50_s": round(statistics.median(lat), 3) if lat else None,
+            "p95_s": round(lat[min(len(lat) - 1, int(0.95 * len(lat)))], 3) if lat else None,
+        }
+        return {"chat": stats, "learner": result}
+
+
+async def setups(model_dir: Path, items: ItemSet, args, names: list[str]) -> dict[str, dict]:
+    """The learner beside a serving engine under a closed-loop chat client."""
+    results: dict[str, dict] = {}
+    for name in names:
+        serving_plan, learner_plan, prefix, yield_s = SETUPS[name]
+        if name in PASSIVE:
+            os.environ["OMP_WAIT_POLICY"] = "PASSIVE"  # inherited by both engines
+        else:
+            os.environ.pop("OMP_WAIT_POLICY", None)
+        log = Path(tempfile.mkdtemp(prefix="es-bench-serving-")) / "engine.log"
+        spec = EngineSpec(model_dir=model_dir, served_name="served", log_file=log, cpu_threads=serving_plan)
+        serving = EngineSupervisor(spec, start_timeout_s=900, max_restarts=0)
+        await serving.start()
+        client = EngineClient(serving.url)
+        learner = await start_learner(model_dir, learner_plan, "direct", prefix)
+        try:
+            chats = ClosedLoopChats(client, "served")
+            await chats.measure(5)  # warm-up
+            idle = await chats.measure(args.chat_seconds)
+            hook = ChatYield(lambda c=chats: c.in_flight, max_wait_s=yield_s) if yield_s else None
+            busy = await chats.measure(during=_engine_arm(learner, items, args, before_member=hook))
+            results[name] = {
+                "serving_plan": serving_plan,
+                "learner_plan": learner_plan,
+                "learner_prefix_cache": prefix,
+                "yield_s": yield_s,
+                "idle": idle["chat"],
+                "during": busy["chat"],
+                "learner": busy["learner"],
+                "p50_ratio": round(busy["chat"]["p50_s"] / idle["chat"]["p50_s"], 2),
+            }
+            r = results[name]
+            print(
+                f"  {name}: chat p50 {r['idle']['p50_s']:.2f} s idle -> {r['during']['p50_s']:.2f} s during "
+                f"({r['p50_ratio']:.2f}x); learner {r['learner']['members_per_min']:.1f} members/min"
+            )
+        finally:
+            await learner.close()
+            await client.aclose()
+            await serving.stop()
+    return results
 
 
 def _summary(rows: list[dict], update_s: float, extra: dict) -> dict:
     out = {k: round(_median(rows, k), 4) for k in rows[0]}
+    out["yield_total_s"] = round(sum(r.get("yield_s", 0.0) for r in rows), 3)
     out["update_per_member_s"] = round(update_s / len(rows), 4)
     out["total_per_member_s"] = round(out["load_s"] + out["evaluate_s"] + out["update_per_member_s"], 4)
     out["members_per_min"] = round(60 / out["total_per_member_s"], 2)
@@ -173,7 +333,23 @@ def print_table(results: dict[str, dict]) -> None:
         share = {k: r[k] / r["total_per_member_s"] for k in ("load_s", "evaluate_s", "update_per_member_s")}
         split = ", ".join(f"{k.removesuffix('_s')} {v:.0%}" for k, v in share.items())
         extra = f"; perturb {r['perturb_s']:.3f} s + repack {r['repack_s']:.3f} s" if "perturb_s" in r else ""
-        print(f"  {arm}: {split}{extra}")
+        same = f"; same scores as the first arm: {r['same_scores']}" if "same_scores" in r else ""
+        print(f"  {arm}: {split}{extra}{same}")
+
+
+def print_setups(results: dict[str, dict]) -> None:
+    if not results:
+        return
+    print(
+        "\n| setup (serving / learner plan) | chat p50 idle | chat p50 during | ratio | chat p95 idle "
+        "| chat p95 during | learner members/min (wall) |\n|---|---|---|---|---|---|---|"
+    )
+    for name, r in results.items():
+        print(
+            f"| {name} ({r['serving_plan']} / {r['learner_plan']}) | {r['idle']['p50_s']:.2f} "
+            f"| {r['during']['p50_s']:.2f} | {r['p50_ratio']:.2f}x | {r['idle']['p95_s']:.2f} "
+            f"| {r['during']['p95_s']:.2f} | {r['learner']['wall_members_per_min']:.1f} |"
+        )
 
 
 def main() -> None:
@@ -181,19 +357,25 @@ def main() -> None:
     parser.add_argument("--members", type=int, default=8)
     parser.add_argument("--prompts", type=int, default=16)
     parser.add_argument("--max-tokens", type=int, default=16)
-    parser.add_argument("--arms", default="direct,reload,transformers")
+    parser.add_argument("--arms", default="auto,all,all+prefix,reload,transformers")
+    parser.add_argument("--setups", default="split,all,all+yield,all+passive")
+    parser.add_argument("--chat-seconds", type=float, default=30.0)
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "es_throughput.json")
     args = parser.parse_args()
     arms = args.arms.split(",")
     model_dir = shared_model_dir()
     items = load_items(REPO / "evals" / "tasks" / "addition" / "train.jsonl")
     load_before = os.getloadavg()
-    results = asyncio.run(engine_arms(model_dir, items, args, [a for a in arms if a != "transformers"]))
+    results = asyncio.run(engine_arms(model_dir, items, args, [a for a in arms if a in ARMS]))
     if "transformers" in arms:
         results["transformers"] = transformers_arm(model_dir, items, args)
     print_table(results)
+    names = [n for n in args.setups.split(",") if n]
+    beside = asyncio.run(setups(model_dir, items, args, names)) if names else {}
+    print_setups(beside)
     report = {
         "results": results,
+        "beside_serving": beside,
         "members": args.members,
         "prompts": args.prompts,
         "max_tokens": args.max_tokens,

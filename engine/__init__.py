@@ -7,6 +7,7 @@ The only package that imports ``vllm`` (lazily, and only inside the engine proce
 * ``runtime``         the gateway's view of its serving engine (supervised or attached by URL)
 * ``learner_engine``  the learner's handle: seeds and coefficients in, scalars out
 * ``rpc``             the one error policy of every worker method (never kills the engine)
+* ``threads``         CPU thread plans: which cores an engine's OpenMP threads run on
 * ``serving_worker``  worker extension of the serving engine (verified hot-swap loads)
 * ``es_worker``       worker extension of the learner engine (fp32 master, members, updates)
 * ``kernel_load``     the direct CPU weight path into vLLM's packed kernels

@@ -6,6 +6,7 @@ failures surface as :class:`EngineUnavailable`, which the gateway turns into a 5
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -141,8 +142,20 @@ class EngineClient:
     async def is_paused(self) -> bool:
         return bool((await self._request("GET", "/is_paused")).json()["is_paused"])
 
-    async def reset_prefix_cache(self) -> None:
-        await self._request("POST", "/reset_prefix_cache")
+    async def reset_prefix_cache(self, *, attempts: int = 5) -> None:
+        """Drop every cached KV block; raise :class:`EngineHTTPError` if the engine would not.
+
+        vLLM refuses (``{"success": false}``) while blocks are still held, e.g. by a request
+        that is finishing; that is retried a few times. After a weight change a stale block
+        would give replies computed partly with the old weights, so failure is an error.
+        """
+        for attempt in range(attempts):
+            response = await self._request("POST", "/reset_prefix_cache")
+            body = _parse_body(response)
+            if not isinstance(body, dict) or body.get("success", True):
+                return
+            await asyncio.sleep(0.05 * (attempt + 1))
+        raise EngineHTTPError(409, {"error": "the engine did not reset its prefix cache"})
 
     async def update_weight_version(self, version: str) -> None:
         await self._request("POST", "/update_weight_version", json={"new_version": version})

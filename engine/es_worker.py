@@ -21,6 +21,7 @@ serve the same handle.
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ import torch
 
 from engine.kernel_load import refresh_tied_lm_head, verified_direct_loader
 from engine.rpc import worker_method
+from engine.threads import worker_threads
 from weights.es import NOISE_TABLE_SIZE, NoiseTable, es_step, l2_distance, perturbed, tensors_sha256
 from weights.meta import SnapshotMeta
 from weights.snapshot import load_tensors, write_snapshot
@@ -126,6 +128,11 @@ class ESWorkerExtension:
         for name, tensor in params.items():
             self._es_out[name].copy_(tensor)
         return self._es_commit()
+
+    @worker_method
+    def es_ping(self) -> dict:
+        """The worker's pid and thread plan as applied (OpenMP threads and cores)."""
+        return {"extension": type(self).__name__, "pid": os.getpid(), "threads": worker_threads()}
 
     @worker_method
     def es_load_member(self, seed: str, sigma: str, sign: str) -> dict:

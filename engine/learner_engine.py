@@ -6,6 +6,13 @@ an update sends ``(seeds, coefficients, alpha, ...)``. Generation and log-likeli
 through the engine's OpenAI routes (``client`` / ``served_name``). A remote engine (for
 example a Ray actor owning its own vLLM server) can implement the same async methods.
 
+Prefix caching, per member (``prefix_cache=True``; off by default). The items of one member
+share their chat template's head (the system prompt: a third of a short addition prompt's
+tokens); with the option on, the engine caches prefixes and every weight change drops the
+whole cache before anything is scored (``_load``), so KV computed under one member's weights
+never serves another's. On our 2-core CPUs it measured slower (``bench/es_throughput.py``,
+arm ``all+prefix``), hence off.
+
     engine = await LearnerEngine.start(model_dir, base_dir=base_dir, log_file=log)
     try:
         await engine.load_member(seed=123, sigma=1e-3, sign=+1)
@@ -47,6 +54,7 @@ class LearnerEngine:
         self.base_dir: Path | None = None
         self.noise = NoiseSpec()
         self.init_info: dict = {}
+        self.prefix_cache = False  # whether the engine caches prefixes (reset at every load)
 
     @property
     def base_url(self) -> str:
@@ -63,6 +71,8 @@ class LearnerEngine:
         served_name: str = "learner",
         extra_args: list[str] | None = None,
         start_timeout_s: float = 600.0,
+        cpu_threads: str = "auto",
+        prefix_cache: bool = False,
     ) -> LearnerEngine:
         """Start a learner engine on ``model_dir`` (the parent) anchored to ``base_dir``.
 
@@ -74,6 +84,8 @@ class LearnerEngine:
             served_name: the model name the engine serves under.
             extra_args: more vLLM server arguments (e.g. ``["--enforce-eager"]``).
             start_timeout_s: how long to wait for the engine's health check.
+            cpu_threads: the engine's thread plan (see ``engine.threads``).
+            prefix_cache: cache prompt prefixes within a member (dropped at every load).
 
         Returns:
             A ready handle whose engine has the master loaded.
@@ -83,12 +95,16 @@ class LearnerEngine:
             served_name=served_name,
             log_file=Path(log_file),
             worker_extension=WORKER_EXTENSION,
-            prefix_caching=False,  # cached KV from one member would corrupt another's rewards
+            # Cached KV from one member would corrupt another's rewards: on only with the reset
+            # after every load (_load).
+            prefix_caching=prefix_cache,
             extra_args=list(extra_args or []),
+            cpu_threads=cpu_threads,
         )
         supervisor = EngineSupervisor(spec, start_timeout_s=start_timeout_s, max_restarts=0)
         await supervisor.start()
         engine = cls(EngineClient(supervisor.url), served_name, supervisor)
+        engine.prefix_cache = prefix_cache
         try:
             await engine.init_state(Path(model_dir), Path(base_dir or model_dir), noise)
         except BaseException:
@@ -100,9 +116,16 @@ class LearnerEngine:
         # rank 0's result (every worker applies the same seeds); EngineRPCError on failure
         return await self.client.rpc(method, **kwargs)
 
+    async def _load(self, method: str, **kwargs: Any) -> dict:
+        """A call that changes the served weights, then the prefix cache dropped."""
+        result = await self._rpc(method, **kwargs)
+        if self.prefix_cache:
+            await self.client.reset_prefix_cache()
+        return result
+
     async def init_state(self, master_dir: Path, base_dir: Path, noise: NoiseSpec = NoiseSpec()) -> dict:
         """(Re)load theta from ``master_dir`` and theta0 from ``base_dir``; serve the master."""
-        info = await self._rpc(
+        info = await self._load(
             "es_init",
             master_dir=str(master_dir),
             base_dir=str(base_dir),
@@ -114,17 +137,21 @@ class LearnerEngine:
         self.init_info = info
         return info
 
+    async def ping(self) -> dict:
+        """The worker's pid and its thread plan as applied."""
+        return await self._rpc("es_ping")
+
     async def load_member(self, seed: int, sigma: float, sign: int) -> dict:
         """Serve ``theta + sign * sigma * eps(seed)``; returns the worker's timings."""
-        return await self._rpc("es_load_member", seed=seed, sigma=sigma, sign=sign)
+        return await self._load("es_load_member", seed=seed, sigma=sigma, sign=sign)
 
     async def load_master(self) -> dict:
         """Serve theta exactly."""
-        return await self._rpc("es_load_master")
+        return await self._load("es_load_master")
 
     async def load_base(self) -> dict:
         """Serve theta0 exactly."""
-        return await self._rpc("es_load_base")
+        return await self._load("es_load_base")
 
     async def apply_update(
         self,
@@ -167,7 +194,7 @@ class LearnerEngine:
 
         The master is untouched; ``load_master`` serves it again.
         """
-        return await self._rpc("es_load_dir", model_dir=str(model_dir))
+        return await self._load("es_load_dir", model_dir=str(model_dir))
 
     async def close(self) -> None:
         """Stop the engine if this handle started it; close the HTTP client."""

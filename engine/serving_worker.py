@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.rpc import worker_method
+from engine.threads import worker_threads
 
 
 def checkpoint_layout(directory: Path) -> dict[str, tuple[tuple[int, ...], str]]:
@@ -68,6 +69,7 @@ class ServingWorkerExtension:
             "model": str(model_config.model),
             "dtype": str(model_config.dtype),
             "direct_loader": self._perennial_direct_state(),
+            "threads": worker_threads(),
         }
 
     @worker_method
@@ -133,6 +135,7 @@ class ServingWorkerExtension:
             "path": str(directory),
             "via": "reload",
             "direct_loader": self._perennial_direct_state(),
+            "threads": worker_threads(),
         }
 
     @worker_method

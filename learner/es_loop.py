@@ -92,11 +92,16 @@ async def _population(
     config: ESConfig,
     iteration: int,
     timings: dict[str, float],
+    before_member: Callable[[], Awaitable[None]] | None,
 ) -> list[MemberFitness]:
     batch = evaluator.batch(iteration)
     members: list[MemberFitness] = []
     for seed in seeds:
         for sign in (1, -1):
+            if before_member is not None:  # e.g. yield the CPU to chats in flight
+                waited = time.perf_counter()
+                await before_member()
+                timings["yield_s"] += time.perf_counter() - waited
             started = time.perf_counter()
             await engine.load_member(seed, config.sigma, sign)
             loaded = time.perf_counter()
@@ -115,6 +120,7 @@ async def run_es(
     eval_every: int = 0,
     start_iteration: int = 0,
     on_iteration: Callable[[IterationRecord], Awaitable[None] | None] | None = None,
+    before_member: Callable[[], Awaitable[None]] | None = None,
 ) -> ESResult:
     """Run ES + AWD for ``config.iterations`` iterations on the engine's master.
 
@@ -126,6 +132,8 @@ async def run_es(
         eval_every: score ``heldout`` every this many iterations and after the last (0: never).
         start_iteration: first iteration index (after ``replay`` of earlier records).
         on_iteration: called with each record (sync or async), e.g. to write JSONL.
+        before_member: awaited before each member is loaded (the learner service yields the
+            CPU to chats in flight there); it never changes what is computed.
 
     Returns:
         The records; the engine is left serving the updated master.
@@ -144,9 +152,9 @@ async def run_es(
         result.initial_target = await target_score(engine, heldout, config)
     for iteration in range(start_iteration, config.iterations):
         started = time.perf_counter()
-        timings = {"load_s": 0.0, "evaluate_s": 0.0, "update_s": 0.0, "target_s": 0.0}
+        timings = {"load_s": 0.0, "evaluate_s": 0.0, "update_s": 0.0, "target_s": 0.0, "yield_s": 0.0}
         seeds = iteration_seeds(config.seed, iteration, config.pairs)
-        members = await _population(engine, evaluator, seeds, config, iteration, timings)
+        members = await _population(engine, evaluator, seeds, config, iteration, timings, before_member)
         coefficients = pair_coefficients(combine(members, config.fitness_weights))
         t0 = time.perf_counter()
         stats = await engine.apply_update(

@@ -65,6 +65,7 @@ class RoundContext:
     suites: Callable[[], Awaitable[list[Suite]]]
     probes: Sequence[Probe]
     promote: Promote
+    before_member: Callable[[], Awaitable[object]] | None = None  # e.g. learner.yielding.ChatYield
 
 
 @dataclass
@@ -116,7 +117,13 @@ async def run_round(ctx: RoundContext, run_id: int, overrides: dict[str, Any]) -
     # ---- 3. ES + AWD from the serving version, anchored to the base ---------------------------
     await engine.init_state(Path(incumbent.snapshot_path), ctx.base_dir, config.noise)
     incumbent_target, rated_only = await heldout_target(engine, items, config)
-    result = await run_es(engine, items.train, config, on_iteration=iteration_recorder(db, run_id))
+    result = await run_es(
+        engine,
+        items.train,
+        config,
+        on_iteration=iteration_recorder(db, run_id),
+        before_member=ctx.before_member,
+    )
     candidate_target, _ = await heldout_target(engine, items, config)
 
     # ---- 4. candidate snapshot ---------------------------------------------------------------

@@ -24,15 +24,18 @@ import logging
 import os
 import socket
 import uuid
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from engine.supervisor import reap_stale
 from evals.suites import load_probes
 from learner.config import ConfigError
 from learner.round import Promote, RoundContext, run_round
 from learner.settings import LearnerSettings
 from learner.suites_store import enabled_suites, register_builtin_suites
+from learner.yielding import ChatYield
 from store.db import Database
 from store.learner_runs import (
     acquire_lock,
@@ -96,18 +99,33 @@ class LearnerService:
         promote: Promote,
         *,
         schedule: bool = True,
+        chats_in_flight: Callable[[], int] | None = None,
     ):
+        """A learner for one process.
+
+        Args:
+            db: the store.
+            settings: the learner's settings.
+            base_dir: theta0's model directory (the AWD anchor).
+            promote: how a passing candidate is served (the gateway's verified hot swap).
+            schedule: run the scheduled feedback check (False: only queued rounds run).
+            chats_in_flight: the gateway's count of chats being served, when the learner
+                shares the machine with it (embedded mode); with ``learner_yield_max_s`` > 0
+                each member waits for it to reach 0, up to that long (:mod:`learner.yielding`).
+        """
         self.db = db
         self.settings = settings
         self.base_dir = base_dir
         self.promote = promote
         self.schedule = schedule
+        self.chats_in_flight = chats_in_flight
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.engine: Any = None
         self.running: int | None = None
         self._loop_task: asyncio.Task | None = None
         self._scheduler: Any = None
         self._probes = load_probes()
+        self.engine_log = settings.logs_dir / "learner-engine.log"
 
     async def start(self) -> None:
         async with self.db.sessions() as session:
@@ -115,6 +133,9 @@ class LearnerService:
             await session.commit()
         if failed:
             log.warning("marked %d interrupted round(s) failed", failed)
+        # A learner that was killed leaves its engine (GBs of memory, spinning threads) behind;
+        # clean it up now rather than at the next round's engine start.
+        reap_stale(self.engine_log.with_suffix(".pgid"))
         await register_builtin_suites(self.db)
         self._loop_task = asyncio.create_task(self._loop(), name="learner-loop")
         if self.schedule and (self.settings.learner_interval_s or self.settings.learner_cron):
@@ -220,6 +241,7 @@ class LearnerService:
                 lambda: enabled_suites(self.db),
                 self._probes,
                 self.promote,
+                before_member=self._chat_yield(),
             )
             outcome = await run_round(ctx, run.id, (run.config or {}).get("overrides") or {})
             values = {"status": "succeeded", "decision": outcome.decision}
@@ -236,6 +258,11 @@ class LearnerService:
                 await update_run(session, run_id=run.id, finished_at=utcnow(), **values)
                 await session.commit()
 
+    def _chat_yield(self) -> ChatYield | None:
+        if self.chats_in_flight is None or self.settings.learner_yield_max_s <= 0:
+            return None
+        return ChatYield(self.chats_in_flight, max_wait_s=self.settings.learner_yield_max_s)
+
     async def _ensure_engine(self) -> Any:
         from engine.learner_engine import LearnerEngine
 
@@ -249,8 +276,10 @@ class LearnerService:
             engine = await LearnerEngine.start(
                 self.base_dir,
                 base_dir=self.base_dir,
-                log_file=s.data_dir / "logs" / "learner-engine.log",
+                log_file=self.engine_log,
                 extra_args=s.learner_engine_args,
+                cpu_threads=s.learner_cpu_threads,
+                prefix_cache=s.learner_prefix_cache,
                 start_timeout_s=s.learner_engine_start_timeout_s,
             )
             self.engine = engine

@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, field_validator
 from pydantic_settings import NoDecode
 
+from engine.threads import check_plan
 from learner.config import ESConfig
 from learner.gate import Thresholds
 from store.settings import StateSettings, split_csv
@@ -73,6 +74,22 @@ class LearnerSettings(StateSettings):
         default_factory=list, description="Extra vLLM arguments of the learner engine, comma-separated."
     )
     learner_engine_start_timeout_s: float = Field(900.0, gt=0, description="Learner engine start wait.")
+    learner_yield_max_s: float = Field(
+        0.0,
+        ge=0,
+        description="Embedded learner: before each population member, wait up to this long "
+        "while the gateway serves chats (0: never wait).",
+    )
+    learner_prefix_cache: bool = Field(
+        False,
+        description="Cache prompt prefixes within a population member (dropped at every "
+        "weight change, so never shared across members). Off: measured slower on our CPUs.",
+    )
+    learner_cpu_threads: str = Field(
+        "all",
+        description="CPU thread plan of the learner engine: all, auto, nobind or a core list "
+        "(see README, CPU thread plan).",
+    )
 
     # --- the gate ------------------------------------------------------------------------------
     # Defaults are learner.gate.Thresholds' (calibrated there; see its docstring).
@@ -95,6 +112,11 @@ class LearnerSettings(StateSettings):
     gateway_url: str | None = Field(
         None, description="External learner: the gateway whose admin API promotes candidates."
     )
+
+    @field_validator("learner_cpu_threads")
+    @classmethod
+    def _plan(cls, value: str) -> str:
+        return check_plan(value)
 
     @field_validator("learner_engine_args", mode="before")
     @classmethod

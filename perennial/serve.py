@@ -45,7 +45,13 @@ async def start_learner(app: FastAPI, stack: AsyncExitStack) -> None:
         async def promote(version_id: str, reason: str) -> dict:
             return await versions.promote(version_id, who="learner", reason=reason)
 
-        service = LearnerService(app.state.db, learner_settings, app.state.model_dir, promote)
+        def chats_in_flight() -> int:  # the chat service starts after this component
+            chat = getattr(app.state, "chat", None)
+            return chat.in_flight if chat is not None else 0
+
+        service = LearnerService(
+            app.state.db, learner_settings, app.state.model_dir, promote, chats_in_flight=chats_in_flight
+        )
         await service.start()
         stack.push_async_callback(service.stop)
     if learner_settings.learner_mode != "off":

@@ -61,6 +61,7 @@ def build_engine(settings: Settings, served_name: str, model_dir: Path) -> Engin
         kv_cache_gib=settings.engine_kv_cache_gib,
         port=settings.engine_port,
         extra_args=settings.engine_extra_args,
+        cpu_threads=settings.engine_cpu_threads,
     )
     supervisor = EngineSupervisor(
         spec,

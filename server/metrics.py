@@ -39,6 +39,9 @@ class GatewayMetrics:
         self.engine_restarts = Gauge(
             "perennial_engine_restarts", "Restarts of the serving engine.", registry=r
         )
+        self.chats_in_flight = Gauge(
+            "perennial_chats_in_flight", "Chat completions being served now.", registry=r
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 
-from server.deps import Engine, Metrics, Served
+from server.deps import Chat, Engine, Metrics, Served
 
 router = APIRouter()
 
@@ -24,7 +24,8 @@ async def health(engine: Engine, served: Served) -> JSONResponse:
 
 
 @router.get("/metrics")
-async def metrics(m: Metrics, engine: Engine) -> Response:
+async def metrics(m: Metrics, engine: Engine, chat: Chat) -> Response:
     m.engine_up.set(1 if engine.ready else 0)
+    m.chats_in_flight.set(chat.in_flight)
     m.engine_restarts.set(engine.status().get("restarts", 0))
     return Response(m.render(), media_type="text/plain; version=0.0.4; charset=utf-8")

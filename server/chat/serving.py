@@ -120,6 +120,8 @@ class ChatService:
         self.served = served
         self.metrics = metrics
         self.recorder = recorder
+        # Chats between arrival and their last byte: the embedded learner yields to them.
+        self.in_flight = 0
 
     def validate(self, body: dict[str, Any]) -> ChatCompletionRequest:
         try:
@@ -172,9 +174,17 @@ class ChatService:
         self._require_engine()
         completion_id = f"chatcmpl-{uuid.uuid4().hex}"
         engine_body = self._engine_body(request, completion_id)
-        if request.stream:
-            return await self._stream(request, engine_body, completion_id, caller)
-        return await self._complete(request, engine_body, completion_id, caller)
+        self.in_flight += 1
+        streaming = False
+        try:
+            if request.stream:
+                response = await self._stream(request, engine_body, completion_id, caller)
+                streaming = True  # the relay counts the chat out when its stream ends
+                return response
+            return await self._complete(request, engine_body, completion_id, caller)
+        finally:
+            if not streaming:
+                self.in_flight -= 1
 
     async def _complete(self, request, engine_body, completion_id, caller) -> JSONResponse:
         started = time.perf_counter()
@@ -261,6 +271,7 @@ class ChatService:
             self.metrics.errors.labels("engine_error").inc()
             yield _sse(envelope("the model engine stopped mid-stream", "engine_error"))
         finally:
+            self.in_flight -= 1
             await events.aclose()
             if completed:
                 self._count_tokens(usage)

@@ -15,8 +15,10 @@ import torch
 from engine.client import EngineClient
 from engine.learner_engine import LearnerEngine
 from engine.supervisor import EngineSpec, EngineSupervisor
+from engine.threads import cores
 from learner.config import ESConfig
 from learner.es_loop import run_es
+from learner.fitness import FitnessEvaluator
 from learner.items import load_items
 from weights.es import NoiseTable, es_step, tensors_sha256
 from weights.meta import SnapshotMeta
@@ -88,6 +90,36 @@ async def test_loading_the_master_after_members_restores_base_outputs_exactly(en
     assert (await engine.checksum())["master"] == sums["master"]  # a member never touches it
     assert await greedy(engine.client, engine.served_name) == base_text
     assert await logprobs(engine.client, engine.served_name) == base_lp  # bit for bit
+
+
+async def test_the_thread_plan_is_applied_and_members_score_the_same(engine, model_dir, tmp_path):
+    """Another CPU thread plan changes the engine's OpenMP binding, not what a member scores."""
+    ours = (await engine.ping())["threads"]
+    assert ours["omp_threads"] == len(ours["omp_cores"])
+    plan = "all" if ours["omp_threads"] < len(cores("all")) else "0"
+    other = await LearnerEngine.start(model_dir, log_file=tmp_path / "other.log", cpu_threads=plan)
+    try:
+        threads = (await other.ping())["threads"]
+        assert threads["omp_cores"] == cores(plan) and threads["omp_threads"] == len(cores(plan))
+        items = load_items_from(tmp_path, [i for i in ITEMS if "reference" in i])
+        scores = []
+        for handle in (engine, other):
+            evaluator = FitnessEvaluator(handle, items, minibatch=len(items), max_tokens=16)
+            member = []
+            for seed, sign in ((11, 1), (11, -1), (12, 1)):
+                await handle.load_member(seed, 3e-3, sign)
+                member.append((await evaluator.evaluate(evaluator.batch(0))).verifiable)
+            scores.append(member)
+        assert scores[0] == scores[1]
+    finally:
+        await other.close()
+        await engine.load_master()
+
+
+def load_items_from(tmp_path, rows):
+    path = tmp_path / "items.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    return load_items(path)
 
 
 @pytest.fixture(scope="module")

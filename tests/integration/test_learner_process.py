@@ -38,6 +38,18 @@ def start_learner(env: dict[str, str], log_path) -> subprocess.Popen:
         )
 
 
+def group_alive(pgid: int, within_s: float) -> bool:
+    """Whether process group ``pgid`` still exists after waiting up to ``within_s``."""
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return False
+        time.sleep(0.5)
+    return True
+
+
 def test_killed_learner_process_leaves_serving_untouched(server, engine_url, model_dir, tmp_path):
     data = tmp_path / "prod"
     env = {
@@ -72,6 +84,7 @@ def test_killed_learner_process_leaves_serving_untouched(server, engine_url, mod
             if run["metrics"].get("phase") == "es":
                 break
             time.sleep(1)
+        engine_group = int((data / "logs" / "learner-engine.pgid").read_text())
         os.killpg(learner.pid, signal.SIGKILL)
         learner.wait(timeout=30)
         assert httpx.get(gateway.url + "/health").json()["version"] == "base"
@@ -80,6 +93,8 @@ def test_killed_learner_process_leaves_serving_untouched(server, engine_url, mod
         run = wait_round(gateway, queued["id"], timeout=120)
         assert run["status"] == "failed" and "interrupted" in run["error"]
         assert httpx.get(gateway.url + "/health").json()["version"] == "base"
+        # the next learner cleaned up the engine the killed one left behind (its whole group)
+        assert not group_alive(engine_group, within_s=15)
     finally:
         if learner is not None and learner.poll() is None:
             learner.send_signal(signal.SIGTERM)

@@ -257,3 +257,23 @@ def test_metrics(server, client):
     assert 'perennial_tokens_total{kind="completion"}' in text
     assert 'perennial_errors_total{type="invalid_request_error"}' in text
     assert "perennial_engine_up 1.0" in text
+
+
+def test_chats_in_flight_are_counted_while_served_and_never_leak(server, client):
+    """The embedded learner yields to this count; a leak would slow every round to its cap."""
+
+    def in_flight() -> float:
+        for line in httpx.get(server.url + "/metrics").text.splitlines():
+            if line.startswith("perennial_chats_in_flight "):
+                return float(line.split()[1])
+        raise AssertionError("no perennial_chats_in_flight gauge")
+
+    stream = client.chat.completions.create(model=MODEL, messages=FRANCE, max_tokens=8, stream=True)
+    next(iter(stream))  # the first chunk is out: the chat is being served
+    assert in_flight() == 1.0
+    for _ in stream:
+        pass
+    client.chat.completions.create(model=MODEL, messages=FRANCE, max_tokens=2)
+    with pytest.raises(openai.BadRequestError):
+        client.chat.completions.create(model=MODEL, messages=FRANCE, max_tokens=10**9)
+    assert in_flight() == 0.0

@@ -1,0 +1,94 @@
+"""CPU thread plans: which cores an engine's OpenMP threads run on (vLLM's CPU build only).
+
+vLLM's CPU backend binds its OpenMP threads itself, from two environment variables of the
+engine process: ``VLLM_CPU_OMP_THREADS_BIND`` and ``VLLM_CPU_NUM_OF_RESERVED_CPU``. A plan is
+one of:
+
+* ``auto``   vLLM's default: one core is reserved for the engine's scheduler and OpenMP is
+             bound to the others (on a 2-core machine: one core computes, one mostly idles);
+* ``all``    OpenMP on every core this process may use, none reserved;
+* ``nobind`` no binding: the OS places the threads;
+* a core list such as ``0-1`` or ``0,2-3``: OpenMP bound to exactly those cores, none reserved.
+
+>>> plan_environment("0-1")
+{'VLLM_CPU_OMP_THREADS_BIND': '0-1', 'VLLM_CPU_NUM_OF_RESERVED_CPU': '0'}
+>>> plan_environment("auto")
+{}
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+PLANS = ("auto", "all", "nobind")
+_CORE_LIST = re.compile(r"^\d+(-\d+)?(,\d+(-\d+)?)*$")
+
+
+def check_plan(plan: str) -> str:
+    """``plan`` if it is a valid thread plan; ValueError naming the forms otherwise."""
+    if plan in PLANS or _CORE_LIST.match(plan):
+        return plan
+    raise ValueError(f"thread plan {plan!r}: one of {', '.join(PLANS)} or a core list like 0-1")
+
+
+def cores(plan: str) -> list[int] | None:
+    """The cores a plan binds OpenMP to (None: vLLM or the OS decides)."""
+    check_plan(plan)
+    if plan == "all":
+        return sorted(os.sched_getaffinity(0))
+    if plan in PLANS:
+        return None
+    out: list[int] = []
+    for part in plan.split(","):
+        low, _, high = part.partition("-")
+        out.extend(range(int(low), int(high or low) + 1))
+    return sorted(set(out))
+
+
+def plan_environment(plan: str) -> dict[str, str]:
+    """The engine process's environment variables for ``plan`` (empty for ``auto``)."""
+    check_plan(plan)
+    if plan == "auto":
+        return {}
+    if plan == "nobind":
+        return {"VLLM_CPU_OMP_THREADS_BIND": "nobind"}
+    bound = cores(plan) or []
+    return {"VLLM_CPU_OMP_THREADS_BIND": _as_ranges(bound), "VLLM_CPU_NUM_OF_RESERVED_CPU": "0"}
+
+
+def _as_ranges(values: list[int]) -> str:
+    ranges: list[str] = []
+    start = prev = values[0]
+    for value in values[1:] + [None]:  # type: ignore[list-item]
+        if value is not None and value == prev + 1:
+            prev = value
+            continue
+        ranges.append(f"{start}-{prev}" if prev != start else str(start))
+        if value is not None:
+            start = prev = value
+    return ",".join(ranges)
+
+
+def worker_threads() -> dict[str, object]:
+    """What the calling engine worker runs with: its OpenMP thread count and cores.
+
+    Called inside an engine worker. vLLM sets ``OMP_NUM_THREADS`` and the cores there before the
+    worker starts, as ``OMP_PLACES`` (``{0,1}``), ``GOMP_CPU_AFFINITY`` (``0 1``) or
+    ``KMP_AFFINITY`` (``...proclist=[0,1]``), depending on the OpenMP runtime; ``omp_cores``
+    is the list in any of them (empty: not bound).
+    """
+    import torch
+
+    kmp = os.environ.get("KMP_AFFINITY", "")
+    places = (
+        os.environ.get("OMP_PLACES")
+        or os.environ.get("GOMP_CPU_AFFINITY")
+        or (kmp.partition("proclist=")[2] if "proclist=" in kmp else "")
+    )
+    return {
+        "omp_threads": torch.get_num_threads(),
+        "omp_cores": sorted({int(n) for n in re.findall(r"\d+", places)}),
+        "omp_places": places,  # as the runtime was given it
+        "affinity": sorted(os.sched_getaffinity(0)),
+    }
