@@ -20,6 +20,9 @@ from __future__ import annotations
 
 import os
 import re
+from typing import Annotated
+
+from pydantic import AfterValidator
 
 PLANS = ("auto", "all", "nobind")
 _CORE_LIST = re.compile(r"^\d+(-\d+)?(,\d+(-\d+)?)*$")
@@ -30,6 +33,10 @@ def check_plan(plan: str) -> str:
     if plan in PLANS or _CORE_LIST.match(plan):
         return plan
     raise ValueError(f"thread plan {plan!r}: one of {', '.join(PLANS)} or a core list like 0-1")
+
+
+# A settings field holding a plan, validated where it is read (both engines' settings use it).
+ThreadPlan = Annotated[str, AfterValidator(check_plan)]
 
 
 def cores(plan: str) -> list[int] | None:
@@ -58,16 +65,14 @@ def plan_environment(plan: str) -> dict[str, str]:
 
 
 def _as_ranges(values: list[int]) -> str:
-    ranges: list[str] = []
-    start = prev = values[0]
-    for value in values[1:] + [None]:  # type: ignore[list-item]
-        if value is not None and value == prev + 1:
-            prev = value
-            continue
-        ranges.append(f"{start}-{prev}" if prev != start else str(start))
-        if value is not None:
-            start = prev = value
-    return ",".join(ranges)
+    """Sorted cores as vLLM's list syntax: ``[0, 1, 3]`` -> ``0-1,3``."""
+    runs: list[list[int]] = []
+    for value in values:
+        if runs and value == runs[-1][1] + 1:
+            runs[-1][1] = value
+        else:
+            runs.append([value, value])
+    return ",".join(f"{low}-{high}" if high != low else str(low) for low, high in runs)
 
 
 def worker_threads() -> dict[str, object]:
@@ -89,6 +94,5 @@ def worker_threads() -> dict[str, object]:
     return {
         "omp_threads": torch.get_num_threads(),
         "omp_cores": sorted({int(n) for n in re.findall(r"\d+", places)}),
-        "omp_places": places,  # as the runtime was given it
         "affinity": sorted(os.sched_getaffinity(0)),
     }

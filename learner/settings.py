@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, field_validator
 from pydantic_settings import NoDecode
 
-from engine.threads import check_plan
+from engine.threads import ThreadPlan
 from learner.config import ESConfig
 from learner.gate import Thresholds
 from store.settings import StateSettings, split_csv
@@ -85,7 +85,7 @@ class LearnerSettings(StateSettings):
         description="Cache prompt prefixes within a population member (dropped at every "
         "weight change, so never shared across members). Off: measured slower on our CPUs.",
     )
-    learner_cpu_threads: str = Field(
+    learner_cpu_threads: ThreadPlan = Field(
         "all",
         description="CPU thread plan of the learner engine: all, auto, nobind or a core list "
         "(see README, CPU thread plan).",
@@ -112,11 +112,6 @@ class LearnerSettings(StateSettings):
     gateway_url: str | None = Field(
         None, description="External learner: the gateway whose admin API promotes candidates."
     )
-
-    @field_validator("learner_cpu_threads")
-    @classmethod
-    def _plan(cls, value: str) -> str:
-        return check_plan(value)
 
     @field_validator("learner_engine_args", mode="before")
     @classmethod

@@ -27,7 +27,7 @@ class ChatYield:
         self.in_flight = in_flight
         self.max_wait_s = max_wait_s
         self.poll_s = poll_s
-        self.waited_s = 0.0  # in all, for the round's metrics
+        self.waited_s = 0.0  # in all, since this hook was made
 
     async def __call__(self) -> bool:
         """Wait while chats are in flight (at most ``max_wait_s``); True if none is left."""

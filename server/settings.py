@@ -13,7 +13,7 @@ from typing import Annotated
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import NoDecode
 
-from engine.threads import check_plan
+from engine.threads import ThreadPlan
 from store.settings import StateSettings, split_csv
 
 
@@ -57,7 +57,7 @@ class Settings(StateSettings):
     engine_max_restarts: int = Field(
         5, ge=0, description="Restarts of a dying engine before the supervisor gives up."
     )
-    engine_cpu_threads: str = Field(
+    engine_cpu_threads: ThreadPlan = Field(
         "all",
         description="CPU thread plan of the serving engine: all (OpenMP on every core), auto "
         "(vLLM's: one core reserved for its scheduler), nobind, or a core list like 0-1 (see "
@@ -118,11 +118,6 @@ class Settings(StateSettings):
     )
 
     log_level: str = Field("info", description="Log level of the gateway.")
-
-    @field_validator("engine_cpu_threads")
-    @classmethod
-    def _plan(cls, value: str) -> str:
-        return check_plan(value)
 
     @field_validator("api_keys", "engine_extra_args", mode="before")
     @classmethod
