@@ -46,7 +46,14 @@ class NoiseSpec:
 class LearnerEngine:
     """Async handle on a learner engine (started here, or an existing one to attach to)."""
 
-    def __init__(self, client: EngineClient, served_name: str, supervisor: EngineSupervisor | None = None):
+    def __init__(
+        self,
+        client: EngineClient,
+        served_name: str,
+        supervisor: EngineSupervisor | None = None,
+        *,
+        prefix_cache: bool = False,
+    ):
         self.client = client
         self.served_name = served_name
         self.supervisor = supervisor
@@ -54,7 +61,7 @@ class LearnerEngine:
         self.base_dir: Path | None = None
         self.noise = NoiseSpec()
         self.init_info: dict = {}
-        self.prefix_cache = False  # whether the engine caches prefixes (reset at every load)
+        self.prefix_cache = prefix_cache  # whether the engine caches prefixes (reset at every load)
 
     @property
     def base_url(self) -> str:
@@ -103,8 +110,7 @@ class LearnerEngine:
         )
         supervisor = EngineSupervisor(spec, start_timeout_s=start_timeout_s, max_restarts=0)
         await supervisor.start()
-        engine = cls(EngineClient(supervisor.url), served_name, supervisor)
-        engine.prefix_cache = prefix_cache
+        engine = cls(EngineClient(supervisor.url), served_name, supervisor, prefix_cache=prefix_cache)
         try:
             await engine.init_state(Path(model_dir), Path(base_dir or model_dir), noise)
         except BaseException:
