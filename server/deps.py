@@ -1,13 +1,14 @@
 """FastAPI dependencies: who is calling, and the typed services the lifespan keeps on ``app.state``.
 
 Routes declare what they use (``db: DB``, ``versions: Versions``...) instead of reaching into
-``request.app.state``; each getter names the one attribute the lifespan
+``request.app.state``; ``state(name)`` reads the one attribute the lifespan
 (:mod:`server.app`) sets.
 """
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
@@ -33,50 +34,24 @@ async def admin_caller(request: Request) -> str:
     return request.app.state.keys.admin(request)
 
 
-async def get_db(request: Request) -> Database:
-    return request.app.state.db
+def state(name: str) -> Callable[[Request], Awaitable[Any]]:
+    """A dependency returning ``app.state.<name>``, the object the lifespan put there."""
 
+    async def get(request: Request) -> Any:
+        return getattr(request.app.state, name)
 
-async def get_engine(request: Request) -> EngineRuntime:
-    return request.app.state.engine
-
-
-async def get_served(request: Request) -> ServedModel:
-    return request.app.state.served
-
-
-async def get_chat(request: Request) -> ChatService:
-    return request.app.state.chat
-
-
-async def get_feedback(request: Request) -> FeedbackService:
-    return request.app.state.feedback
-
-
-async def get_versions(request: Request) -> VersionService:
-    return request.app.state.versions
-
-
-async def get_metrics(request: Request) -> GatewayMetrics:
-    return request.app.state.metrics
-
-
-async def get_ingest(request: Request) -> IngestSink:
-    return request.app.state.ingest
-
-
-async def get_rounds(request: Request) -> Rounds | None:
-    return request.app.state.rounds
+    get.__name__ = f"get_{name}"
+    return get
 
 
 Caller = Annotated[str, Depends(api_caller)]
 Admin = Annotated[str, Depends(admin_caller)]
-DB = Annotated[Database, Depends(get_db)]
-Engine = Annotated[EngineRuntime, Depends(get_engine)]
-Served = Annotated[ServedModel, Depends(get_served)]
-Chat = Annotated[ChatService, Depends(get_chat)]
-Feedback = Annotated[FeedbackService, Depends(get_feedback)]
-Versions = Annotated[VersionService, Depends(get_versions)]
-Metrics = Annotated[GatewayMetrics, Depends(get_metrics)]
-Ingest = Annotated[IngestSink, Depends(get_ingest)]
-LearnerRounds = Annotated[Rounds | None, Depends(get_rounds)]
+DB = Annotated[Database, Depends(state("db"))]
+Engine = Annotated[EngineRuntime, Depends(state("engine"))]
+Served = Annotated[ServedModel, Depends(state("served"))]
+Chat = Annotated[ChatService, Depends(state("chat"))]
+Feedback = Annotated[FeedbackService, Depends(state("feedback"))]
+Versions = Annotated[VersionService, Depends(state("versions"))]
+Metrics = Annotated[GatewayMetrics, Depends(state("metrics"))]
+Ingest = Annotated[IngestSink, Depends(state("ingest"))]
+LearnerRounds = Annotated[Rounds | None, Depends(state("rounds"))]
