@@ -45,6 +45,7 @@ class DirectLoader:
     targets: dict[str, torch.Tensor] = field(default_factory=dict)
     linears: dict[str, _Linear] = field(default_factory=dict)
     lm_head: torch.nn.Module | None = None
+    head_source: torch.Tensor | None = None  # what the head must compute with: its own or the tied embedding
 
     @classmethod
     def build(cls, model: torch.nn.Module, shapes: Mapping[str, torch.Size]) -> DirectLoader | None:
@@ -118,6 +119,7 @@ class DirectLoader:
         ):
             raise _Unsupported("lm_head is neither in the checkpoint nor tied to an embedding")
         self.lm_head = head  # re-packed after every load, tied or not
+        self.head_source = self.targets.get("lm_head.weight") if not tied else head.weight.data
 
     def write(self, tensors: Mapping[str, torch.Tensor]) -> None:
         """Copy checkpoint tensors (any dtype) to their places, then re-pack the kernels."""
@@ -135,6 +137,29 @@ class DirectLoader:
             module.quant_method.process_weights_after_loading(module)
         if self.lm_head is not None:
             self.lm_head.quant_method.process_weights_after_loading(self.lm_head)
+
+    def mismatch(self) -> str | None:
+        """The first kernel that does not compute with the weights just written, or None.
+
+        Each linear layer's packed kernel and the head are run on a fixed random input and
+        compared with ``torch.nn.functional.linear`` on the buffers the loader wrote (for a
+        tied head, the embedding). A few milliseconds; it turns a kernel left holding old
+        weights (a head whose tie to the embedding broke, say) into a fallback to vLLM's
+        loader instead of a model that silently answers with a mix of two versions.
+        """
+        generator = torch.Generator().manual_seed(1)
+        checks = [(p, e.module, e.weight, getattr(e.module, "bias", None)) for p, e in self.linears.items()]
+        if self.lm_head is not None and self.head_source is not None:
+            checks.append(("lm_head", self.lm_head, self.head_source, None))
+        for name, module, weight, bias in checks:
+            x = torch.randn(2, weight.shape[1], generator=generator).to(weight.dtype)
+            with torch.no_grad():
+                got = module.cpu_linear(x, module.weight, bias)[:, : weight.shape[0]].float()
+                want = torch.nn.functional.linear(x, weight, bias).float()
+            tol = 1e-3 if weight.dtype == torch.float32 else 3e-2
+            if not torch.allclose(got, want, rtol=tol, atol=tol * float(want.abs().max().clamp(min=1.0))):
+                return name
+        return None
 
 
 class _Unsupported(Exception):

@@ -12,6 +12,7 @@ touched: a reload that fails half-way leaves a half-loaded model.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import time
 from pathlib import Path
@@ -19,6 +20,8 @@ from typing import Any
 
 from engine.rpc import worker_method
 from engine.threads import worker_threads
+
+log = logging.getLogger(__name__)
 
 
 def checkpoint_layout(directory: Path) -> dict[str, tuple[tuple[int, ...], str]]:
@@ -121,11 +124,16 @@ class ServingWorkerExtension:
         with set_current_vllm_config(self.vllm_config):  # type: ignore[attr-defined]
             if direct is not None and not isinstance(direct, str):
                 direct.write(load_tensors(directory))
-                return {
-                    "load_seconds": time.perf_counter() - started,
-                    "path": str(directory),
-                    "via": "direct",
-                }
+                bad = direct.mismatch()
+                if bad is None:
+                    return {
+                        "load_seconds": time.perf_counter() - started,
+                        "path": str(directory),
+                        "via": "direct",
+                    }
+                # Never serve a mix of versions: vLLM's own loader from here on.
+                log.error("direct load left %s computing with other weights; using vLLM's reload", bad)
+                self._perennial_direct = f"kernel check failed at {bad}"
             reload_in_place(self, weights_path=str(directory), is_checkpoint_format=True)
             loaded_s = time.perf_counter() - started
             if direct is None:  # once: prove the direct loader on what vLLM just loaded

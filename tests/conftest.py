@@ -74,6 +74,21 @@ def server(tmp_path_factory, model_dir) -> RunningServer:
     running.stop()
 
 
+@pytest.fixture
+def restores_base(server):
+    """For a test that changes the served version: the shared server serves the base again
+    afterwards, pass or fail, so one failure does not fail every later test that expects it."""
+    yield server
+    import httpx
+
+    headers = {"authorization": f"Bearer {ADMIN_KEY}"}
+    serving = httpx.get(server.url + "/admin/versions", headers=headers, timeout=60).json()["serving"]
+    if serving != "base":
+        body = {"to": "base", "reason": "test cleanup"}
+        back = httpx.post(server.url + "/admin/rollback", json=body, headers=headers, timeout=300)
+        assert back.status_code == 200, back.text
+
+
 @pytest.fixture(scope="session")
 def client(server):
     from openai import OpenAI

@@ -69,7 +69,8 @@ def add_version(server, model_dir, tmp_path, version_id: str, *, seed: int, prom
     asyncio.run(insert())
 
 
-def test_promotion_rollback_and_audit(server, client, model_dir, tmp_path):
+def test_promotion_rollback_and_audit(restores_base, client, model_dir, tmp_path):
+    server = restores_base
     # ids tv1/tv2: rounds earlier in the session may have made v1, v2, ...
     listing = admin(server, "GET", "/admin/versions").json()
     assert listing["serving"] == "base" and [v["id"] for v in listing["data"] if v["serving"]] == ["base"]
@@ -117,10 +118,13 @@ def test_promotion_rollback_and_audit(server, client, model_dir, tmp_path):
     assert versions_now["tv2"]["gate"]["promote"] is True
 
 
-def test_engine_restart_keeps_serving_the_promoted_version(server, client):
+def test_engine_restart_keeps_serving_the_promoted_version(restores_base, client, model_dir, tmp_path):
     """The supervisor restarts a dead engine from the version it was serving, not the base."""
+    server = restores_base
+    add_version(server, model_dir, tmp_path, "tv3", seed=3, promote=True)
+    assert admin(server, "POST", "/admin/versions/tv3/promote").status_code == 200
     before_out, versions = greedy(client)
-    serving = versions.pop()
+    assert versions == {"tv3"}
     status = admin(server, "GET", "/admin/engine").json()
     os.killpg(status["pid"], signal.SIGKILL)
     deadline = time.monotonic() + 900  # a cold compile on a loaded 2-core machine is slow
@@ -129,7 +133,4 @@ def test_engine_restart_keeps_serving_the_promoted_version(server, client):
         if now["restarts"] > status["restarts"] and now["state"] == "ready":
             break
         time.sleep(1)
-    assert greedy(client) == (before_out, {serving})
-    # leave the shared server on the base for the tests that follow
-    if serving != "base":
-        assert admin(server, "POST", "/admin/rollback", json={"to": "base"}).status_code == 200
+    assert greedy(client) == (before_out, {"tv3"})
