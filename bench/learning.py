@@ -48,8 +48,8 @@ RESULTS = REPO / "bench" / "results"
 
 async def prior_scores(engine) -> dict[str, float]:
     """Mean score per shipped prior suite (greedy; the gate's own scorer)."""
+    from evals.scoring import score_suites
     from evals.suites import load_builtin_suites
-    from learner.evaluate import score_suites
 
     scores = await score_suites(engine.client, engine.served_name, load_builtin_suites(), concurrency=32)
     return {name: round(s.score, 4) for name, s in scores.items()}

@@ -92,7 +92,7 @@ WORK = REPO / "bench" / ".work" / "online"
 RESULTS = REPO / "bench" / "results"
 API_KEY, ADMIN_KEY = "sk-bench-online", "pk-bench-online"
 SETTLE_S = 6.0  # the learner takes feedback only once it is 5 s old
-GATE_OFF = {"min_gain": -1.0, "tolerance": 1.0, "max_total_drop": 1.0, "max_kl": 1e9}
+GATE_OFF = {"min_gain": -1.0, "margin": 1.0, "max_total_drop": 1.0}
 ARMS = {  # name -> (AWD on, gate on)
     "es": (False, True),
     "es_awd": (True, True),
@@ -118,7 +118,8 @@ RUN_KEYS = (
     "kl_samples",
     "kl_max_tokens",
     "gate_min_gain",
-    "gate_tolerance",
+    "gate_margin",
+    "gate_confidence",
     "gate_max_total_drop",
     "gate_max_kl",
     "rate",
@@ -184,7 +185,10 @@ def round_body(args, arm: str) -> dict[str, Any]:
         "minibatch": args.minibatch,
         "max_tokens": args.max_tokens,
     }
-    gate = {k: getattr(args, f"gate_{k}") for k in ("min_gain", "tolerance", "max_total_drop", "max_kl")}
+    gate = {
+        k: getattr(args, f"gate_{k}")
+        for k in ("min_gain", "margin", "max_total_drop", "confidence", "max_kl")
+    }
     gate = {k: v for k, v in gate.items() if v is not None}
     if not gate_on:
         gate = GATE_OFF
@@ -452,7 +456,7 @@ def parse_args() -> argparse.Namespace:
     )
     p.add_argument("--kl-samples", type=int, default=1, help="gate: sampled continuations per probe")
     p.add_argument("--kl-max-tokens", type=int, default=32, help="gate: length of each continuation")
-    for name in ("min_gain", "tolerance", "max_total_drop", "max_kl"):
+    for name in ("min_gain", "margin", "max_total_drop", "confidence", "max_kl"):
         p.add_argument(
             f"--gate-{name.replace('_', '-')}", type=float, help="gated arms (default: the server's)"
         )
@@ -473,7 +477,7 @@ def parse_args() -> argparse.Namespace:
 
 
 def load_inputs(args) -> dict[str, Any]:
-    from learner.gate_eval import trim
+    from evals.suites import trim
 
     heldout = heldout_suite(TASK / "heldout.jsonl")
     if args.heldout_items:

@@ -1,7 +1,7 @@
 """What bench/online.py measures on a running gateway, and what it reads from the admin API.
 
 * ``measure_served``: the served version's held-out target score and every prior suite's score,
-  greedy, through the public chat API (the gate's own scorer, ``learner.evaluate``, fed by the
+  greedy, through the public chat API (the gate's own scorer, ``evals.scoring``, fed by the
   official ``openai`` client), with the ``x-perennial-model-version`` of every reply counted so
   a swap during the measurement cannot go unnoticed.
 * ``round_record``: one finished learner round, flattened from ``GET /admin/learner/rounds/{id}``
@@ -21,12 +21,12 @@ from typing import Any
 import httpx
 from openai import AsyncOpenAI
 
+from evals.scoring import score_suite, score_suites
 from evals.suites import Suite, load_builtin_suites, parse_suite_jsonl
-from learner.evaluate import score_suite, score_suites
 
 
 class GatewayChat:
-    """``learner.evaluate``'s chat client, over the gateway's public API."""
+    """``evals.scoring``'s chat client, over the gateway's public API."""
 
     def __init__(self, oai: AsyncOpenAI):
         self.oai = oai

@@ -39,9 +39,9 @@ sys.path.insert(0, str(REPO))
 
 from engine.client import EngineClient  # noqa: E402
 from engine.supervisor import EngineSpec, EngineSupervisor, resolve_dtype  # noqa: E402
+from evals.scoring import score_suites  # noqa: E402
 from evals.suites import load_builtin_suites, load_probes  # noqa: E402
 from learner.drift import kl_estimate, measure_kl, sample_continuations, score_samples  # noqa: E402
-from learner.evaluate import score_suites  # noqa: E402
 from tests.support.server import shared_model_dir  # noqa: E402
 
 MODEL = "smollm2-135m-instruct"
@@ -79,7 +79,7 @@ async def engine(url: str | None, model_dir: Path) -> AsyncIterator[str]:
         yield url
         return
     log_file = Path(tempfile.gettempdir()) / "perennial-suite-baseline-engine.log"
-    spec = EngineSpec(model_dir=model_dir, served_name=MODEL, log_file=log_file)
+    spec = EngineSpec(model_dir=model_dir, served_name=MODEL, log_file=log_file, cpu_threads="all")
     supervisor = EngineSupervisor(spec, start_timeout_s=900)
     started = time.perf_counter()
     await supervisor.start()

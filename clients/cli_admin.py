@@ -181,9 +181,12 @@ def _with_wait_options(fn):
 @click.option("--minibatch", type=click.IntRange(1), help="Items per fitness evaluation.")
 @click.option("--max-tokens", type=click.IntRange(1), help="Tokens per generation.")
 @click.option("--gate-min-gain", type=float, help="Gate: minimum held-out target gain.")
-@click.option("--gate-tolerance", type=float, help="Gate: allowed drop of a suite vs the incumbent.")
-@click.option("--gate-max-total-drop", type=float, help="Gate: allowed drop of a suite vs the base.")
-@click.option("--gate-max-kl", type=float, help="Gate: maximum KL(candidate || base).")
+@click.option("--gate-margin", type=float, help="Gate: a suite's lower CI bound vs the incumbent >= -margin.")
+@click.option(
+    "--gate-max-total-drop", type=float, help="Gate: a suite's lower CI bound vs the base >= -this."
+)
+@click.option("--gate-confidence", type=click.FloatRange(0.5, 0.999), help="Gate: level of the paired CIs.")
+@click.option("--gate-max-kl", type=float, help="Gate: veto above this KL(candidate || base).")
 @click.option("--wait", is_flag=True, help="Wait for the round, with a progress bar.")
 @_with_wait_options
 @admin_options

@@ -77,7 +77,7 @@ class GateDecision(_Answer):
 
     promote: bool
     reasons: list[Any] = []
-    checks: dict[str, Any] | None = None
+    checks: dict[str, Any] | list[Any] | None = None  # the stored gate record (or a bare list)
     at: datetime | None = None
 
 

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -84,7 +85,131 @@ def version_detail(v: Version) -> str:
         ]
     )
     reasons = v.gate.reasons if v.gate else []
-    return text + "".join(f"\n  - {r}" for r in reasons)
+    return text + "".join(f"\n  - {r}" for r in reasons) + gate_intervals(v.gate)
+
+
+# ---- the gate's intervals -----------------------------------------------------------------------
+# A round stores the whole gate record (learner/round.py: decide() + thresholds + KL + scores) as
+# the decision's checks; a suite check ``suite:<name>:<incumbent|base>`` holds the paired interval
+# of candidate - reference (fractions; shown as points). Older records have suite checks without
+# an ``interval`` key (their value and limit were scores, not differences): no table for them. A
+# decision recorded by hand may hold a bare list of checks, or nothing. Parsed here as plain JSON:
+# clients may not import the learner.
+
+
+def _number(x: Any) -> float | None:
+    """A finite number, or None (JSON may hold null, strings, bools or nothing)."""
+    if isinstance(x, bool) or not isinstance(x, int | float) or not math.isfinite(x):
+        return None
+    return float(x)
+
+
+def gate_checks(gate: GateDecision | None) -> list[dict[str, Any]]:
+    """The decision's check rows (dicts with a name), whichever shape the record has."""
+    record = gate.checks if gate is not None else None
+    rows = record.get("checks") if isinstance(record, dict) else record
+    if not isinstance(rows, list):
+        return []
+    return [c for c in rows if isinstance(c, dict) and isinstance(c.get("name"), str)]
+
+
+def _points(x: float) -> str:
+    return f"{100 * x:+.1f}"
+
+
+def _level(confidence: Any) -> str:
+    """0.95 -> '95%', 0.975 -> '97.5%'; '' when unknown."""
+    c = _number(confidence)
+    if c is None or not 0 < c < 1:
+        return ""
+    return f"{float(f'{100 * c:.1f}'):g}%"
+
+
+def _interval(check: dict[str, Any] | None) -> tuple[float, float, float, str] | None:
+    """(mean, low, high, level) of a suite check's interval, or None without a usable one."""
+    ci = check.get("interval") if check else None
+    if not isinstance(ci, dict):
+        return None
+    mean, low, high = (_number(ci.get(k)) for k in ("mean", "low", "high"))
+    if mean is None or low is None or high is None:
+        return None
+    return mean, low, high, _level(ci.get("confidence"))
+
+
+def _ci_cell(check: dict[str, Any] | None) -> str:
+    ci = _interval(check)
+    return "-" if ci is None else f"{_points(ci[0])} [{_points(ci[1])}, {_points(ci[2])}]"
+
+
+def _limit_cell(check: dict[str, Any] | None) -> str:
+    limit = _number(check.get("limit")) if check else None
+    return "-" if limit is None else _points(limit)
+
+
+def suite_interval_rows(gate: GateDecision | None) -> tuple[str, list[list[str]]]:
+    """(confidence label, one row per suite: name, vs base, limit, vs incumbent, limit, pass).
+
+    Only suite checks of the interval era count (an ``interval`` key, possibly null: a check
+    that failed closed); no rows when there are none.
+    """
+    suites: dict[str, dict[str, dict[str, Any]]] = {}
+    for c in gate_checks(gate):
+        name = c["name"]
+        if not name.startswith("suite:") or "interval" not in c:
+            continue
+        suite, _, ref = name[len("suite:") :].rpartition(":")
+        if suite and ref in ("base", "incumbent"):
+            suites.setdefault(suite, {})[ref] = c
+    levels = {ci[3] for refs in suites.values() for c in refs.values() if (ci := _interval(c)) and ci[3]}
+    label = f"{levels.pop()} CI" if len(levels) == 1 else "CI"
+    rows = []
+    for suite, refs in suites.items():
+        base, inc = refs.get("base"), refs.get("incumbent")
+        passed = all(c.get("passed") is True for c in refs.values())
+        rows.append(
+            [
+                suite,
+                _ci_cell(base),
+                _limit_cell(base),
+                _ci_cell(inc),
+                _limit_cell(inc),
+                "yes" if passed else "no",
+            ]
+        )
+    return label, rows
+
+
+def kl_line(gate: GateDecision | None) -> str | None:
+    """KL(candidate || base) as the gate's ``kl`` check saw it: reported only, or a veto."""
+    check = next((c for c in gate_checks(gate) if c["name"] == "kl"), None)
+    if check is None:
+        return None
+    value, limit = _number(check.get("value")), _number(check.get("limit"))
+    shown = "-" if value is None else f"{value:.4g} nats/token"
+    if limit is None:
+        return f"KL(candidate || base)  {shown}, reported (not a veto)"
+    verdict = "passed" if check.get("passed") is True else "failed"
+    return f"KL(candidate || base)  {shown}, veto at {limit:.4g} ({verdict})"
+
+
+def gate_intervals(gate: GateDecision | None) -> str:
+    """The per-suite interval table and the KL line, each after a blank line; '' if neither."""
+    label, rows = suite_interval_rows(gate)
+    text = ""
+    if rows:
+        headers = [
+            "SUITE",
+            f"VS BASE (points, {label})",
+            "LIMIT",
+            f"VS INCUMBENT (points, {label})",
+            "LIMIT",
+            "PASS",
+        ]
+        text += "\n\n" + table(headers, rows)
+    kl = kl_line(gate)
+    if kl:
+        text += ("\n" if rows else "\n\n") + kl
+    return text
 
 
 def progress_text(run: Round) -> str:
@@ -156,7 +281,7 @@ def run_detail(run: Round) -> str:
     if run.iterations:
         rows = [[it.get(c) for c in ITERATION_COLUMNS] for it in run.iterations]
         text += "\n\n" + table([c.upper() for c in ITERATION_COLUMNS], rows)
-    return text
+    return text + gate_intervals(run.gate)
 
 
 def as_json(value: Any) -> str:

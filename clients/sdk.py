@@ -261,7 +261,8 @@ class Admin:
 
         Args:
             **overrides: iterations, population, sigma, alpha, awd_lambda, awd_kind ("l1"/"l2"),
-                minibatch, max_tokens, gate (dict: min_gain, tolerance, max_total_drop, max_kl).
+                minibatch, max_tokens, gate (dict: min_gain, margin, max_total_drop, confidence,
+                max_kl).
 
         Returns:
             The queued :class:`Round`.

@@ -23,6 +23,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from evals.scoring import ReplyTokens, reply_logprobs, reply_tokens
 from evals.verifiers import score as verify
 from learner.items import ItemSet, RatedItem, VerifiableItem
 from weights.es import zscore
@@ -87,12 +88,6 @@ async def score_verifiable(
     return [r or 0.0 for r in results], sum(r is None for r in results)
 
 
-@dataclass
-class _Tokens:
-    ids: list[int]
-    start: int  # first token of the reply
-
-
 class FitnessEvaluator:
     """Scores the engine's current weights on minibatches drawn from a fixed item set."""
 
@@ -112,7 +107,7 @@ class FitnessEvaluator:
         self.max_tokens = max_tokens
         self.seed = seed
         self.concurrency = concurrency
-        self._tokens: dict[str, _Tokens | None] = {}
+        self._tokens: dict[str, ReplyTokens | None] = {}
         self._baseline: dict[str, float | None] = {}
 
     async def prepare(self, load_base, load_master) -> None:
@@ -133,27 +128,14 @@ class FitnessEvaluator:
             await load_master()
         self._baseline = dict(zip((i.id for i in self.items.rated), values, strict=True))
 
-    async def _tokenize(self, item: RatedItem) -> _Tokens | None:
+    async def _tokenize(self, item: RatedItem) -> ReplyTokens | None:
         try:
-            model = self.engine.served_name
-            prompt = await self.engine.client.tokenize(
-                {"model": model, "messages": list(item.messages), "add_generation_prompt": True}
-            )
-            full = await self.engine.client.tokenize(
-                {
-                    "model": model,
-                    "add_generation_prompt": False,
-                    "messages": [*item.messages, {"role": "assistant", "content": item.completion}],
-                }
+            return await reply_tokens(
+                self.engine.client, self.engine.served_name, item.messages, item.completion
             )
         except Exception as exc:  # noqa: BLE001
             log.warning("item %s cannot be tokenized: %s", item.id, exc)
             return None
-        head, ids = prompt["tokens"], full["tokens"]
-        if ids[: len(head)] != head or len(ids) <= len(head):
-            log.warning("item %s: the chat template does not extend the prompt; skipped", item.id)
-            return None
-        return _Tokens(ids, len(head))
 
     async def _loglik(self, items: list[RatedItem]) -> list[float | None]:
         """Mean per-token log-probability of each item's reply (None on failure)."""
@@ -163,19 +145,9 @@ class FitnessEvaluator:
             tokens = self._tokens.get(item.id)
             if tokens is None:
                 return None
-            body = {
-                "model": self.engine.served_name,
-                "prompt": tokens.ids,
-                "max_tokens": 1,
-                "temperature": 0.0,
-                "prompt_logprobs": 0,
-            }
             async with sem:
                 try:
-                    rows = (await self.engine.client.completions(body))["choices"][0]["prompt_logprobs"]
-                    lps = [
-                        rows[i][str(tokens.ids[i])]["logprob"] for i in range(tokens.start, len(tokens.ids))
-                    ]
+                    lps = await reply_logprobs(self.engine.client, self.engine.served_name, tokens)
                 except Exception as exc:  # noqa: BLE001
                     log.warning("item %s: log-likelihood failed: %s", item.id, exc)
                     return None

@@ -1,8 +1,9 @@
-"""Measure what the gate needs, on the learner engine: suite scores (cached) and KL to the base.
+"""Measure what the gate needs, on the learner engine: per-item suite scores (cached) and KL.
 
 Suite scores are cached in the store per (suite, suite version, content sha256, model
-version): the base is scored once, an incumbent once, and a candidate once. Loading other
-weights to score them goes through the learner engine's handle, never the serving engine.
+version), with every item's score (the gate compares versions item by item): the base is
+scored once, an incumbent once, and a candidate once. Loading other weights to score them
+goes through the learner engine's handle, never the serving engine.
 """
 
 from __future__ import annotations
@@ -10,31 +11,16 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from evals.scoring import score_suites
 from evals.suites import Probe, Suite
 from learner.drift import DriftEstimate, measure_kl
-from learner.evaluate import score_suites
 from store.db import Database
 from store.suites import cached_score, store_score
 
 log = logging.getLogger(__name__)
-
-
-def trim(suites: Sequence[Suite], max_items: int) -> list[Suite]:
-    """Each suite cut to its first ``max_items`` items (0: whole); the cut changes the sha."""
-    if not max_items:
-        return list(suites)
-    return [s if len(s.items) <= max_items else _cut(s, max_items) for s in suites]
-
-
-def _cut(suite: Suite, n: int) -> Suite:
-    from evals.suites.registry import _items_sha256  # the same hash the registry uses
-
-    items = tuple(suite.items[:n])
-    return replace(suite, items=items, sha256=_items_sha256(items))
 
 
 async def cached_suite_scores(
@@ -43,8 +29,8 @@ async def cached_suite_scores(
     suites: Sequence[Suite],
     model_version: str,
     load: Callable[[], Awaitable[Any]] | None = None,
-) -> dict[str, float]:
-    """Scores of ``model_version`` on ``suites``: from the cache, or measured and cached.
+) -> dict[str, dict[str, float]]:
+    """Item scores of ``model_version`` on ``suites``: from the cache, or measured and cached.
 
     Args:
         db: the store (suite_scores cache).
@@ -55,9 +41,9 @@ async def cached_suite_scores(
             the engine already serves ``model_version``.
 
     Returns:
-        ``{suite name: score}``.
+        ``{suite name: {item id: score}}``.
     """
-    scores: dict[str, float] = {}
+    scores: dict[str, dict[str, float]] = {}
     missing: list[Suite] = []
     async with db.sessions() as session:
         for suite in suites:
@@ -68,10 +54,11 @@ async def cached_suite_scores(
                 sha256=suite.sha256,
                 model_version=model_version,
             )
-            if row is None:
+            items = (row.details or {}).get("items") if row is not None else None
+            if items is None:  # not scored yet, or cached before item scores were kept
                 missing.append(suite)
             else:
-                scores[suite.name] = row.score
+                scores[suite.name] = items
     if not missing:
         return scores
     if load is not None:
@@ -82,7 +69,7 @@ async def cached_suite_scores(
     async with db.sessions() as session:
         for suite in missing:
             result = measured[suite.name]
-            scores[suite.name] = result.score
+            scores[suite.name] = result.items
             if result.failed:  # an engine hiccup is not a score worth keeping
                 log.warning("%s on %s: %d items failed; not cached", model_version, suite.name, result.failed)
                 continue
@@ -94,7 +81,12 @@ async def cached_suite_scores(
                 model_version=model_version,
                 score=result.score,
                 n=result.n,
-                details={"failed": result.failed, "wall_s": result.wall_s},
+                details={
+                    "failed": result.failed,
+                    "wall_s": result.wall_s,
+                    "accuracy": result.accuracy,
+                    "items": result.items,
+                },
             )
         await session.commit()
     return scores

@@ -27,7 +27,7 @@ from learner.config import ESConfig
 from learner.es_loop import IterationRecord, run_es, target_score
 from learner.feedback_items import RoundItems, build_round_items
 from learner.fitness import Batch, FitnessEvaluator
-from learner.gate import Decision, Scores, decide
+from learner.gate import Decision, Scores, decide, mean_scores
 from learner.gate_eval import cached_suite_scores, kl_to_base, load_dir, trim
 from learner.items import ItemSet
 from learner.settings import LearnerSettings
@@ -181,10 +181,10 @@ async def run_round(ctx: RoundContext, run_id: int, overrides: dict[str, Any]) -
         "thresholds": thresholds.to_json(),
         "kl": kl.to_json(),
         "target_kind": "likelihood" if rated_only else "verifier",
-        "scores": {
-            "candidate": {"target": candidate_target, "suites": cand_suites},
-            "incumbent": {"id": incumbent.id, "target": incumbent_target, "suites": inc_suites},
-            "base": {"suites": base_suites},
+        "scores": {  # suite means; the per-item scores stay in the suite score cache
+            "candidate": {"target": candidate_target, "suites": mean_scores(cand_suites)},
+            "incumbent": {"id": incumbent.id, "target": incumbent_target, "suites": mean_scores(inc_suites)},
+            "base": {"suites": mean_scores(base_suites)},
         },
     }
     async with db.sessions() as session:

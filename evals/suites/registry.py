@@ -9,7 +9,8 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +23,13 @@ MAX_TOKENS_LIMIT = 1024
 MAX_ITEMS = 5000
 MAX_LINE_CHARS = 20_000
 ROLES = ("system", "user", "assistant")
-ITEM_KEYS = {"id", "messages", "prompt", "reference", "verifier", "max_tokens", "tags"}
-HEADER_KEYS = {"name", "version", "skill", "description", "max_tokens"}
+ITEM_KEYS = {"id", "messages", "prompt", "reference", "verifier", "max_tokens", "tags", "choices", "answer"}
+HEADER_KEYS = {"name", "version", "skill", "description", "max_tokens", "scoring"}
+SCORING_MODES = ("greedy", "likelihood")
+# what an item of each scoring mode may not carry (the other mode's keys)
+GREEDY_ONLY = ("reference", "verifier", "max_tokens")
+LIKELIHOOD_ONLY = ("choices", "answer")
+MIN_CHOICES, MAX_CHOICES = 2, 8
 _NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 _FILE_NAME = re.compile(r"(?P<name>[a-z0-9][a-z0-9_-]{0,63})\.v(?P<version>[1-9]\d*)\.jsonl")
 
@@ -48,7 +54,12 @@ class SuiteError(ValueError):
 
 @dataclass(frozen=True)
 class SuiteItem:
-    """One prompt with its reference answer and verifier."""
+    """One prompt with its reference answer and verifier.
+
+    A likelihood item also has ``choices`` and the index of the correct one in ``answer``; its
+    ``reference`` is that choice and its ``verifier`` exact match, so code that only reads
+    ``reference`` (listings, a greedy fallback) still sees the right answer.
+    """
 
     id: str
     messages: tuple[dict[str, str], ...]
@@ -56,15 +67,23 @@ class SuiteItem:
     verifier: Verifier
     max_tokens: int = DEFAULT_MAX_TOKENS
     tags: tuple[str, ...] = ()
+    choices: tuple[str, ...] = ()
+    answer: int | None = None
+
+    @property
+    def scoring(self) -> str:
+        """``"likelihood"`` for a multiple-choice item, else ``"greedy"``."""
+        return "likelihood" if self.choices else "greedy"
 
     def to_json(self) -> dict[str, Any]:
-        row: dict[str, Any] = {
-            "id": self.id,
-            "messages": [dict(m) for m in self.messages],
-            "reference": self.reference,
-            "verifier": self.verifier.to_json(),
-            "max_tokens": self.max_tokens,
-        }
+        row: dict[str, Any] = {"id": self.id, "messages": [dict(m) for m in self.messages]}
+        if self.choices:
+            row["choices"] = list(self.choices)
+            row["answer"] = self.answer
+        else:
+            row["reference"] = self.reference
+            row["verifier"] = self.verifier.to_json()
+            row["max_tokens"] = self.max_tokens
         if self.tags:
             row["tags"] = list(self.tags)
         return row
@@ -72,7 +91,12 @@ class SuiteItem:
 
 @dataclass(frozen=True)
 class Suite:
-    """A named, versioned list of items. ``sha256`` hashes the canonical items only."""
+    """A named, versioned list of items.
+
+    ``sha256`` hashes the content that decides scores: the canonical items and, for a
+    non-greedy suite, the scoring mode (a greedy suite hashes its items only, as before the
+    mode existed). Name, version, skill and description are labels and do not count.
+    """
 
     name: str
     version: int
@@ -81,10 +105,11 @@ class Suite:
     source: str
     sha256: str
     description: str = ""
+    scoring: str = "greedy"
 
     def to_jsonl(self) -> str:
         """The canonical file text (header + items); parsing it gives the same suite."""
-        header = {"name": self.name, "version": self.version, "skill": self.skill}
+        header = {"name": self.name, "version": self.version, "skill": self.skill, "scoring": self.scoring}
         if self.description:
             header["description"] = self.description
         lines = [json.dumps({"suite": header}, ensure_ascii=False)]
@@ -97,6 +122,7 @@ class Suite:
             "name": self.name,
             "version": self.version,
             "skill": self.skill,
+            "scoring": self.scoring,
             "description": self.description,
             "items": len(self.items),
             "source": self.source,
@@ -117,8 +143,12 @@ def _canonical(item: SuiteItem) -> str:
     return json.dumps(item.to_json(), ensure_ascii=False, sort_keys=True)
 
 
-def _items_sha256(items: tuple[SuiteItem, ...]) -> str:
+def _items_sha256(items: tuple[SuiteItem, ...], scoring: str = "greedy") -> str:
+    """The content hash of ``items`` scored in mode ``scoring`` (also used on trimmed suites)."""
     digest = hashlib.sha256()
+    if scoring != "greedy":
+        # a prefix line only for the newer mode keeps every greedy suite's hash unchanged
+        digest.update(json.dumps({"scoring": scoring}).encode("utf-8") + b"\n")
     for item in items:
         digest.update(_canonical(item).encode("utf-8") + b"\n")
     return digest.hexdigest()
@@ -183,14 +213,82 @@ def _max_tokens(value: Any, lineno: int | None) -> int:
     return value
 
 
-def _parse_item(obj: dict[str, Any], lineno: int, default_max_tokens: int) -> SuiteItem:
+def _tags(obj: dict[str, Any], lineno: int) -> tuple[str, ...]:
+    tags = obj.get("tags", [])
+    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+        raise SuiteError("must be a list of strings", line=lineno, field="tags")
+    return tuple(tags)
+
+
+def _parse_choices(obj: dict[str, Any], lineno: int) -> tuple[tuple[str, ...], int]:
+    """Validate ``choices`` and ``answer`` of a likelihood item.
+
+    Choices must differ even ignoring case: two choices that differ only in
+    case would make the exact-match reference ambiguous. They may not start or end with
+    whitespace, because the scorer appends each one to the prompt as is.
+    """
+    choices = obj.get("choices")
+    if not isinstance(choices, list) or not MIN_CHOICES <= len(choices) <= MAX_CHOICES:
+        raise SuiteError(
+            f"must be a list of {MIN_CHOICES}..{MAX_CHOICES} strings", line=lineno, field="choices"
+        )
+    seen: dict[str, int] = {}
+    for i, choice in enumerate(choices):
+        if not isinstance(choice, str) or not choice.strip():
+            raise SuiteError(f"choice {i} must be a non-empty string", line=lineno, field="choices")
+        if choice != choice.strip():
+            raise SuiteError(
+                f"choice {i} must not start or end with whitespace", line=lineno, field="choices"
+            )
+        key = choice.casefold()
+        if key in seen:
+            message = f"duplicate choice {choice!r} (choices {seen[key]} and {i})"
+            raise SuiteError(message, line=lineno, field="choices")
+        seen[key] = i
+    answer = obj.get("answer")
+    if isinstance(answer, bool) or not isinstance(answer, int) or not 0 <= answer < len(choices):
+        message = f"must be the index of the correct choice, an integer in 0..{len(choices) - 1}"
+        raise SuiteError(message, line=lineno, field="answer")
+    return tuple(choices), answer
+
+
+def _parse_likelihood_item(obj: dict[str, Any], lineno: int) -> SuiteItem:
+    misplaced = next((key for key in GREEDY_ONLY if key in obj), None)
+    if misplaced is not None:
+        message = "not allowed in a likelihood item (the correct choice is its reference)"
+        raise SuiteError(message, line=lineno, field=misplaced)
+    item_id = _item_id(obj, lineno)
+    messages = parse_messages(obj, lineno)
+    if "choices" not in obj:
+        raise SuiteError("is required in a likelihood suite", line=lineno, field="choices")
+    if "answer" not in obj:
+        raise SuiteError("is required in a likelihood suite", line=lineno, field="answer")
+    choices, answer = _parse_choices(obj, lineno)
+    tags = _tags(obj, lineno)
+    reference = choices[answer]
+    verifier = parse_verifier("exact", reference)
+    return SuiteItem(item_id, messages, reference, verifier, DEFAULT_MAX_TOKENS, tags, choices, answer)
+
+
+def _item_id(obj: dict[str, Any], lineno: int) -> str:
+    item_id = obj.get("id")
+    if not isinstance(item_id, str) or not 1 <= len(item_id) <= 64:
+        raise SuiteError("must be a string of 1..64 characters", line=lineno, field="id")
+    return item_id
+
+
+def _parse_item(obj: dict[str, Any], lineno: int, default_max_tokens: int, scoring: str) -> SuiteItem:
     unknown = sorted(set(obj) - ITEM_KEYS)
     if unknown:
         allowed = ", ".join(sorted(ITEM_KEYS))
         raise SuiteError(f"unknown key (allowed: {allowed})", line=lineno, field=unknown[0])
-    item_id = obj.get("id")
-    if not isinstance(item_id, str) or not 1 <= len(item_id) <= 64:
-        raise SuiteError("must be a string of 1..64 characters", line=lineno, field="id")
+    if scoring == "likelihood":
+        return _parse_likelihood_item(obj, lineno)
+    misplaced = next((key for key in LIKELIHOOD_ONLY if key in obj), None)
+    if misplaced is not None:
+        message = 'only in likelihood suites (header "scoring": "likelihood")'
+        raise SuiteError(message, line=lineno, field=misplaced)
+    item_id = _item_id(obj, lineno)
     messages = parse_messages(obj, lineno)
     reference = obj.get("reference")
     if not isinstance(reference, str):
@@ -201,11 +299,9 @@ def _parse_item(obj: dict[str, Any], lineno: int, default_max_tokens: int) -> Su
         verifier = parse_verifier(obj["verifier"], reference)
     except VerifierError as exc:
         raise SuiteError(str(exc), line=lineno, field=exc.param) from exc
-    tags = obj.get("tags", [])
-    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
-        raise SuiteError("must be a list of strings", line=lineno, field="tags")
+    tags = _tags(obj, lineno)
     max_tokens = _max_tokens(obj.get("max_tokens", default_max_tokens), lineno)
-    return SuiteItem(item_id, messages, reference, verifier, max_tokens, tuple(tags))
+    return SuiteItem(item_id, messages, reference, verifier, max_tokens, tags)
 
 
 def _parse_header(obj: dict[str, Any], lineno: int) -> dict[str, Any]:
@@ -216,7 +312,13 @@ def _parse_header(obj: dict[str, Any], lineno: int) -> dict[str, Any]:
     if unknown:
         allowed = ", ".join(sorted(HEADER_KEYS))
         raise SuiteError(f"unknown header key (allowed: {allowed})", line=lineno, field=unknown[0])
+    scoring = header.get("scoring", "greedy")
+    if scoring not in SCORING_MODES:
+        raise SuiteError(f"must be one of {', '.join(SCORING_MODES)}", line=lineno, field="scoring")
     if "max_tokens" in header:
+        if scoring == "likelihood":
+            message = "has no meaning in a likelihood suite (nothing is generated)"
+            raise SuiteError(message, line=lineno, field="max_tokens")
         _max_tokens(header["max_tokens"], lineno)
     if not all(isinstance(header.get(key, ""), str) for key in ("skill", "description")):
         raise SuiteError("skill and description must be strings", line=lineno, field="suite")
@@ -262,9 +364,10 @@ def parse_suite_jsonl(
     if len(rows) > MAX_ITEMS:
         raise SuiteError(f"at most {MAX_ITEMS} items per suite")
     default_max_tokens = header.get("max_tokens", DEFAULT_MAX_TOKENS)
+    scoring = header.get("scoring", "greedy")
     items, seen = [], {}
     for lineno, obj in rows:
-        item = _parse_item(obj, lineno, default_max_tokens)
+        item = _parse_item(obj, lineno, default_max_tokens, scoring)
         if item.id in seen:
             message = f"duplicate id {item.id!r} (first on line {seen[item.id]})"
             raise SuiteError(message, line=lineno, field="id")
@@ -277,8 +380,9 @@ def parse_suite_jsonl(
         skill=header.get("skill") or name,
         items=frozen,
         source=source,
-        sha256=_items_sha256(frozen),
+        sha256=_items_sha256(frozen, scoring),
         description=header.get("description", ""),
+        scoring=scoring,
     )
 
 
@@ -348,3 +452,15 @@ def load_probes(path: str | Path | None = None) -> list[Probe]:
     if not probes:
         raise SuiteError("no probes")
     return probes
+
+
+def trim(suites: Sequence[Suite], max_items: int) -> list[Suite]:
+    """Each suite cut to its first ``max_items`` items (0: whole); the cut changes the sha."""
+    if not max_items:
+        return list(suites)
+    return [s if len(s.items) <= max_items else _cut(s, max_items) for s in suites]
+
+
+def _cut(suite: Suite, n: int) -> Suite:
+    items = tuple(suite.items[:n])
+    return replace(suite, items=items, sha256=_items_sha256(items, suite.scoring))

@@ -19,10 +19,12 @@ router = APIRouter(prefix="/admin/learner", dependencies=[Depends(admin_caller)]
 class GateOverrides(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    # learner.gate.Thresholds' fields (the gateway may not import the learner; test_knobs checks).
     min_gain: float | None = None
-    tolerance: float | None = None
+    margin: float | None = None
     max_total_drop: float | None = None
-    max_kl: float | None = None
+    confidence: float | None = Field(None, ge=0.5, le=0.999)
+    max_kl: float | None = Field(None, ge=0)
 
 
 class RoundRequest(BaseModel):

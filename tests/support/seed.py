@@ -24,7 +24,21 @@ from store.learner_runs import add_iteration, enqueue_run, update_run
 from store.models import utcnow
 from store.versions import add_candidate, record_decision, set_status
 
-BASE_SUITES = {"arithmetic": 0.62, "factual_qa": 0.85, "format_following": 0.9, "reading": 0.74}
+BASE_SUITES = {
+    "arithmetic": 0.62,
+    "factual_qa": 0.85,
+    "format_following": 0.9,
+    "reading": 0.74,
+    "word_knowledge": 0.7,
+}
+SUITE_ITEMS = 400
+
+
+def item_scores(means: dict[str, float]) -> dict[str, dict[str, float]]:
+    """Per-item scores with these means, paired across versions: item k of a suite is right
+    for every version whose mean reaches it, so a lower mean is items lost, never swapped."""
+    n = SUITE_ITEMS
+    return {name: {f"{name}-{k:04d}": float(k < round(m * n)) for k in range(n)} for name, m in means.items()}
 
 
 @dataclass
@@ -77,9 +91,9 @@ def gate_record(c: Candidate) -> dict:
     """The gate record a round stores as the decision's ``checks`` (see learner/round.py)."""
     thresholds = Thresholds()
     decision = decide(
-        Scores(c.target, c.suites, c.kl),
-        Scores(c.incumbent_target, BASE_SUITES, None),
-        Scores(None, BASE_SUITES, 0.0),
+        Scores(c.target, item_scores(c.suites), c.kl),
+        Scores(c.incumbent_target, item_scores(BASE_SUITES), None),
+        Scores(None, item_scores(BASE_SUITES), 0.0),
         thresholds,
     )
     return {

@@ -11,9 +11,9 @@ import learner.drift as drift
 import learner.gate as gate
 from engine.client import EngineClient
 from engine.supervisor import free_port
+from evals.scoring import score_suites
 from evals.suites import load_builtin_suites, load_probes
 from learner.drift import Sample, Samples, kl_estimate, measure_kl
-from learner.evaluate import score_suites
 
 
 def sample(lps, probe="p", prompt=(1, 2, 3)) -> Sample:

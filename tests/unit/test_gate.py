@@ -1,4 +1,9 @@
-"""Table tests of the promotion gate (learner.gate.decide): pure, no engine."""
+"""Table tests of the promotion gate (learner.gate.decide): pure, no engine.
+
+Suites are built item by item: ``ref`` is a version's item scores, and a candidate is ``ref``
+with some right answers lost and some wrong ones gained, so every row states the paired
+difference it tests.
+"""
 
 from __future__ import annotations
 
@@ -7,34 +12,82 @@ import math
 
 import pytest
 
-from learner.gate import Decision, Scores, Thresholds, decide
+from learner.gate import Decision, Scores, Thresholds, decide, mean_scores, paired_interval
 
-BASE = Scores(target=0.40, suites={"qa": 0.80, "math": 0.50}, kl=0.0)
-INCUMBENT = Scores(target=0.50, suites={"qa": 0.80, "math": 0.52}, kl=0.01)
 # explicit, so the table does not move when the documented defaults are retuned
-T = Thresholds(min_gain=0.01, tolerance=0.03, max_total_drop=0.05, max_kl=0.05)
+T = Thresholds(min_gain=0.01, margin=0.03, max_total_drop=0.05, confidence=0.95, max_kl=None)
+T_KL = Thresholds(min_gain=0.01, margin=0.03, max_total_drop=0.05, confidence=0.95, max_kl=0.05)
 
 
-def cand(target=0.60, qa=0.80, math_=0.52, kl=0.01, **extra) -> Scores:
-    suites = {"qa": qa, "math": math_, **extra}
-    return Scores(target=target, suites={k: v for k, v in suites.items() if v is not None}, kl=kl)
+def suite(n: int, right: int, prefix: str = "i") -> dict[str, float]:
+    """``n`` items, the first ``right`` answered correctly."""
+    return {f"{prefix}{k:04d}": 1.0 if k < right else 0.0 for k in range(n)}
 
+
+def flip(ref: dict[str, float], lose: int = 0, gain: int = 0) -> dict[str, float]:
+    """``ref`` with ``lose`` right answers turned wrong and ``gain`` wrong ones turned right."""
+    out = dict(ref)
+    right = [k for k, v in ref.items() if v == 1.0]
+    wrong = [k for k, v in ref.items() if v == 0.0]
+    assert lose <= len(right) and gain <= len(wrong)
+    out.update(dict.fromkeys(right[:lose], 0.0))
+    out.update(dict.fromkeys(wrong[:gain], 1.0))
+    return out
+
+
+QA, MATH = suite(400, 300, "qa"), suite(400, 200, "m")
+BASE = Scores(target=0.40, suites={"qa": QA, "math": MATH}, kl=0.0)
+INCUMBENT = Scores(target=0.50, suites={"qa": QA, "math": flip(MATH, gain=8)}, kl=0.01)
+
+
+def cand(target=0.60, qa=None, math_=None, kl=0.01, **extra) -> Scores:
+    suites = {"qa": QA if qa is None else qa, "math": INCUMBENT.suites["math"] if math_ is None else math_}
+    suites.update(extra)
+    return Scores(target=target, suites={k: v for k, v in suites.items() if v is not False}, kl=kl)
+
+
+DROPPED = Scores(0.50, {"qa": flip(QA, lose=12), "math": MATH})  # an incumbent 3 points below base on qa
 
 # (row id, candidate, incumbent, base, thresholds, promote, names of the failed checks)
 ROWS = [
-    ("pass", cand(), INCUMBENT, BASE, T, True, set()),
+    ("identical-answers", cand(), INCUMBENT, BASE, T, True, set()),
+    ("first-round-incumbent-is-base", cand(target=0.45), BASE, BASE, T, True, set()),
+    # noise: as many answers flip one way as the other (2.5% each way of 400 items)
+    ("noise-flips-both-ways", cand(qa=flip(QA, lose=10, gain=10)), INCUMBENT, BASE, T, True, set()),
+    ("a-real-gain", cand(qa=flip(QA, gain=30)), INCUMBENT, BASE, T, True, set()),
+    # forgetting: 7.5 points lost on qa
     (
-        "pass-first-round-incumbent-is-base",
-        cand(target=0.45, qa=0.78, math_=0.49),
-        BASE,
+        "real-drop",
+        cand(qa=flip(QA, lose=30)),
+        INCUMBENT,
         BASE,
         T,
-        True,
-        set(),
+        False,
+        {"suite:qa:incumbent", "suite:qa:base"},
+    ),
+    # 1 point below the incumbent, but 4 below the base: only the cap vs base fails
+    (
+        "drop-accumulated-below-base",
+        cand(qa=flip(QA, lose=12 + 4)),
+        DROPPED,
+        BASE,
+        T,
+        False,
+        {"suite:qa:base"},
+    ),
+    ("within-both-margins", cand(qa=flip(QA, lose=12)), DROPPED, BASE, T, True, set()),
+    # the same 1-point loss on a 40-item suite cannot be told from a 5-point one
+    (
+        "small-suite-cannot-clear-the-margin",
+        cand(qa=flip(suite(40, 30), lose=2, gain=1)),
+        Scores(0.5, {"qa": suite(40, 30), "math": MATH}),
+        Scores(0.4, {"qa": suite(40, 30), "math": MATH}, 0.0),
+        T,
+        False,
+        {"suite:qa:incumbent", "suite:qa:base"},
     ),
     ("gain-too-small", cand(target=0.505), INCUMBENT, BASE, T, False, {"target_gain"}),
     ("gain-negative", cand(target=0.30), INCUMBENT, BASE, T, False, {"target_gain"}),
-    ("gain-zero-fails-default", cand(target=0.50), INCUMBENT, BASE, T, False, {"target_gain"}),
     (
         "gain-zero-passes-min-gain-0",
         cand(target=0.50),
@@ -45,54 +98,18 @@ ROWS = [
         set(),
     ),
     # 0.57 - 0.56 is 0.009999999999999898 in floats: equality must still pass
-    ("gain-equal-min-gain", cand(target=0.57), Scores(0.56, INCUMBENT.suites, 0.0), BASE, T, True, set()),
-    ("suite-below-incumbent", cand(qa=0.76), INCUMBENT, BASE, T, False, {"suite:qa:incumbent"}),
-    ("suite-equal-incumbent-minus-tol", cand(qa=0.77), INCUMBENT, BASE, T, True, set()),
-    (
-        "suite-just-below-incumbent-minus-tol",
-        cand(qa=0.7699),
-        INCUMBENT,
-        BASE,
-        T,
-        False,
-        {"suite:qa:incumbent"},
-    ),
-    ("suite-above-incumbent", cand(qa=0.95), INCUMBENT, BASE, T, True, set()),
-    (
-        "suite-below-base-only",  # within tolerance of an incumbent that already dropped
-        cand(qa=0.745),
-        Scores(0.50, {"qa": 0.77, "math": 0.52}),
-        BASE,
-        T,
-        False,
-        {"suite:qa:base"},
-    ),
-    (
-        "suite-equal-base-minus-drop",
-        cand(qa=0.75),
-        Scores(0.50, {"qa": 0.77, "math": 0.52}),
-        BASE,
-        T,
-        True,
-        set(),
-    ),
-    (
-        "suite-below-both",
-        cand(math_=0.40),
-        INCUMBENT,
-        BASE,
-        T,
-        False,
-        {"suite:math:incumbent", "suite:math:base"},
-    ),
-    ("kl-too-high", cand(kl=0.06), INCUMBENT, BASE, T, False, {"kl"}),
-    ("kl-equal-max", cand(kl=0.05), INCUMBENT, BASE, T, True, set()),
-    ("kl-nan", cand(kl=math.nan), INCUMBENT, BASE, T, False, {"kl"}),
-    ("kl-missing", cand(kl=None), INCUMBENT, BASE, T, False, {"kl"}),
-    ("kl-inf", cand(kl=math.inf), INCUMBENT, BASE, T, False, {"kl"}),
+    ("gain-equal-min-gain", cand(target=0.57), Scores(0.56, INCUMBENT.suites), BASE, T, True, set()),
+    ("target-missing", cand(target=None), INCUMBENT, BASE, T, False, {"target_gain"}),
+    ("incumbent-target-missing", cand(), Scores(None, INCUMBENT.suites), BASE, T, False, {"target_gain"}),
+    ("kl-reported-not-a-veto", cand(kl=0.5), INCUMBENT, BASE, T, True, set()),
+    ("kl-nan-reported", cand(kl=math.nan), INCUMBENT, BASE, T, True, set()),
+    ("kl-veto-too-high", cand(kl=0.06), INCUMBENT, BASE, T_KL, False, {"kl"}),
+    ("kl-veto-equal-max", cand(kl=0.05), INCUMBENT, BASE, T_KL, True, set()),
+    ("kl-veto-nan", cand(kl=math.nan), INCUMBENT, BASE, T_KL, False, {"kl"}),
+    ("kl-veto-missing", cand(kl=None), INCUMBENT, BASE, T_KL, False, {"kl"}),
     (
         "candidate-missing-suite",
-        cand(math_=None),
+        cand(math_=False),
         INCUMBENT,
         BASE,
         T,
@@ -100,8 +117,17 @@ ROWS = [
         {"suite:math:incumbent", "suite:math:base"},
     ),
     (
-        "candidate-suite-nan",
-        cand(qa=math.nan),
+        "candidate-item-nan",
+        cand(qa={**QA, "qa0000": math.nan}),
+        INCUMBENT,
+        BASE,
+        T,
+        False,
+        {"suite:qa:incumbent", "suite:qa:base"},
+    ),
+    (
+        "item-sets-differ",  # e.g. a suite edited between two scorings: never compared
+        cand(qa={**QA, "extra": 1.0}),
         INCUMBENT,
         BASE,
         T,
@@ -110,44 +136,41 @@ ROWS = [
     ),
     (
         "incumbent-missing-new-suite",
-        cand(fmt=0.3),
+        cand(fmt=suite(400, 100, "f")),
         INCUMBENT,
-        Scores(0.4, {**BASE.suites, "fmt": 0.3}, 0.0),
+        Scores(0.4, {**BASE.suites, "fmt": suite(400, 100, "f")}, 0.0),
         T,
         False,
         {"suite:fmt:incumbent"},
     ),
-    (
-        "base-missing-suite",
-        cand(fmt=0.3),
-        Scores(0.5, {**INCUMBENT.suites, "fmt": 0.3}),
-        BASE,
-        T,
-        False,
-        {"suite:fmt:base"},
-    ),
-    ("target-missing", cand(target=None), INCUMBENT, BASE, T, False, {"target_gain"}),
-    ("incumbent-target-missing", cand(), Scores(None, INCUMBENT.suites), BASE, T, False, {"target_gain"}),
+    ("no-suites-at-all", Scores(0.6, {}, 0.0), Scores(0.5, {}), Scores(0.4, {}, 0.0), T, False, {"suites"}),
     (
         "several-failures",
-        cand(target=0.45, qa=0.60, kl=0.2),
+        cand(target=0.45, qa=flip(QA, lose=60), kl=0.2),
         INCUMBENT,
         BASE,
-        T,
+        T_KL,
         False,
         {"target_gain", "suite:qa:incumbent", "suite:qa:base", "kl"},
     ),
-    ("no-suites-at-all", Scores(0.6, {}, 0.0), Scores(0.5, {}), Scores(0.4, {}, 0.0), T, False, {"suites"}),
     (
-        "strict-thresholds",
-        cand(qa=0.79),
+        "strict-margin-zero-rejects-noise",
+        cand(qa=flip(QA, lose=10, gain=10)),
         INCUMBENT,
         BASE,
-        Thresholds(tolerance=0.0),
+        Thresholds(margin=0.0),
         False,
         {"suite:qa:incumbent"},
     ),
-    ("loose-thresholds", cand(qa=0.60, kl=0.5), INCUMBENT, BASE, Thresholds(0.0, 0.5, 0.5, 1.0), True, set()),
+    (
+        "loose-margins",
+        cand(qa=flip(QA, lose=60)),
+        INCUMBENT,
+        BASE,
+        Thresholds(min_gain=0.0, margin=0.5, max_total_drop=0.5),
+        True,
+        set(),
+    ),
 ]
 
 
@@ -156,8 +179,8 @@ ROWS = [
 )
 def test_gate_table(candidate, incumbent, base, thresholds, promote, failed):
     decision = decide(candidate, incumbent, base, thresholds)
-    assert decision.promote is promote
     assert {c.name for c in decision.checks if not c.passed} == failed
+    assert decision.promote is promote
     if promote:
         assert decision.reasons[0].startswith("all ") and "passed" in decision.reasons[0]
     else:
@@ -187,29 +210,56 @@ def test_every_suite_of_any_side_is_checked_against_both_references():
     ]
 
 
-def test_reasons_name_the_numbers():
-    decision = decide(cand(qa=0.70, kl=0.2), INCUMBENT, BASE, T)
-    text = " | ".join(decision.reasons)
-    assert "suite qa vs incumbent: 0.7000 < 0.7700" in text
-    assert "suite qa vs base: 0.7000 < 0.7500" in text
-    assert "KL(candidate || base) 0.2000" in text and "max_kl 0.0500" in text
+def test_suite_checks_carry_their_interval_and_the_reason_names_the_numbers():
+    decision = decide(cand(qa=flip(QA, lose=30)), INCUMBENT, BASE, T)
+    check = next(c for c in decision.checks if c.name == "suite:qa:base")
+    ci = check.interval
+    assert ci is not None and ci.n == 400 and ci.mean == pytest.approx(-0.075)
+    assert ci.low < ci.mean < ci.high <= 0 and check.value == ci.low and check.limit == -0.05
+    assert "suite qa vs base: -7.5 points [95% CI" in check.detail and "-max_total_drop -5.0" in check.detail
+    assert decision.to_json()["checks"][4]["interval"]["n"] == 400
+
+
+def test_interval_width_follows_the_spread_of_the_differences():
+    ref = suite(400, 200)
+    quiet = paired_interval(flip(ref, lose=4, gain=4), ref, 0.95, key="q")
+    noisy = paired_interval(flip(ref, lose=40, gain=40), ref, 0.95, key="q")
+    few = paired_interval(flip(suite(40, 20), lose=4, gain=4), suite(40, 20), 0.95, key="q")
+    assert quiet.mean == noisy.mean == few.mean == 0
+    assert quiet.high - quiet.low < noisy.high - noisy.low < few.high - few.low
+    wider = paired_interval(flip(ref, lose=40, gain=40), ref, 0.99, key="q")
+    assert wider.low < noisy.low and wider.high > noisy.high
+    # normal approximation of the same interval: mean +- 1.96 sd / sqrt(n), sd = sqrt(0.2)
+    assert noisy.high - noisy.low == pytest.approx(2 * 1.96 * math.sqrt(0.2 / 400), rel=0.1)
+
+
+def test_interval_needs_the_same_items():
+    with pytest.raises(ValueError, match="item sets differ"):
+        paired_interval({"a": 1.0}, {"b": 1.0}, 0.95)
+    with pytest.raises(ValueError, match="no items"):
+        paired_interval({}, {}, 0.95)
 
 
 def test_decide_is_pure_and_deterministic():
-    c = cand(qa=0.70)
-    before = (dict(c.suites), dict(INCUMBENT.suites), dict(BASE.suites))
+    c = cand(qa=flip(QA, lose=14, gain=3))
+    before = (dict(c.suites["qa"]), dict(INCUMBENT.suites["qa"]))
     first, second = decide(c, INCUMBENT, BASE, T), decide(c, INCUMBENT, BASE, T)
     assert isinstance(first, Decision) and first == second
-    assert (dict(c.suites), dict(INCUMBENT.suites), dict(BASE.suites)) == before
+    assert (dict(c.suites["qa"]), dict(INCUMBENT.suites["qa"])) == before
 
 
 def test_default_thresholds_are_coherent_and_serialise():
     t = Thresholds()
     assert json.loads(json.dumps(t.to_json())) == t.to_json()
-    assert set(t.to_json()) == {"min_gain", "tolerance", "max_total_drop", "max_kl"}
+    assert set(t.to_json()) == {"min_gain", "margin", "max_total_drop", "confidence", "max_kl"}
     assert t.min_gain > 0  # a tie never pays for the drift
-    assert 0 < t.tolerance <= t.max_total_drop < 1
-    assert t.max_kl > 0
+    assert 0 < t.margin <= t.max_total_drop < 1 and 0.5 < t.confidence < 1
     # the base itself, as a candidate against itself with a gain, passes the defaults
-    base = Scores(0.4, {"qa": 0.8}, 0.0)
-    assert decide(Scores(0.5, {"qa": 0.8}, 0.0), base, base, t).promote
+    base = Scores(0.4, {"qa": QA}, 0.0)
+    assert decide(Scores(0.5, {"qa": QA}, 0.03), base, base, t).promote
+    with pytest.raises(ValueError, match="confidence"):
+        Thresholds(confidence=1.0)
+
+
+def test_mean_scores():
+    assert mean_scores({"qa": suite(4, 3), "empty": {}}) == {"qa": 0.75}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import Counter
 
@@ -9,25 +10,28 @@ import pytest
 
 from evals.suites import (
     BUILTIN_DIR,
+    SCORING_MODES,
     SuiteError,
     load_builtin_suites,
     load_probes,
     load_suite_file,
     parse_suite_jsonl,
 )
+from evals.suites.registry import _items_sha256
 from evals.verifiers import parse_verifier, score
 
 SUITES = load_builtin_suites()
 
 
-def test_at_least_150_items_over_at_least_4_skills():
+def test_at_least_2000_items_over_at_least_5_skills():
     per_skill = Counter()
     for suite in SUITES.values():
         per_skill[suite.skill] += len(suite.items)
-    assert len(per_skill) >= 4, per_skill
-    assert sum(per_skill.values()) >= 150, per_skill
-    # no skill is a token presence: each has enough items for 1 item < 3 points
-    assert min(per_skill.values()) >= 34, per_skill
+    assert len(per_skill) >= 5, per_skill
+    assert sum(per_skill.values()) >= 2000, per_skill
+    # no skill is a token presence: each has enough items for 1 item < 0.25 points
+    assert min(per_skill.values()) >= 400, per_skill
+    assert {suite.scoring for suite in SUITES.values()} == set(SCORING_MODES)
 
 
 def test_builtin_files_are_versioned_and_named_after_their_header():
@@ -42,9 +46,15 @@ def test_every_raw_line_verifier_parses_with_its_reference():
         if path.name.startswith("probes."):
             continue
         lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        scoring = lines[0]["suite"]["scoring"]
         for row in lines[1:]:
-            parse_verifier(row["verifier"], row["reference"])
             assert row["messages"][-1]["role"] == "user"
+            if scoring == "greedy":
+                parse_verifier(row["verifier"], row["reference"])
+                assert "choices" not in row and "answer" not in row
+            else:
+                assert {"reference", "verifier", "max_tokens"}.isdisjoint(row), row["id"]
+                assert row["choices"][row["answer"]]
 
 
 def test_item_ids_are_unique_across_all_suites():
@@ -53,15 +63,16 @@ def test_item_ids_are_unique_across_all_suites():
 
 
 def test_each_reference_satisfies_its_own_verifier():
-    """A mis-authored regex/number/contains verifier would score its own answer 0.
+    """A mis-authored regex/number/json_schema verifier would score its own answer 0.
 
-    JSON-schema items are skipped: their reference is the schema, not an answer.
+    The shipped JSON items give the schema as an option, so their reference is an answer too; a
+    likelihood item's reference is its correct choice, under exact match.
     """
     bad = [
         item.id
         for suite in SUITES.values()
         for item in suite.items
-        if item.verifier.type != "json_schema" and score(item.reference, item.reference, item.verifier) != 1.0
+        if score(item.reference, item.reference, item.verifier) != 1.0
     ]
     assert not bad
 
@@ -73,6 +84,7 @@ def test_loading_is_deterministic_and_round_trips():
         reparsed = parse_suite_jsonl(suite.to_jsonl(), source=suite.source)
         assert reparsed.sha256 == suite.sha256 and reparsed.items == suite.items
         assert (reparsed.name, reparsed.version, reparsed.skill) == (suite.name, suite.version, suite.skill)
+        assert reparsed.scoring == suite.scoring and reparsed.summary()["scoring"] == suite.scoring
 
 
 def test_hash_follows_items_not_labels():
@@ -85,6 +97,19 @@ def test_hash_follows_items_not_labels():
     assert other.sha256 != parse_suite_jsonl(json.dumps(first), name="math2").sha256
 
 
+def test_greedy_hash_is_the_items_alone_and_likelihood_hash_adds_the_mode():
+    """A greedy suite hashes as before the scoring mode existed (cached scores stay valid); a
+    likelihood suite's hash also covers its mode."""
+    suite = SUITES["arithmetic"]
+    digest = hashlib.sha256()
+    for item in suite.items:
+        digest.update(json.dumps(item.to_json(), ensure_ascii=False, sort_keys=True).encode() + b"\n")
+    assert suite.sha256 == digest.hexdigest()
+    mc = SUITES["factual_qa"]
+    assert mc.scoring == "likelihood"
+    assert mc.sha256 == _items_sha256(mc.items, "likelihood") != _items_sha256(mc.items)
+
+
 def test_probes():
     probes = load_probes()
     assert 24 <= len(probes) <= 64
@@ -95,6 +120,8 @@ def test_probes():
 
 ITEM = {"id": "a", "messages": [{"role": "user", "content": "2+2?"}], "reference": "4", "verifier": "number"}
 HEADER = {"suite": {"name": "mine", "version": 2, "skill": "math"}}
+MC_ITEM = {"id": "q", "prompt": "What is the capital of France?", "choices": ["Lyon", "Paris"], "answer": 1}
+MC_HEADER = {"suite": {"name": "mc", "version": 1, "scoring": "likelihood"}}
 
 
 def jsonl(*rows) -> str:
@@ -143,7 +170,7 @@ BAD = [
     ),
     ("duplicate-id", jsonl(HEADER, ITEM, ITEM), 3, "id", "duplicate id 'a' (first on line 2)"),
     ("header-not-first", jsonl(ITEM, HEADER), 2, "suite", "first line"),
-    ("unknown-key", jsonl(HEADER, {**ITEM, "answer": "4"}), 2, "answer", "unknown key"),
+    ("unknown-key", jsonl(HEADER, {**ITEM, "refrence": "4"}), 2, "refrence", "unknown key"),
     ("max-tokens-zero", jsonl(HEADER, {**ITEM, "max_tokens": 0}), 2, "max_tokens", "1..1024"),
     ("max-tokens-bool", jsonl(HEADER, {**ITEM, "max_tokens": True}), 2, "max_tokens", "integer"),
     (
@@ -174,6 +201,69 @@ BAD = [
         "unknown header key",
     ),
     ("no-items", jsonl(HEADER), None, None, "no items"),
+    (
+        "unknown-scoring",
+        jsonl({"suite": {"name": "ok", "scoring": "beam"}}, ITEM),
+        1,
+        "scoring",
+        "greedy, likelihood",
+    ),
+    ("greedy-item-with-choices", jsonl(HEADER, {**ITEM, "choices": ["4", "5"]}), 2, "choices", "likelihood"),
+    ("greedy-item-with-answer", jsonl(HEADER, {**ITEM, "answer": 0}), 2, "answer", "only in likelihood"),
+    ("mc-answer-out-of-range", jsonl(MC_HEADER, {**MC_ITEM, "answer": 2}), 2, "answer", "0..1"),
+    ("mc-answer-negative", jsonl(MC_HEADER, {**MC_ITEM, "answer": -1}), 2, "answer", "0..1"),
+    ("mc-answer-bool", jsonl(MC_HEADER, {**MC_ITEM, "answer": True}), 2, "answer", "integer"),
+    ("mc-answer-string", jsonl(MC_HEADER, {**MC_ITEM, "answer": "0"}), 2, "answer", "integer"),
+    (
+        "mc-missing-answer",
+        jsonl(MC_HEADER, {k: v for k, v in MC_ITEM.items() if k != "answer"}),
+        2,
+        "answer",
+        "required",
+    ),
+    (
+        "mc-missing-choices",
+        jsonl(MC_HEADER, {k: v for k, v in MC_ITEM.items() if k != "choices"}),
+        2,
+        "choices",
+        "required",
+    ),
+    (
+        "mc-duplicate-choices",
+        jsonl(MC_HEADER, MC_ITEM, {**MC_ITEM, "id": "r", "choices": ["Paris", "Lyon", "paris"]}),
+        3,
+        "choices",
+        "duplicate choice 'paris' (choices 0 and 2)",
+    ),
+    ("mc-one-choice", jsonl(MC_HEADER, {**MC_ITEM, "choices": ["Paris"]}), 2, "choices", "2..8"),
+    ("mc-nine-choices", jsonl(MC_HEADER, {**MC_ITEM, "choices": list("abcdefghi")}), 2, "choices", "2..8"),
+    ("mc-choices-not-list", jsonl(MC_HEADER, {**MC_ITEM, "choices": "Paris"}), 2, "choices", "list"),
+    ("mc-empty-choice", jsonl(MC_HEADER, {**MC_ITEM, "choices": ["Paris", " "]}), 2, "choices", "non-empty"),
+    ("mc-number-choice", jsonl(MC_HEADER, {**MC_ITEM, "choices": ["Paris", 7]}), 2, "choices", "string"),
+    (
+        "mc-padded-choice",
+        jsonl(MC_HEADER, {**MC_ITEM, "choices": ["Paris", "Lyon "]}),
+        2,
+        "choices",
+        "whitespace",
+    ),
+    ("mc-verifier-given", jsonl(MC_HEADER, {**MC_ITEM, "verifier": "exact"}), 2, "verifier", "not allowed"),
+    (
+        "mc-reference-given",
+        jsonl(MC_HEADER, {**MC_ITEM, "reference": "Paris"}),
+        2,
+        "reference",
+        "not allowed",
+    ),
+    ("mc-max-tokens-given", jsonl(MC_HEADER, {**MC_ITEM, "max_tokens": 4}), 2, "max_tokens", "not allowed"),
+    (
+        "mc-header-max-tokens",
+        jsonl({"suite": {"name": "mc", "scoring": "likelihood", "max_tokens": 8}}, MC_ITEM),
+        1,
+        "max_tokens",
+        "likelihood",
+    ),
+    ("mc-unknown-key", jsonl(MC_HEADER, {**MC_ITEM, "answers": 0}), 2, "answers", "unknown key"),
     (
         "blank-lines-count",
         "\n\n" + jsonl(HEADER, "\n", {**ITEM, "verifier": "nope"}),
@@ -233,3 +323,49 @@ def test_probe_errors_name_the_line(tmp_path):
     with pytest.raises(SuiteError) as info:
         load_probes(path)
     assert (info.value.line, info.value.field) == (2, "id")
+
+
+def test_likelihood_item_parses_with_its_correct_choice_as_reference():
+    suite = parse_suite_jsonl(jsonl(MC_HEADER, {**MC_ITEM, "tags": ["capital", "France"]}))
+    item = suite.items[0]
+    assert suite.scoring == "likelihood" and suite.summary()["scoring"] == "likelihood"
+    assert (item.choices, item.answer, item.reference) == (("Lyon", "Paris"), 1, "Paris")
+    assert item.scoring == "likelihood" and item.verifier.type == "exact"
+    assert score("Paris", item.reference, item.verifier) == 1.0
+    # the likelihood form comes back out: choices / answer, no verifier / reference / max_tokens
+    row = item.to_json()
+    assert set(row) == {"id", "messages", "choices", "answer", "tags"}
+    again = parse_suite_jsonl(suite.to_jsonl())
+    assert again.items == suite.items and again.sha256 == suite.sha256 and again.scoring == "likelihood"
+    # a greedy suite is the default, and its header says so when written out
+    greedy = parse_suite_jsonl(jsonl(HEADER, ITEM))
+    assert greedy.scoring == "greedy" and greedy.items[0].scoring == "greedy"
+    assert json.loads(greedy.to_jsonl().splitlines()[0])["suite"]["scoring"] == "greedy"
+
+
+def test_scoring_mode_changes_the_hash():
+    """Same prompt, same correct answer: greedy and likelihood content never share a hash."""
+    mc = parse_suite_jsonl(jsonl(MC_HEADER, MC_ITEM))
+    row = {"id": "q", "prompt": MC_ITEM["prompt"], "reference": "Paris", "verifier": "exact"}
+    greedy = parse_suite_jsonl(jsonl(HEADER, row))
+    assert mc.sha256 != greedy.sha256
+    assert mc.sha256 != _items_sha256(mc.items)
+
+
+def test_builtin_loader_takes_the_highest_version_of_each_name(tmp_path):
+    for version in (1, 2, 10, 9):
+        (tmp_path / f"quiz.v{version}.jsonl").write_text(jsonl({**ITEM, "reference": str(version)}))
+    (tmp_path / "other.v1.jsonl").write_text(jsonl(ITEM))
+    (tmp_path / "probes.v3.jsonl").write_text(jsonl({"id": "p", "prompt": "hi"}))
+    suites = load_builtin_suites(tmp_path)
+    assert list(suites) == ["other", "quiz"]
+    assert suites["quiz"].version == 10 and suites["quiz"].items[0].reference == "10"
+    assert suites["quiz"].source == "builtin:quiz.v10.jsonl"
+
+
+def test_no_v1_suite_is_shipped_next_to_its_v2():
+    names = {p.name for p in BUILTIN_DIR.glob("*.jsonl")}
+    assert "probes.v1.jsonl" in names
+    for suite in SUITES.values():
+        assert suite.version >= 2
+        assert f"{suite.name}.v1.jsonl" not in names

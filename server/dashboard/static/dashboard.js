@@ -93,8 +93,8 @@ function clearData() {
   for (const id of ["versions-table", "rounds-table", "audit-table", "iterations-table"]) {
     $(id).tBodies[0].replaceChildren();
   }
-  const emptied = ["chart-rounds", "chart-rounds-kl", "chart-iter-fitness", "chart-iter-update",
-    "round-select"];
+  const emptied = ["chart-rounds", "chart-rounds-kl", "forgetting-plot", "chart-iter-fitness",
+    "chart-iter-update", "round-select"];
   for (const id of emptied) {
     $(id).replaceChildren();
   }
@@ -129,6 +129,7 @@ async function refresh() {
     renderStatus(versions.serving, engine, learner);
     renderVersions(versions.data);
     renderRoundsChart();
+    renderForgettingPlot();
     renderRounds(rounds.data);
     renderAudit(audit.data);
     showDashboard();
@@ -169,22 +170,68 @@ function gateChecks(version) {
   return Array.isArray(gateRecord(version).checks) ? gateRecord(version).checks : [];
 }
 
+// Scores and the gate's intervals are fractions in [0, 1]: shown as signed points (x100).
+function fmtPoints(x, missing = "—") {
+  const v = num(x);
+  if (v === null) return missing;
+  const p = 100 * v;
+  return `${p >= 0 ? "+" : ""}${p.toFixed(1)}`;
+}
+
+// "95%" from 0.95 (one decimal at most: "97.5%"); "" when unknown.
+function fmtLevel(confidence) {
+  const c = num(confidence);
+  return c === null || c <= 0 || c >= 1 ? "" : `${Number((100 * c).toFixed(1))}%`;
+}
+
+// A check's paired interval {mean, low, high, level}, or null (older records have none; a suite
+// check that failed closed holds null).
+function checkInterval(check) {
+  const ci = check && typeof check === "object" ? check.interval : null;
+  if (!ci || typeof ci !== "object") return null;
+  const [mean, low, high] = [num(ci.mean), num(ci.low), num(ci.high)];
+  if (mean === null || low === null || high === null) return null;
+  return { mean, low, high, level: fmtLevel(ci.confidence) };
+}
+
+// A suite check of the interval era (its value and limit are differences: candidate - reference).
+// Older suite checks have no "interval" key: their value and limit were scores.
+const isIntervalSuiteCheck = (c) => typeof c.name === "string" && c.name.startsWith("suite:")
+  && Object.prototype.hasOwnProperty.call(c, "interval");
+
+// "95% CI" when the intervals share one level, else "CI".
+function ciLabel(intervals) {
+  const levels = new Set(intervals.filter(Boolean).map((ci) => ci.level).filter(Boolean));
+  return levels.size === 1 ? `${[...levels][0]} CI` : "CI";
+}
+
+function checkRow(c) {
+  const ci = checkInterval(c);
+  const points = isIntervalSuiteCheck(c);
+  const value = points ? fmtPoints(c.value) : fmtNum(c.value);
+  const limit = points ? fmtPoints(c.limit) : fmtNum(c.limit);
+  const interval = ci ? `[${fmtPoints(ci.low)}, ${fmtPoints(ci.high)}]` : "-";
+  return el("tr", { class: c.passed ? "pass" : "fail", title: c.detail ? String(c.detail) : "" },
+    el("td", {}, c.name === undefined || c.name === null ? "" : String(c.name)),
+    el("td", {}, value), el("td", {}, limit), el("td", { class: "ci" }, interval),
+    el("td", {}, c.passed ? "✓" : "✗"));
+}
+
 function gateCell(version) {
   const gate = version.gate;
   if (!gate) return el("span", { class: "muted" }, "no decision");
   const cell = el("div", { class: "gate" },
     el("span", { class: `badge ${gate.promote ? "pass" : "fail"}` }, gate.promote ? "passed" : "failed"),
     el("ul", { class: "reasons" }, ...(gate.reasons || []).map((r) => el("li", {}, String(r)))));
-  const checks = gateChecks(version);
+  const checks = gateChecks(version).filter((c) => c && typeof c === "object");
   if (!checks.length) return cell;
-  const rows = checks.map((c) => el("tr", { class: c.passed ? "pass" : "fail", title: c.detail || "" },
-    el("td", {}, c.name), el("td", {}, fmtNum(c.value)), el("td", {}, fmtNum(c.limit)),
-    el("td", {}, c.passed ? "✓" : "✗")));
+  const rows = checks.map(checkRow);
   const passed = checks.filter((c) => c.passed).length;
+  const headers = ["check", "value", "limit", ciLabel(checks.map(checkInterval)), ""];
   const details = el("details", { open: state.openChecks.has(version.id) },
     el("summary", {}, `${passed}/${checks.length} checks passed`),
     el("table", { class: "checks" },
-      el("thead", {}, el("tr", {}, ...["check", "value", "limit", ""].map((h) => el("th", {}, h)))),
+      el("thead", {}, el("tr", {}, ...headers.map((h) => el("th", {}, h)))),
       el("tbody", {}, ...rows)));
   // Keep it open across auto-refreshes.
   details.addEventListener("toggle", () => {
@@ -336,6 +383,153 @@ function renderRoundsChart() {
       { name: "max_kl (gate)", dashed: true, values: [judged.map(maxKl)[0], ...judged.map(maxKl)] },
     ] : [],
   });
+}
+
+// ---- forgetting budget: candidate - base per suite, with the gate's intervals ----------------
+
+const BUDGET_PEN = { stroke: "#b42318", "stroke-width": 1.5, "stroke-dasharray": "6 4" };
+
+// Suite name -> the interval of its suite:<name>:base check (candidate - base), where usable.
+function baseIntervals(v) {
+  const out = new Map();
+  for (const c of gateChecks(v)) {
+    if (!c || typeof c !== "object" || typeof c.name !== "string") continue;
+    const match = /^suite:(.+):base$/.exec(c.name);
+    const ci = match ? checkInterval(c) : null;
+    if (ci) out.set(match[1], { ci, passed: c.passed === true, limit: num(c.limit) });
+  }
+  return out;
+}
+
+// -max_total_drop of that record (its thresholds; else the base checks' limit), or null.
+function budgetOf(v, intervals) {
+  const thresholds = gateRecord(v).thresholds;
+  const drop = thresholds && typeof thresholds === "object" ? num(thresholds.max_total_drop) : null;
+  if (drop !== null) return -drop;
+  const limits = [...intervals.values()].map((i) => i.limit).filter((l) => l !== null);
+  return limits.length ? limits[0] : null;
+}
+
+// x = versions whose gate record has suite:*:base intervals, in creation order; y = candidate -
+// base in points, one series of points with CI error bars per suite; the forgetting budget
+// (-max_total_drop) dashed, zero solid. Filled markers: promoted / serving; hollow: the others.
+function renderForgettingPlot() {
+  const figure = $("forgetting-plot");
+  const versions = Array.isArray(state.versions) ? state.versions.slice().reverse() : [];
+  const judged = versions.filter((v) => v && typeof v === "object")
+    .map((v) => ({ v, suites: baseIntervals(v) })).filter((p) => p.suites.size);
+  figure.replaceChildren();
+  if (!judged.length) {
+    figure.append(el("p", { class: "empty" },
+      "No gate record with per-suite confidence intervals yet: the plot appears after the first round."));
+    return;
+  }
+  const names = [...new Set(judged.flatMap((p) => [...p.suites.keys()]))].sort();
+  const xLabels = judged.map((p) => String(p.v.id));
+  const budgets = judged.map((p) => budgetOf(p.v, p.suites));
+  const intervals = judged.flatMap((p) => [...p.suites.values()].map((i) => i.ci));
+  const level = ciLabel(intervals);
+  const values = [0, ...budgets.filter((b) => b !== null).map((b) => 100 * b),
+    ...intervals.flatMap((ci) => [100 * ci.low, 100 * ci.high, 100 * ci.mean])];
+
+  const W = 640, PLOT_H = 260, M = { l: 60, r: 64, t: 30, b: 44 };
+  const n = judged.length;
+  const box = { W, PLOT_H, M, plotW: W - M.l - M.r, plotH: PLOT_H - M.t - M.b };
+  const band = box.plotW / n;
+  box.x = (i) => M.l + (i + 0.5) * band; // centred in bands: room for the suites side by side
+  const legend = [...names.map((name, k) => ({ kind: "suite", name, color: COLORS[k % COLORS.length] })),
+    { kind: "filled", name: "promoted / serving" }, { kind: "hollow", name: "not promoted" },
+    { kind: "budget", name: "budget (−max_total_drop)" }, { kind: "bar", name: `${level} (gate)` }];
+  const H = PLOT_H + Math.ceil(legend.length / 3) * 18 + 6;
+  const title = "Forgetting budget: served vs base per suite";
+  const root = svg("svg", { viewBox: `0 0 ${W} ${H}`, class: "chart", role: "img", "aria-label": title });
+  root.append(svg("text", { x: M.l, y: 18, class: "chart-title" }, title));
+  judged.forEach((p, i) => {
+    if (!p.v.serving) return;
+    root.append(svg("rect", { x: M.l + i * band, y: M.t, width: band, height: box.plotH,
+      class: "serving-band", fill: "#eef8f1" }, svg("title", {}, `${xLabels[i]} serves now`)));
+  });
+  const axes = drawAxes(root, box, [{ values }],
+    { xLabels, xTitle: "version", left: "candidate − base (points)" });
+  const y = axes.left;
+  root.append(svg("line", { x1: M.l, x2: W - M.r, y1: y(0), y2: y(0), class: "zero", stroke: "#667085" }));
+
+  // The budget: one dashed segment per run of versions held to the same -max_total_drop, the
+  // last one labelled (in the right margin when it reaches the plot's right edge).
+  let last = null;
+  for (let i = 0; i < n;) {
+    let j = i;
+    while (j + 1 < n && budgets[j + 1] === budgets[i]) j += 1;
+    if (budgets[i] !== null) {
+      const yb = y(100 * budgets[i]);
+      const text = `budget: candidate − base ≥ ${fmtPoints(budgets[i])} points (−max_total_drop)`;
+      root.append(svg("line", { x1: M.l + i * band, x2: M.l + (j + 1) * band, y1: yb, y2: yb,
+        class: "budget", "data-budget": fmtPoints(budgets[i]), ...BUDGET_PEN }, svg("title", {}, text)));
+      last = { end: j, y: yb };
+    }
+    i = j + 1;
+  }
+  if (last) {
+    const edge = last.end === n - 1;
+    root.append(svg("text", { x: edge ? W - M.r + 6 : M.l + (last.end + 1) * band - 2,
+      y: edge ? last.y + 4 : last.y - 4, class: `budget-label${edge ? "" : " inside"}` }, "budget"));
+  }
+
+  const step = Math.min(10, band / (names.length + 1));
+  names.forEach((name, k) => {
+    const color = COLORS[k % COLORS.length];
+    const dx = (k - (names.length - 1) / 2) * step;
+    const group = svg("g", { class: "ci-series", "data-series": name });
+    judged.forEach((p, i) => {
+      const item = p.suites.get(name);
+      if (item) group.append(ciPoint(p.v, xLabels[i], name, item, budgets[i], box.x(i) + dx, y, color));
+    });
+    root.append(group);
+  });
+  legend.forEach((entry, k) => drawMarkerLegend(root, box, entry, k));
+  figure.append(root);
+}
+
+// One suite's mean with its CI error bar at one version; filled if promoted or serving.
+function ciPoint(v, label, suite, item, budget, x, y, color) {
+  const { ci } = item;
+  const filled = Boolean(v.serving) || v.status === "promoted";
+  const status = v.serving ? "serving" : String(v.status || "?");
+  const [xs, yl, yh] = [x.toFixed(1), y(100 * ci.low).toFixed(1), y(100 * ci.high).toFixed(1)];
+  const [c0, c1] = [(x - 3).toFixed(1), (x + 3).toFixed(1)];
+  const pen = { stroke: color, "stroke-width": 1.5 };
+  const tip = `suite ${suite} at ${label} (${status}): ${fmtPoints(ci.mean)} points vs base `
+    + `[${ci.level || "?"} CI ${fmtPoints(ci.low)}, ${fmtPoints(ci.high)}]`
+    + (budget !== null ? `, budget ${fmtPoints(budget)}` : "") + (item.passed ? "" : "; the check failed");
+  return svg("g", { class: `ci-point ${filled ? "filled" : "hollow"}`, "data-version": label,
+    "data-status": status },
+  svg("line", { x1: xs, x2: xs, y1: yl, y2: yh, class: "ci-bar", ...pen }),
+  svg("line", { x1: c0, x2: c1, y1: yl, y2: yl, ...pen }),
+  svg("line", { x1: c0, x2: c1, y1: yh, y2: yh, ...pen }),
+  svg("circle", { cx: xs, cy: y(100 * ci.mean).toFixed(1), r: 4, stroke: color, "stroke-width": 1.8,
+    fill: filled ? color : "#fff" }, svg("title", {}, tip)));
+}
+
+// Legend entries of the forgetting plot, laid out like drawLegendEntry's (three a row).
+function drawMarkerLegend(root, box, entry, k) {
+  const lx = box.M.l + (k % 3) * (box.plotW / 3);
+  const ly = box.PLOT_H + 8 + Math.floor(k / 3) * 18;
+  const grey = "#475467";
+  if (entry.kind === "budget") {
+    root.append(svg("line", { x1: lx, x2: lx + 22, y1: ly, y2: ly, class: "budget", ...BUDGET_PEN }));
+  } else if (entry.kind === "bar") {
+    const pen = { stroke: grey, "stroke-width": 1.5 };
+    root.append(svg("line", { x1: lx + 11, x2: lx + 11, y1: ly - 6, y2: ly + 6, ...pen }));
+    for (const yy of [ly - 6, ly + 6]) {
+      root.append(svg("line", { x1: lx + 8, x2: lx + 14, y1: yy, y2: yy, ...pen }));
+    }
+  } else {
+    const color = entry.kind === "suite" ? entry.color : grey;
+    root.append(svg("circle", { cx: lx + 11, cy: ly, r: 4, stroke: color, "stroke-width": 1.8,
+      fill: entry.kind === "hollow" ? "#fff" : color }));
+  }
+  const name = entry.kind === "suite" ? `suite ${entry.name}` : entry.name;
+  root.append(svg("text", { x: lx + 28, y: ly + 4, class: "legend" }, name));
 }
 
 function defaultRound(rounds) {
