@@ -15,8 +15,9 @@ A candidate is promoted only if every check passes:
 The intervals are percentile bootstraps of the mean paired difference (``BOOTSTRAP_RESAMPLES``
 resamples of the items, a fixed seed per check: the same scores give the same decision). Paired
 because the two versions answer the same items: most items agree, so the spread of the
-differences, not of the scores, sets the width: +-1.5 to 2.5 points at 95% on 400 items where
-noise flips 3-6% of the answers, against +-4.5 to 5 points for two independent 400-item means.
+differences, not of the scores, sets the width: on 400 items with 5% of the answers flipping
+each way, +-3.1 points at 95%, against +-6.9 points for two independent means of a 50% suite
+(arithmetic, not a measurement; measurements in ``docs/gate.md``).
 
 Missing or non-finite numbers fail closed, and so does a decision without any suite: a suite
 the candidate was not scored on, an incumbent or base without item scores, items that differ

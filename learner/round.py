@@ -22,13 +22,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from evals.suites import Probe, Suite
+from evals.suites import Probe, Suite, trim
 from learner.config import ESConfig
 from learner.es_loop import IterationRecord, run_es, target_score
 from learner.feedback_items import RoundItems, build_round_items
 from learner.fitness import Batch, FitnessEvaluator
 from learner.gate import Decision, Scores, decide, mean_scores
-from learner.gate_eval import cached_suite_scores, kl_to_base, load_dir, trim
+from learner.gate_eval import cached_suite_scores, kl_to_base, load_dir
 from learner.items import ItemSet
 from learner.settings import LearnerSettings
 from store.db import Database
