@@ -145,10 +145,12 @@ def test_dashboard_shows_plots_and_promotes_and_rolls_back(server, seeded, watch
     assert set(per_round) == {"held-out target", "drift ‖θ−θ₀‖", *(f"suite {s}" for s in BASE_SUITES)}
     assert set(per_round.values()) == {1 + len(judged)}, per_round
     assert page.locator("#chart-rounds circle").count() == (1 + len(judged)) * len(per_round)
-    assert line_points(page, "chart-rounds-kl") == {
-        "KL(candidate‖base)": 1 + len(judged),
-        "max_kl (gate)": 1 + len(judged),
-    }
+    # KL is reported (no max_kl veto by default), so no veto line is drawn
+    assert line_points(page, "chart-rounds-kl") == {"KL(candidate‖base)": 1 + len(judged)}
+    # the forgetting budget: one interval per suite and judged version, the budget line
+    forgetting = page.locator("#forgetting-plot")
+    assert forgetting.locator("g.ci-point").count() >= 2 * len(BASE_SUITES)
+    assert forgetting.locator("line.budget").count() >= 1
     # The newest round with a candidate (dash2's) is shown first; then pick dash1's.
     fitness = line_points(page, "chart-iter-fitness")
     assert set(fitness) == {"fitness mean", "fitness max", "target", "drift ‖θ−θ₀‖"}

@@ -375,13 +375,16 @@ function renderRoundsChart() {
   // Function-space drift: what the gate bounds (mean per-token KL on probe prompts).
   const kl = (v) => num((gateRecord(v).kl || {}).kl);
   const maxKl = (v) => num((gateRecord(v).thresholds || {}).max_kl);
+  // KL is reported with every decision; a veto line only where the gate had max_kl set.
+  const vetoed = judged.some((v) => maxKl(v) !== null);
+  const klSeries = [{ name: "KL(candidate‖base)", values: [0, ...judged.map(kl)] }];
+  if (vetoed) {
+    klSeries.push({ name: "max_kl (gate)", dashed: true, values: [judged.map(maxKl)[0], ...judged.map(maxKl)] });
+  }
   lineChart($("chart-rounds-kl"), {
-    title: "Per round: KL(candidate ‖ base) vs the gate's max_kl", xTitle: "version", xLabels,
-    left: "nats / token", empty,
-    series: judged.length ? [
-      { name: "KL(candidate‖base)", values: [0, ...judged.map(kl)] },
-      { name: "max_kl (gate)", dashed: true, values: [judged.map(maxKl)[0], ...judged.map(maxKl)] },
-    ] : [],
+    title: vetoed ? "Per round: KL(candidate ‖ base) vs the gate's max_kl" : "Per round: KL(candidate ‖ base) (reported)",
+    xTitle: "version", xLabels, left: "nats / token", empty,
+    series: judged.length ? klSeries : [],
   });
 }
 
