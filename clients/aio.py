@@ -36,6 +36,7 @@ from clients.models import (
     FeedbackItem,
     Interaction,
     InteractionPage,
+    Rebuild,
     Round,
     Suite,
     SwapResult,
@@ -185,6 +186,29 @@ class AsyncAdmin:
     async def rollback(self, *, to: str | None = None, reason: str | None = None) -> SwapResult:
         """Serve ``to``, by default the version served before (see :meth:`Admin.rollback`)."""
         return await self._c._run(calls.rollback(to, reason))
+
+    async def rebuild(
+        self,
+        version_id: str,
+        *,
+        wait: bool = True,
+        timeout: float = 3600.0,
+        poll_s: float = 1.0,
+        on_progress: Callable[[Rebuild], None] | None = None,
+    ) -> Rebuild:
+        """Rebuild a dropped snapshot from its seed log (see :meth:`Admin.rebuild`)."""
+        job = await self._c._run(calls.rebuild(version_id))
+        deadline = time.monotonic() + timeout
+        seen = None
+        while wait and not job.finished:
+            if on_progress and (key := (job.state, str(job.progress))) != seen:
+                seen = key
+                on_progress(job)
+            if time.monotonic() + poll_s > deadline:
+                raise PerennialTimeoutError(f"rebuild of {version_id} still {job.state} after {timeout:g} s")
+            await asyncio.sleep(poll_s)
+            job = await self._c._run(calls.rebuild_status(version_id))
+        return job
 
     async def audit(self, limit: int = 100) -> list[AuditEntry]:
         """The audit log of version changes, newest first."""

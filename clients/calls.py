@@ -22,6 +22,7 @@ from clients.models import (
     FeedbackBatch,
     FeedbackItem,
     InteractionPage,
+    Rebuild,
     Round,
     Suite,
     SwapResult,
@@ -110,6 +111,25 @@ def promote(version_id: str, force: bool, reason: str | None) -> Call[SwapResult
         json=body,
         admin=True,
         idempotent=False,
+    )
+
+
+def rebuild(version_id: str) -> Call[Rebuild]:
+    return Call(
+        "POST",
+        f"/admin/versions/{_segment(version_id)}/rebuild",
+        lambda r: Rebuild.model_validate(r.json()),
+        admin=True,
+        idempotent=True,  # starting a rebuild that runs already is a no-op
+    )
+
+
+def rebuild_status(version_id: str) -> Call[Rebuild]:
+    return Call(
+        "GET",
+        f"/admin/versions/{_segment(version_id)}/rebuild",
+        lambda r: Rebuild.model_validate(r.json()),
+        admin=True,
     )
 
 

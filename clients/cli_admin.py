@@ -1,6 +1,7 @@
 """The ``perennial`` admin commands (admin key): versions, promote, rollback, runs, suites.
 
     perennial versions [VERSION] [--limit N]
+    perennial versions rebuild VERSION      (a dropped snapshot, from its seed log, with progress)
     perennial promote VERSION [--force --reason TEXT]
     perennial rollback [--to VERSION] [--reason TEXT]
     perennial runs list | show ROUND | trigger [--iterations K ...] [--wait] | wait ROUND
@@ -22,13 +23,25 @@ from clients.models import Round
 
 
 @click.command(cls=ClientCommand)
-@click.argument("version", required=False)
+@click.argument("args", nargs=-1, metavar="[VERSION | rebuild VERSION]")
 @click.option("--limit", type=click.IntRange(1, 1000), default=200, show_default=True)
 @admin_options
-def versions(version, limit, url, timeout, as_json, admin_key) -> None:
-    """List model versions with their gate decisions ('*' = serving), or show VERSION."""
+def versions(args, limit, url, timeout, as_json, admin_key) -> None:
+    """List model versions with their gate decisions ('*' = serving), or show VERSION.
+
+    ``versions rebuild VERSION`` rebuilds a version whose snapshot the retention policy dropped,
+    replaying seed logs from its nearest stored ancestor (progress on stderr; exit 1 if the
+    replay does not reproduce the recorded checksums).
+    """
     from clients.render import version_detail, versions_table
 
+    if args[:1] == ("rebuild",):
+        if len(args) != 2:
+            raise click.UsageError("usage: perennial versions rebuild VERSION")
+        return _rebuild(args[1], url, timeout, as_json, admin_key)
+    if len(args) > 1:
+        raise click.UsageError("at most one VERSION (or: versions rebuild VERSION)")
+    version = args[0] if args else None
     with connect(url, timeout, admin_key=admin_key) as client:
         if version:
             one = client.admin.version(version)
@@ -36,6 +49,36 @@ def versions(version, limit, url, timeout, as_json, admin_key) -> None:
         else:
             listing = client.admin.versions(limit)
             emit(listing, as_json, lambda: versions_table(listing.data))
+
+
+def _rebuild(version, url, timeout, as_json, admin_key) -> None:
+    def show(job) -> None:
+        p = job.progress or {}
+        where = (
+            f" {p['version']}: generation {p['generation']}/{p['generations']}, "
+            f"iteration {p['iteration']}/{p['iterations']}"
+            if p
+            else ""
+        )
+        click.echo(f"rebuild {version}: {job.state}{where}", err=True)
+
+    with connect(url, timeout, admin_key=admin_key) as client:
+        job = client.admin.rebuild(version, on_progress=show)
+    if job.state == "failed":
+        click.echo(f"error: rebuild of {version} failed: {job.error}", err=True)
+        sys.exit(EXIT_API)
+    report = job.report or {}
+    emit(
+        job,
+        as_json,
+        lambda: (
+            f"{version}: weights present, nothing to rebuild"
+            if job.state == "present"
+            else f"rebuilt {version} from {report.get('start')} ({len(report.get('generations', []))} "
+            f"generation(s), {report.get('iterations')} iterations) in {report.get('seconds', 0):.1f} s; "
+            f"sha256 {str(report.get('sha256'))[:12]} verified"
+        ),
+    )
 
 
 def _swap_line(result) -> str:

@@ -96,6 +96,24 @@ class Version(_Answer):
     promoted_at: datetime | None = None
     served_at: datetime | None = None
     gate: GateDecision | None = None
+    disk: dict[str, Any] | None = None  # weights_bytes (0 once dropped), stored, seed_log_bytes
+
+
+class Rebuild(_Answer):
+    """A rebuild of a dropped snapshot from its seed log: ``queued`` -> ``running`` ->
+    ``done`` | ``present`` (nothing to do) | ``failed`` (``error``). ``progress``: generation i of
+    n and iteration j of k; ``report`` once done (seconds, chain, checksums)."""
+
+    version: str
+    state: str
+    progress: dict[str, Any] | None = None
+    start: str | None = None
+    error: str | None = None
+    report: dict[str, Any] | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.state in ("done", "present", "failed")
 
 
 class VersionList(_Answer):

@@ -55,12 +55,22 @@ def gate_summary(gate: GateDecision | None) -> str:
     return f"{verdict}: {'; '.join(map(str, gate.reasons))}" if gate.reasons else verdict
 
 
+def disk_cell(v: Version) -> str | None:
+    """``517 MB`` for stored weights, ``seed log 2.1 kB`` once the snapshot was dropped."""
+    disk = v.disk or {}
+    if disk.get("stored"):
+        return f"{disk['weights_bytes'] / 1e6:.0f} MB"
+    if disk.get("seed_log_bytes") is not None:
+        return f"seed log {disk['seed_log_bytes'] / 1e3:.1f} kB"
+    return None
+
+
 def versions_table(versions: Sequence[Version]) -> str:
     rows = [
-        ["*" if v.serving else "", v.id, v.status, v.parent, gate_summary(v.gate), v.created_at]
+        ["*" if v.serving else "", v.id, v.status, v.parent, gate_summary(v.gate), v.created_at, disk_cell(v)]
         for v in versions
     ]
-    return table(["", "VERSION", "STATUS", "PARENT", "GATE", "CREATED"], rows)
+    return table(["", "VERSION", "STATUS", "PARENT", "GATE", "CREATED", "DISK"], rows)
 
 
 def key_values(pairs: Sequence[tuple[str, Any]]) -> str:
@@ -80,6 +90,7 @@ def version_detail(v: Version) -> str:
             ("served", v.served_at),
             ("sha256", v.sha256),
             ("snapshot", v.snapshot_path),
+            ("disk", disk_cell(v)),
             ("metrics", v.metrics),
             ("gate", "pass" if v.gate and v.gate.promote else "fail" if v.gate else None),
         ]

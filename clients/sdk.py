@@ -50,6 +50,7 @@ from clients.models import (
     FeedbackItem,
     Interaction,
     InteractionPage,
+    Rebuild,
     Round,
     Suite,
     SwapResult,
@@ -243,6 +244,34 @@ class Admin:
     def rollback(self, *, to: str | None = None, reason: str | None = None) -> SwapResult:
         """Serve ``to`` (a promoted version), by default the one that served before."""
         return self._c._run(calls.rollback(to, reason))
+
+    def rebuild(
+        self,
+        version_id: str,
+        *,
+        wait: bool = True,
+        timeout: float = 3600.0,
+        poll_s: float = 1.0,
+        on_progress: Callable[[Rebuild], None] | None = None,
+    ) -> Rebuild:
+        """Rebuild ``version_id``'s dropped snapshot from its seed log (verified by checksum).
+
+        With ``wait`` it polls until the rebuild finished (``state`` done, present or failed),
+        calling ``on_progress`` whenever the progress changes; PerennialTimeoutError after
+        ``timeout`` seconds.
+        """
+        job = self._c._run(calls.rebuild(version_id))
+        deadline = time.monotonic() + timeout
+        seen = None
+        while wait and not job.finished:
+            if on_progress and (key := (job.state, str(job.progress))) != seen:
+                seen = key
+                on_progress(job)
+            if time.monotonic() + poll_s > deadline:
+                raise PerennialTimeoutError(f"rebuild of {version_id} still {job.state} after {timeout:g} s")
+            time.sleep(poll_s)
+            job = self._c._run(calls.rebuild_status(version_id))
+        return job
 
     def audit(self, limit: int = 100) -> list[AuditEntry]:
         """The audit log of version changes, newest first."""

@@ -34,6 +34,7 @@ from learner.settings import LearnerSettings
 from store.db import Database
 from store.learner_runs import add_iteration, feedback_cursor, update_run
 from store.queries import feedback_since
+from store.retention import disk_free, disk_rows, enforce, weights_bytes
 from store.versions import (
     BASE,
     add_candidate,
@@ -43,6 +44,7 @@ from store.versions import (
     serving_version,
     set_status,
 )
+from weights.lineage import can_replay
 from weights.meta import NoiseRecord, SnapshotMeta
 
 log = logging.getLogger(__name__)
@@ -131,6 +133,7 @@ async def run_round(ctx: RoundContext, run_id: int, overrides: dict[str, Any]) -
     async with db.sessions() as session:
         version_id = await next_version_id(session)
     path = s.versions_dir / version_id
+    await ensure_disk(db, s, weights_bytes(incumbent.snapshot_path))  # a candidate: its parent's size
     drift = await engine.drift()
     meta = await engine.snapshot(
         path, snapshot_meta(run_id, incumbent.id, config, result.records, drift["drift"])
@@ -207,8 +210,42 @@ async def run_round(ctx: RoundContext, run_id: int, overrides: dict[str, Any]) -
     else:
         async with db.sessions() as session:
             await set_status(session, version_id=version_id, status="rejected")
+            await enforce(session, s.retention_policy(), can_replay)  # a promotion runs it in the gateway
             await session.commit()
     return RoundOutcome("promoted" if decision.promote else "rejected", version_id, gate)
+
+
+async def room_for_candidate(db: Database, s: LearnerSettings) -> None:
+    """Before a round starts its engine: is there room for a snapshot of the serving version's size?"""
+    async with db.sessions() as session:
+        incumbent = await serving_version(session) or await get_version(session, version_id=BASE)
+        path = incumbent.snapshot_path if incumbent else None
+    await ensure_disk(db, s, weights_bytes(path))
+
+
+async def ensure_disk(db: Database, s: LearnerSettings, need: int) -> None:
+    """Room for a snapshot of ``need`` bytes, or a RoundError (stored as the run's error).
+
+    First the retention policy drops what it may; then the write must leave
+    ``min_free_disk_gb`` free and keep the snapshots within ``disk_budget_gb``.
+    """
+    async with db.sessions() as session:
+        await enforce(session, s.retention_policy(), can_replay)
+        await session.commit()
+        stored = sum(d.bytes for _, d in await disk_rows(session, can_replay))
+    free = disk_free(s.versions_dir)["free_bytes"]
+    min_free = int(s.min_free_disk_gb * 1e9)
+    if free - need < min_free:
+        raise RoundError(
+            f"disk: a {need / 1e9:.2f} GB snapshot would leave {(free - need) / 1e9:.2f} GB free in "
+            f"{s.versions_dir}, below min_free_disk_gb {s.min_free_disk_gb:g}; nothing was written"
+        )
+    budget = s.retention_policy().budget_bytes
+    if budget is not None and stored + need > budget:
+        raise RoundError(
+            f"disk: snapshots would hold {(stored + need) / 1e9:.2f} GB, over disk_budget_gb "
+            f"{s.disk_budget_gb:g} (what is left is protected: base, serving, previous, candidates)"
+        )
 
 
 async def heldout_target(engine: Any, items: RoundItems, config: ESConfig) -> tuple[float, bool]:
@@ -265,4 +302,4 @@ def snapshot_meta(
     )
 
 
-__all__ = ["Decision", "RoundContext", "RoundError", "RoundOutcome", "run_round"]
+__all__ = ["Decision", "RoundContext", "RoundError", "RoundOutcome", "room_for_candidate", "run_round"]

@@ -32,7 +32,7 @@ from typing import Any
 from engine.supervisor import reap_stale
 from evals.suites import load_probes
 from learner.config import ConfigError
-from learner.round import Promote, RoundContext, run_round
+from learner.round import Promote, RoundContext, room_for_candidate, run_round
 from learner.settings import LearnerSettings
 from learner.suites_store import enabled_suites, register_builtin_suites
 from learner.yielding import ChatYield
@@ -232,6 +232,7 @@ class LearnerService:
             await session.commit()
         values: dict[str, Any]
         try:
+            await room_for_candidate(self.db, self.settings)  # a full disk fails before any work
             engine = await self._ensure_engine()
             ctx = RoundContext(
                 self.db,

@@ -95,7 +95,7 @@ async def start_engine(app: FastAPI, settings: Settings, stack: AsyncExitStack) 
         engine.supervisor.on_healthy.append(functools.partial(prepare_swaps, engine))
     await engine.start(settings.engine_start_timeout_s)
     swapper = HotSwapper(engine, served, SwapTarget(boot.version, boot.path, boot.engine_checksum))
-    versions = VersionService(app.state.db, swapper)
+    versions = VersionService(app.state.db, swapper, settings.retention_policy())
     await attach_boot_version(engine, swapper, versions, boot)
     engine.on_recovered.append(swapper.reapply)
     app.state.served = served

@@ -17,6 +17,7 @@ from server.chat.serving import ChatService, ServedModel
 from server.feedback.service import FeedbackService
 from server.metrics import GatewayMetrics
 from server.rounds import Rounds
+from server.settings import Settings
 from server.versions.service import VersionService
 from store.db import Database
 from store.sink import IngestSink
@@ -53,5 +54,6 @@ Chat = Annotated[ChatService, Depends(state("chat"))]
 Feedback = Annotated[FeedbackService, Depends(state("feedback"))]
 Versions = Annotated[VersionService, Depends(state("versions"))]
 Metrics = Annotated[GatewayMetrics, Depends(state("metrics"))]
+AppSettings = Annotated[Settings, Depends(state("settings"))]
 Ingest = Annotated[IngestSink, Depends(state("ingest"))]
 LearnerRounds = Annotated[Rounds | None, Depends(state("rounds"))]

@@ -36,6 +36,11 @@ class GatewayMetrics:
         self.tokens = Counter("perennial_tokens", "Tokens processed.", ["kind"], registry=r)
         self.errors = Counter("perennial_errors", "Errors answered, by type.", ["type"], registry=r)
         self.engine_up = Gauge("perennial_engine_up", "1 when the serving engine is ready.", registry=r)
+        self.disk_free = Gauge(
+            "perennial_data_disk_free_bytes",
+            "Free bytes on the file system of the data directory.",
+            registry=r,
+        )
         self.engine_restarts = Gauge(
             "perennial_engine_restarts", "Restarts of the serving engine.", registry=r
         )

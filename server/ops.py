@@ -5,27 +5,36 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 
-from server.deps import Chat, Engine, Metrics, Served
+from server.deps import AppSettings, Chat, Engine, Metrics, Served
+from store.retention import disk_free
 
 router = APIRouter()
 
 
 @router.get("/health")
-async def health(engine: Engine, served: Served) -> JSONResponse:
+async def health(engine: Engine, served: Served, settings: AppSettings) -> JSONResponse:
     ok = engine.ready and await engine.client.healthy()
+    free = disk_free(settings.data_dir)["free_bytes"]
     body = {
         "status": "ok" if ok else "degraded",
         "gateway": "ok",
         "engine": "ok" if ok else engine.status()["state"],
         "model": served.name,
         "version": served.version,
+        # below min_free_disk_gb rounds fail before writing a snapshot; serving goes on
+        "disk": {
+            "free_bytes": free,
+            "min_free_bytes": int(settings.min_free_disk_gb * 1e9),
+            "low": free < settings.min_free_disk_gb * 1e9,
+        },
     }
     return JSONResponse(body, status_code=200 if ok else 503)
 
 
 @router.get("/metrics")
-async def metrics(m: Metrics, engine: Engine, chat: Chat) -> Response:
+async def metrics(m: Metrics, engine: Engine, chat: Chat, settings: AppSettings) -> Response:
     m.engine_up.set(1 if engine.ready else 0)
+    m.disk_free.set(disk_free(settings.data_dir)["free_bytes"])
     m.chats_in_flight.set(chat.in_flight)
     m.engine_restarts.set(engine.status().get("restarts", 0))
     return Response(m.render(), media_type="text/plain; version=0.0.4; charset=utf-8")

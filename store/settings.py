@@ -13,6 +13,8 @@ from pathlib import Path
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from store.retention import RetentionPolicy
+
 
 def split_csv(value: object) -> object:
     """A comma-separated environment value as a list (lists pass through)."""
@@ -48,6 +50,33 @@ class StateSettings(BaseSettings):
         "in <data_dir>/admin_key (an external learner must be given it).",
     )
 
+    keep_promoted: int = Field(
+        3,
+        ge=0,
+        description="Snapshots kept for the newest K promoted versions (besides serving and previous).",
+    )
+    checkpoint_every: int = Field(
+        10,
+        ge=0,
+        description="Keep a snapshot every M generations of promoted versions (0: none); "
+        "bounds how many rounds a rebuild replays.",
+    )
+    rejected_grace_s: float = Field(
+        3600.0, ge=0, description="A rejected candidate's weights are dropped this long after it was made."
+    )
+    disk_budget_gb: float | None = Field(
+        None,
+        gt=0,
+        description="Most GB that version snapshots may hold; beyond it the policy drops "
+        "more (never base, serving, previous or a candidate). Unset: no budget.",
+    )
+    min_free_disk_gb: float = Field(
+        1.0,
+        ge=0,
+        description="A round that would leave less free space than this in the data "
+        "directory fails before writing its snapshot (serving untouched).",
+    )
+
     @field_validator("data_dir")
     @classmethod
     def _absolute(cls, value: Path) -> Path:
@@ -64,6 +93,10 @@ class StateSettings(BaseSettings):
         if self.database_url is not None:
             return self.database_url.get_secret_value()
         return f"sqlite:///{self.data_dir / 'perennial.db'}"
+
+    def retention_policy(self) -> RetentionPolicy:
+        budget = None if self.disk_budget_gb is None else int(self.disk_budget_gb * 1e9)
+        return RetentionPolicy(self.keep_promoted, self.checkpoint_every, self.rejected_grace_s, budget)
 
     @property
     def admin_key_file(self) -> Path:

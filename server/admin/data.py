@@ -6,7 +6,9 @@
     GET /admin/interactions/export?since=&until=&version=&has_feedback=&caller=
         every match in stored order (oldest first, give or take concurrent writes), as JSONL:
         one interaction per line, its feedback nested
-    GET /admin/store    ingest state: mode, Redis up, queue depths, consumer counters
+    GET /admin/store    ingest state (mode, Redis up, queue depths, consumer counters) and
+        disk: free space in the data directory, bytes per version, what the retention policy
+        keeps (and why) and would drop now
 
 ``since``/``until``: ISO 8601 (UTC unless an offset is given) or UNIX seconds.
 """
@@ -22,11 +24,13 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import StreamingResponse
 from sqlalchemy.exc import SQLAlchemyError
 
-from server.deps import DB, Ingest, admin_caller
+from server.deps import DB, AppSettings, Ingest, Versions, admin_caller
 from server.errors import APIError
 from server.feedback.service import stored_object, unavailable
-from store.models import Interaction
+from store.models import Interaction, utcnow
 from store.queries import InteractionFilter, UnknownCursor, iter_interactions, list_interactions
+from store.retention import disk_free, disk_rows, plan
+from weights.lineage import can_replay
 
 router = APIRouter(prefix="/admin", dependencies=[Depends(admin_caller)])
 
@@ -124,5 +128,25 @@ async def export_interactions(db: DB, filters: Filters) -> StreamingResponse:
 
 
 @router.get("/store")
-async def store_status(ingest: Ingest) -> dict[str, Any]:
-    return ingest.stats()
+async def store_status(ingest: Ingest, db: DB, versions: Versions, settings: AppSettings) -> dict[str, Any]:
+    return {**ingest.stats(), "disk": await disk_report(db, settings, versions.retention)}
+
+
+async def disk_report(db, settings, policy) -> dict[str, Any]:
+    """Free space where the data lives and what each version's snapshot holds."""
+    async with db.sessions() as session:
+        rows = await disk_rows(session, can_replay)
+    per_version = {
+        d.id: {"weights_bytes": d.bytes, "status": d.status, "serving": d.serving} for _, d in rows
+    }
+    out: dict[str, Any] = {
+        "data_dir": str(settings.data_dir),
+        **disk_free(settings.data_dir),
+        "min_free_bytes": int(settings.min_free_disk_gb * 1e9),
+        "budget_bytes": policy.budget_bytes if policy else None,
+        "snapshots_bytes": sum(v["weights_bytes"] for v in per_version.values()),
+        "versions": per_version,
+    }
+    if policy is not None:
+        out["retention"] = plan([d for _, d in rows], policy, utcnow()).to_json()
+    return out

@@ -1,4 +1,4 @@
-"""Admin routes for versions: list, inspect, promote (gated unless forced), roll back, audit."""
+"""Admin routes for versions: list, inspect, promote (gated unless forced), rebuild, roll back, audit."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from server.deps import DB, Admin, Served, Versions, admin_caller
 from server.errors import APIError
+from server.versions.rebuild import rebuild_chain
 from server.versions.service import version_json
 from store.versions import audit_entries, get_version, latest_decision, list_versions
 
@@ -50,6 +51,23 @@ async def versions_promote(
 ) -> dict:
     body = body or PromoteBody()
     return await versions.promote(version_id, who=who, reason=body.reason, force=body.force)
+
+
+@router.post("/versions/{version_id}/rebuild", status_code=202)
+async def versions_rebuild(versions: Versions, version_id: str, who: Admin) -> dict:
+    """Rebuild a version's dropped snapshot from its seed log, in the background."""
+    await rebuild_chain(versions.db, version_id)  # 404 / 409 now, not in the job
+    job = versions.rebuilder.start(version_id, who=who)
+    return {"object": "rebuild", **job}
+
+
+@router.get("/versions/{version_id}/rebuild")
+async def versions_rebuild_status(versions: Versions, version_id: str) -> dict:
+    """Progress of the running (or last) rebuild of a version."""
+    job = versions.rebuilder.status(version_id)
+    if job is None:
+        raise APIError(404, f"no rebuild of {version_id!r} since the gateway started", code="no_rebuild")
+    return {"object": "rebuild", **job}
 
 
 @router.post("/rollback")

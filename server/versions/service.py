@@ -18,9 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from server.errors import APIError
+from server.versions.rebuild import Rebuilder
 from server.versions.swap import HotSwapper, SwapError, SwapTarget
 from store.db import Database
 from store.models import ModelVersion
+from store.retention import RetentionPolicy, enforce, weights_bytes
 from store.versions import (
     BASE,
     audit,
@@ -32,6 +34,8 @@ from store.versions import (
     serving_version,
     set_status,
 )
+from weights.lineage import can_replay, has_weights, seed_log_bytes
+from weights.meta import SnapshotMeta
 
 log = logging.getLogger(__name__)
 
@@ -50,13 +54,20 @@ class BootVersion:
 async def boot_version(db: Database, base_dir: Path, base_sha256: str | None) -> BootVersion:
     """The serving version from the registry (creating ``base`` on a fresh database).
 
-    Falls back to the base if the serving version's snapshot directory is gone, and audits it.
+    A serving version whose weights are gone is rebuilt from its seed log; if that fails too,
+    the base serves and the fallback is audited.
     """
     async with db.sessions() as session:
         base = await ensure_base(session, snapshot_path=str(base_dir), sha256=base_sha256)
         current = await serving_version(session) or base
         path = Path(current.snapshot_path or base_dir)
-        if current.id != BASE and not any(path.glob("*.safetensors")):
+        if current.id != BASE and not has_weights(path):
+            await session.commit()  # no open write while the rebuild audits in its own session
+            try:
+                await Rebuilder(db).ensure(current.id, who="system")
+                return BootVersion(current.id, path, current.engine_checksum)
+            except APIError as exc:
+                log.error("could not rebuild serving version %s: %s", current.id, exc.message)
             log.error("snapshot of serving version %s is missing at %s; serving base", current.id, path)
             await audit(
                 session,
@@ -80,6 +91,7 @@ def version_json(v: ModelVersion, decision: Any = None) -> dict[str, Any]:
         "snapshot_path": v.snapshot_path,
         "sha256": v.sha256,
         "engine_checksum": v.engine_checksum,
+        "disk": version_disk(v),
         "metrics": v.metrics,
         "created_at": v.created_at.isoformat() if v.created_at else None,
         "promoted_at": v.promoted_at.isoformat() if v.promoted_at else None,
@@ -95,12 +107,41 @@ def version_json(v: ModelVersion, decision: Any = None) -> dict[str, Any]:
     }
 
 
-class VersionService:
-    """Promote and roll back through the hot swapper, keeping the registry and audit log."""
+def version_disk(v: ModelVersion) -> dict[str, Any]:
+    """What a version holds on disk: its weights (0 once dropped) and its seed log."""
+    stored = weights_bytes(v.snapshot_path)
+    log_bytes = None
+    if v.meta and v.id != BASE:
+        try:
+            log_bytes = seed_log_bytes(SnapshotMeta.model_validate(v.meta))
+        except ValueError:  # a row written by hand (tests, imports): no seed log to size
+            log_bytes = None
+    return {"weights_bytes": stored, "stored": stored > 0, "seed_log_bytes": log_bytes}
 
-    def __init__(self, db: Database, swapper: HotSwapper):
+
+class VersionService:
+    """Promote and roll back through the hot swapper, keeping the registry and audit log.
+
+    A version whose weights the retention policy dropped is rebuilt from its seed log first
+    (``rebuilder``); after every change of the served version the policy runs again.
+    """
+
+    def __init__(self, db: Database, swapper: HotSwapper, retention: RetentionPolicy | None = None):
         self.db = db
         self.swapper = swapper
+        self.rebuilder = Rebuilder(db)
+        self.retention = retention
+
+    async def enforce_retention(self, who: str = "system") -> dict | None:
+        """Drop the snapshots the policy does not keep (None without a policy)."""
+        if self.retention is None:
+            return None
+        async with self.db.sessions() as session:
+            report = await enforce(session, self.retention, can_replay, who=who)
+            await session.commit()
+        if report["drop"]:
+            log.info("retention: dropped %s (%d bytes)", report["drop"], report["freed_bytes"])
+        return report
 
     async def record_boot(self, checksum: str) -> None:
         """Store the engine checksum of the version the engine started with."""
@@ -172,6 +213,8 @@ class VersionService:
                 code="engine_unavailable",
                 headers={"Retry-After": "30"},
             )
+        if not has_weights(version.snapshot_path):  # dropped by the retention policy
+            await self.rebuilder.ensure(version.id, who=who)
         previous = self.swapper.current.version
         target = SwapTarget(version.id, Path(version.snapshot_path), version.engine_checksum, version.sha256)
         try:
@@ -203,6 +246,7 @@ class VersionService:
             details={"from": previous, **report.to_json()},
         )
         await session.commit()
+        await self.enforce_retention(who="system")
         log.info(
             "%s: now serving %s (was %s, pause %.2f s)",
             action,

@@ -136,6 +136,9 @@ def test_dashboard_shows_plots_and_promotes_and_rolls_back(server, seeded, watch
         assert row.locator("details summary").inner_text() == (
             f"{sum(ch['passed'] for ch in checks)}/{len(checks)} checks passed"
         )
+        disk = listing[c.version]["disk"]  # what the retention policy left on disk
+        want = f"{disk['weights_bytes'] / 1e6:.0f} MB" if disk["stored"] else "seed log"
+        assert want in row.locator("td.disk").inner_text()
 
     # --- forgetting curves: per round (base + every judged candidate) and per iteration --------
     judged = [v for v in reversed(listing.values()) if (v["metrics"] or {}).get("drift") is not None]

@@ -7,6 +7,7 @@ transformers (same log-probabilities), and, marked ``slow``, a fresh vLLM server
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
@@ -20,9 +21,11 @@ from learner.config import ESConfig
 from learner.es_loop import run_es
 from learner.fitness import FitnessEvaluator
 from learner.items import load_items
+from learner.round import snapshot_meta
 from weights.es import NoiseTable, es_step, tensors_sha256
+from weights.lineage import Generation, rebuild
 from weights.meta import SnapshotMeta
-from weights.snapshot import load_tensors
+from weights.snapshot import WEIGHTS, load_tensors
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
 
@@ -187,6 +190,40 @@ async def test_snapshot_loads_through_vllms_loader_and_reproduces_master_outputs
     assert await greedy(engine.client, engine.served_name) == master_text
     assert await logprobs(engine.client, engine.served_name) == master_lp
     await engine.load_master()
+
+
+async def test_three_rounds_of_the_learner_engine_rebuild_bit_for_bit_from_their_seed_logs(
+    engine, model_dir, tmp_path
+):
+    """Rounds as the learner runs them (each from the last snapshot, anchored to the base, one
+    with AWD), then their seed logs replayed outside the engine (weights.lineage): same file."""
+    items = load_items_from(tmp_path, [i for i in ITEMS if "reference" in i])
+    chain, parent, parent_dir = [], "base", model_dir
+    try:
+        for g, lam in enumerate([0.0, 0.5, 0.0], start=1):
+            config = ESConfig.preset(
+                "cpu", population=2, iterations=1, minibatch=2, max_tokens=4, awd_lambda=lam, seed=g
+            )
+            await engine.init_state(parent_dir, model_dir, config.noise)
+            result = await run_es(engine, items, config)
+            drift = (await engine.drift())["drift"]
+            out = tmp_path / f"g{g}"
+            meta = await engine.snapshot(out, snapshot_meta(g, parent, config, result.records, drift))
+            chain.append(Generation(f"g{g}", meta))
+            parent, parent_dir = f"g{g}", out
+    finally:
+        await engine.init_state(model_dir, model_dir)
+    recorded = (tmp_path / "g3" / WEIGHTS).read_bytes()
+    for g in ("g2", "g3"):
+        (tmp_path / g / WEIGHTS).unlink()
+    report = await asyncio.to_thread(
+        rebuild, chain[1:], start="g1", start_dir=tmp_path / "g1", base_dir=model_dir, out_dir=tmp_path / "g3"
+    )
+    assert (tmp_path / "g3" / WEIGHTS).read_bytes() == recorded
+    assert report.sha256 == chain[-1].meta.sha256 and report.generations == ["g2", "g3"]
+    # the whole chain from the base gives the same bytes too
+    rebuild(chain, start="base", start_dir=model_dir, base_dir=model_dir, out_dir=tmp_path / "again")
+    assert (tmp_path / "again" / WEIGHTS).read_bytes() == recorded
 
 
 @pytest.mark.slow

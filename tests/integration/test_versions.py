@@ -6,15 +6,18 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import subprocess
+import sys
 import time
 
 import httpx
 import pytest
 
 from store.db import Database
+from store.retention import drop_weights
 from store.versions import add_candidate, record_decision
 from tests.conftest import ADMIN_KEY
-from tests.support.snapshots import perturbed_snapshot
+from tests.support.snapshots import perturbed_snapshot, seed_log_snapshot
 
 pytestmark = pytest.mark.integration
 
@@ -134,3 +137,65 @@ def test_engine_restart_keeps_serving_the_promoted_version(restores_base, client
             break
         time.sleep(1)
     assert greedy(client) == (before_out, {"tv3"})
+
+
+def test_a_dropped_snapshot_is_rebuilt_from_its_seed_log_and_serves_the_same(
+    restores_base, client, model_dir, tmp_path
+):
+    """Weights dropped (as the retention policy drops them): the CLI rebuilds them bit for bit,
+    and a promotion of a dropped version rebuilds it first and serves the same greedy outputs."""
+    server = restores_base
+    meta = seed_log_snapshot(model_dir, tmp_path / "tv5", seed=5)
+    insert_version(server, "tv5", tmp_path / "tv5", meta.sha256, meta.model_dump(mode="json"))
+    assert admin(server, "POST", "/admin/versions/tv5/promote").status_code == 200
+    served_out, versions = greedy(client)
+    assert versions == {"tv5"}
+    assert admin(server, "POST", "/admin/rollback", json={"to": "base"}).status_code == 200
+    recorded = (tmp_path / "tv5" / "model.safetensors").read_bytes()
+    row = admin(server, "GET", "/admin/versions/tv5").json()
+    assert row["disk"]["stored"] and row["disk"]["seed_log_bytes"] < 4096
+
+    drop_weights(tmp_path / "tv5")
+    assert admin(server, "GET", "/admin/versions/tv5").json()["disk"]["stored"] is False
+    cli = subprocess.run(
+        [sys.executable, "-m", "perennial.cli", "versions", "rebuild", "tv5", "--url", server.url],
+        env={**os.environ, "PERENNIAL_ADMIN_KEY": ADMIN_KEY},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert cli.returncode == 0, cli.stderr
+    assert "rebuilt tv5 from base (1 generation(s), 1 iterations)" in cli.stdout and "verified" in cli.stdout
+    assert (tmp_path / "tv5" / "model.safetensors").read_bytes() == recorded
+
+    drop_weights(tmp_path / "tv5")
+    promoted = admin(server, "POST", "/admin/versions/tv5/promote")
+    assert promoted.status_code == 200, promoted.text
+    assert greedy(client) == (served_out, {"tv5"})  # rebuilt, then the normal verified swap
+    actions = [
+        e["action"] for e in admin(server, "GET", "/admin/audit").json()["data"] if e["target"] == "tv5"
+    ]
+    assert actions[:2] == ["promote", "rebuild"]  # newest first
+    assert admin(server, "POST", "/admin/versions/nope/rebuild").status_code == 404
+
+
+def insert_version(server, version_id: str, path, sha256, meta: dict) -> None:
+    async def insert() -> None:
+        db = Database.connect(f"sqlite:///{server.data_dir / 'perennial.db'}")
+        try:
+            async with db.sessions() as session:
+                await add_candidate(
+                    session,
+                    version_id=version_id,
+                    parent_id="base",
+                    snapshot_path=str(path),
+                    sha256=sha256,
+                    meta=meta,
+                    metrics={},
+                )
+                await record_decision(session, version_id=version_id, promote=True, reasons=[], checks={})
+                await session.commit()
+        finally:
+            await db.close()
+
+    asyncio.run(insert())

@@ -24,3 +24,29 @@ def perturbed_snapshot(base_dir: Path, out_dir: Path, *, seed: int, scale: float
                 tensors[name] = tensor + scale * tensor.std() * noise
         save_file(tensors, out_dir / weights.name, metadata={"format": "pt"})
     return out_dir
+
+
+def seed_log_snapshot(base_dir: Path, out_dir: Path, *, seed: int, awd_lambda: float = 0.5):
+    """A version as a learner round makes it, without an engine: one ES + AWD step on the base
+    (the same ``weights.es`` arithmetic the learner engine runs), written with its seed log.
+    Returns the written ``SnapshotMeta``."""
+    from weights.es import NoiseTable, es_step, iteration_seeds, pair_coefficients
+    from weights.meta import NoiseRecord, SnapshotMeta
+    from weights.snapshot import load_tensors, write_snapshot
+
+    theta0 = load_tensors(base_dir)
+    theta = {k: v.clone() for k, v in theta0.items()}
+    table = NoiseTable()
+    config = {"alpha": 2e-3, "sigma": 1e-3, "population": 4, "awd_lambda": awd_lambda, "awd_kind": "l2"}
+    seeds = iteration_seeds(seed, 0, 2)
+    coefficients = pair_coefficients([1.0, -1.0, 0.5, 0.0])
+    es_step(theta, theta0, table, seeds, coefficients, alpha=2e-3, population=4, awd_lambda=awd_lambda)
+    meta = SnapshotMeta(
+        parent="base",
+        base="base",
+        config=config,
+        seeds=[seeds],
+        coefficients=[coefficients],
+        noise=NoiseRecord(),
+    )
+    return write_snapshot(out_dir, theta, base_dir, meta)

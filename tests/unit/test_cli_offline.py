@@ -143,11 +143,13 @@ def test_versions_table_marks_the_serving_version_and_keeps_columns_aligned():
                 "parent": "v2",
                 "created_at": "2026-01-02T03:04:05+00:00",
                 "gate": {"promote": False, "reasons": ["suite arithmetic dropped 0.10 > tolerance 0.02"]},
+                "disk": {"weights_bytes": 0, "stored": False, "seed_log_bytes": 2345},
             },
             {
                 "id": "v2",
                 "status": "promoted",
                 "serving": True,
+                "disk": {"weights_bytes": 538_000_000, "stored": True, "seed_log_bytes": 2100},
                 "parent": "base",
                 "gate": {"promote": True, "reasons": []},
             },
@@ -174,4 +176,5 @@ def test_versions_table_marks_the_serving_version_and_keeps_columns_aligned():
         == 1
     )
     assert "fail: suite arithmetic dropped 0.10 > tolerance 0.02  2026-01-02 03:04:05" in lines[1]
+    assert lines[1].endswith("seed log 2.3 kB") and lines[2].endswith("538 MB")  # dropped / stored
     assert lines[2].split()[4] == "pass"

@@ -264,8 +264,16 @@ function renderVersions(versions) {
     el("td", {}, fmtTime(v.promoted_at)),
     el("td", {}, fmtTime(v.served_at)),
     el("td", {}, gateCell(v)),
+    el("td", { class: "disk" }, diskCell(v.disk)),
     el("td", {}, versionActions(v))));
   $("versions-table").tBodies[0].replaceChildren(...rows);
+}
+
+// Weights on disk, or the seed log a dropped snapshot is rebuilt from (retention policy).
+function diskCell(disk) {
+  if (!disk) return "—";
+  if (disk.stored) return `${(disk.weights_bytes / 1e6).toFixed(0)} MB`;
+  return disk.seed_log_bytes == null ? "dropped" : `seed log ${(disk.seed_log_bytes / 1e3).toFixed(1)} kB`;
 }
 
 // ---- promote / rollback (with a confirmation) --------------------------------------------
