@@ -16,7 +16,7 @@ services:
 	@scripts/services.sh
 
 test: bootstrap lint services browser
-	$(VENV)/bin/python -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest -m "not slow" --durations=25 $(PYTEST_ARGS)
 
 # Debian's chromium, for the dashboard tests (tests/integration/test_dashboard.py); a no-op when installed.
 browser:

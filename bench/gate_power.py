@@ -37,6 +37,7 @@ import math
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -163,6 +164,34 @@ def judge(
     return row
 
 
+async def confirm_on_rest(client, cand, base_items, rest, thresholds) -> dict[str, dict[str, float]]:
+    """Candidate item scores, past the gate's cut, on each suite the gate fails (call it while
+    the candidate is loaded). A rejection that these unseen items repeat was a real loss."""
+    names = [n for n in failed_suites(cand, base_items, thresholds) if n in rest and rest[n].items]
+    got = await score_suites(client, MODEL, {n: rest[n] for n in names}) if names else {}
+    return {n: got[n].items for n in names}
+
+
+async def unseen_drops(client, confirm, rest, base_rest) -> dict:
+    """Mean candidate - base on the unseen items (base loaded; its scores cached in base_rest)."""
+    todo = {n: rest[n] for n in confirm if n not in base_rest}
+    if todo:
+        got = await score_suites(client, MODEL, todo)
+        base_rest.update({n: got[n].items for n in todo})
+    return {
+        n: {"items": len(items), "diff": sum(items[i] - base_rest[n][i] for i in items) / len(items)}
+        for n, items in confirm.items()
+    }
+
+
+def failed_suites(cand, base_items, thresholds) -> list[str]:
+    base = Scores(0.0, base_items, 0.0)
+    decision = decide(Scores(1.0, cand, 0.0), base, base, thresholds)  # max_kl unset: KL does not decide
+    return sorted(
+        {c.name.split(":")[1] for c in decision.checks if not c.passed and c.name.startswith("suite:")}
+    )
+
+
 def save_partial(args: argparse.Namespace, rows: list[dict]) -> None:
     """Every judged candidate so far, so a run cut short still leaves its measurements."""
     args.out.with_suffix(".partial.json").write_text(json.dumps({"candidates": rows}, indent=2) + "\n")
@@ -182,7 +211,14 @@ def clopper_pearson_upper(k: int, n: int, confidence: float = 0.95) -> float:
 
 async def run(args: argparse.Namespace) -> dict:
     model_dir = shared_model_dir()
-    suites = {s.name: s for s in trim(list(load_builtin_suites().values()), args.max_items)}
+    whole = load_builtin_suites()
+    suites = {s.name: s for s in trim(list(whole.values()), args.max_items)}
+    # items the gate never sees: a rejection is confirmed (or not) on them
+    rest = {
+        n: replace(s, items=s.items[args.max_items :])
+        for n, s in whole.items()
+        if args.max_items and len(s.items) > args.max_items
+    }
     probes = load_probes()[: args.probes]
     thresholds = Thresholds()
     rows: list[dict] = []
@@ -197,15 +233,18 @@ async def run(args: argparse.Namespace) -> dict:
                 + ", ".join(f"{n} {s.score:.3f}" for n, s in base["scores"].items()),
                 flush=True,
             )
+            base_rest: dict[str, dict[str, float]] = {}  # filled per suite on first need
             for rms in [float(x) for x in args.noise.split(",") if x]:
                 for seed in range(args.seeds):
                     with tempfile.TemporaryDirectory(prefix="perennial-gate-") as tmp:
                         l2 = perturbed_copy(model_dir, Path(tmp), rms, seed=seed + 1)
                         await load(client, Path(tmp))
                         got = await measure(client, suites, probes, args)
+                        cand = {name: s.items for name, s in got["scores"].items()}
+                        confirm = await confirm_on_rest(client, cand, base_items, rest, thresholds)
                     await load(client, model_dir)
+                    unseen = await unseen_drops(client, confirm, rest, base_rest)
                     kl = await kl_of(client, got["samples"])
-                    cand = {name: s.items for name, s in got["scores"].items()}
                     rows.append(
                         judge(
                             "noise",
@@ -214,9 +253,19 @@ async def run(args: argparse.Namespace) -> dict:
                             base_items,
                             kl,
                             thresholds,
-                            {"noise_rms": rms, "noise_l2": round(l2, 2), "scoring_s": got["scoring_s"]},
+                            {
+                                "noise_rms": rms,
+                                "noise_l2": round(l2, 2),
+                                "scoring_s": got["scoring_s"],
+                                "unseen": unseen,
+                            },
                         )
                     )
+                    for n, u in unseen.items():
+                        print(
+                            f"        {n}: {100 * u['diff']:+.1f} points on {u['items']} unseen items",
+                            flush=True,
+                        )
                     save_partial(args, rows)
             for name in [x for x in args.damage_suites.split(",") if x]:
                 for lr in [float(x) for x in args.damage.split(",") if x]:
@@ -318,6 +367,18 @@ def report(result: dict) -> None:
         for r in result["candidates"]
         if r["kind"] == "damage"
     ]
+    confirmed = [
+        [r["label"], n, f"{100 * r['suites'][n]['mean']:+.1f}", f"{100 * u['diff']:+.1f}", u["items"]]
+        for r in result["candidates"]
+        if r["kind"] == "noise"
+        for n, u in r.get("unseen", {}).items()
+    ]
+    if confirmed:
+        table(
+            "Noise rejections checked on items the gate never saw (points vs base)",
+            ["candidate", "suite", "gate's items", "unseen items", "n unseen"],
+            confirmed,
+        )
     if dmg:
         table(
             "Damaged candidates (points vs base)",

@@ -1,6 +1,6 @@
-"""Generate the shipped v2 prior-capability suites, deterministically.
+"""Generate the shipped prior-capability suites (v2; arithmetic v3), deterministically.
 
-    .venv/bin/python -m evals.suites.build              # rewrites evals/suites/data/<name>.v2.jsonl
+    .venv/bin/python -m evals.suites.build              # rewrites evals/suites/data/<name>.v<N>.jsonl
     .venv/bin/python -m evals.suites.build --out DIR    # elsewhere (the tests compare the bytes)
 
 Why generated: a gate must tell a 5-point loss from noise, which takes hundreds of items per
@@ -321,13 +321,34 @@ def build_reading(rng: random.Random) -> list[Row]:
     return rows
 
 
-# --- arithmetic (greedy) ---------------------------------------------------------------------
+# --- arithmetic (likelihood, v3) -------------------------------------------------------------
+# v2 scored these greedily; a 200-item greedy cut then rejected two of three noise-only
+# candidates (RMS 2e-3) on arithmetic while the 239 items past the cut moved +2.0 and -1.3
+# points: greedy answers flip both ways under noise. The probability of the right number among
+# four near misses moves a little instead (bench/gate_power.py).
 
 ONLY_NUMBER = " Reply with only the number."
 
 
-def _number(prompt: str, answer: int, tag: str) -> Row:
-    return greedy_row(prompt + ONLY_NUMBER, str(answer), "number", 16, [tag])
+def near_misses(answer: int, first: Sequence[int] = ()) -> list[int]:
+    """Three wrong numbers a model that almost knows would say: ``first`` (e.g. the other
+    number of a comparison), then off by one, by ten, by two, digits swapped; all >= 0."""
+    swapped = int(str(answer)[::-1]) if answer >= 10 else answer + 3
+    pool = [*first, answer + 1, answer - 1, answer + 10, answer - 10, answer + 2, swapped, answer + 3]
+    out: list[int] = []
+    for n in pool:
+        if n >= 0 and n != answer and n not in out:
+            out.append(n)
+    return out[:3]
+
+
+def _number(prompt: str, answer: int, tag: str, first: Sequence[int] = ()) -> Row:
+    """A likelihood item: the right number and three near misses, the right one at a position
+    fixed by the prompt's text (so the positions spread and the file stays deterministic)."""
+    wrong = near_misses(answer, first)
+    at = sum(map(ord, prompt)) % 4
+    choices = [str(n) for n in wrong[:at]] + [str(answer)] + [str(n) for n in wrong[at:]]
+    return {"messages": _messages(prompt + ONLY_NUMBER), "choices": choices, "answer": at, "tags": [tag]}
 
 
 def build_arithmetic(rng: random.Random) -> list[Row]:
@@ -369,7 +390,7 @@ def build_arithmetic(rng: random.Random) -> list[Row]:
 
     def half(i: int) -> Row:
         n = 2 * rng.randint(2, 60)
-        return _number(f"What is half of {n}?", n // 2, "half")
+        return _number(f"What is half of {n}?", n // 2, "half", [n * 2] if n < 10 else [n])
 
     def compare(i: int) -> Row:
         if i % 3 == 0:  # the same digits swapped: 37 or 73
@@ -378,14 +399,14 @@ def build_arithmetic(rng: random.Random) -> list[Row]:
         else:
             a, b = rng.sample(range(10, 100), 2)
         if i % 2 == 0:
-            return _number(f"Which is larger, {a} or {b}?", max(a, b), "larger")
-        return _number(f"Which is smaller, {a} or {b}?", min(a, b), "smaller")
+            return _number(f"Which is larger, {a} or {b}?", max(a, b), "larger", [min(a, b)])
+        return _number(f"Which is smaller, {a} or {b}?", min(a, b), "smaller", [max(a, b)])
 
     def neighbour(i: int) -> Row:
         n = rng.randint(10, 99)
         if i % 2 == 0:
-            return _number(f"What number comes right after {n}?", n + 1, "after")
-        return _number(f"What number comes right before {n}?", n - 1, "before")
+            return _number(f"What number comes right after {n}?", n + 1, "after", [n, n - 1])
+        return _number(f"What number comes right before {n}?", n - 1, "before", [n, n + 1])
 
     def word_subtraction(i: int) -> Row:
         name, things = rng.choice(passages.NAMES), rng.choice(passages.THINGS)
@@ -612,17 +633,20 @@ class SuiteSpec:
     seed: int
     build: Callable[[random.Random], list[Row]]
     description: str
+    version: int = VERSION
 
 
 SPECS: tuple[SuiteSpec, ...] = (
     SuiteSpec(
         "arithmetic",
         "arithmetic",
-        "greedy",
+        "likelihood",
         2601,
         build_arithmetic,
         "Subtraction, multiplication, exact division, halves, comparisons and short word problems "
-        "(no two-digit additions: the learner's task); the reply's last number counts.",
+        "(no two-digit additions: the learner's task); the right number must be more likely than "
+        "three near misses (off by one or ten, digits swapped, the other number compared).",
+        version=3,
     ),
     SuiteSpec(
         "factual_qa",
@@ -668,7 +692,7 @@ def render(spec: SuiteSpec) -> str:
     rng = random.Random(spec.seed)
     rows = spec.build(rng)
     rng.shuffle(rows)
-    header: Row = {"name": spec.name, "version": VERSION, "skill": spec.skill, "scoring": spec.scoring}
+    header: Row = {"name": spec.name, "version": spec.version, "skill": spec.skill, "scoring": spec.scoring}
     header["description"] = spec.description
     lines = [json.dumps({"suite": header}, ensure_ascii=False)]
     for i, row in enumerate(rows, 1):
@@ -684,7 +708,7 @@ def build_all() -> dict[str, str]:
         suite: Suite = parse_suite_jsonl(text, source="build")
         if len(suite.items) < MIN_ITEMS or suite.scoring != spec.scoring:
             raise ValueError(f"{spec.name}: {len(suite.items)} items ({suite.scoring})")
-        out[f"{spec.name}.v{VERSION}.jsonl"] = text
+        out[f"{spec.name}.v{spec.version}.jsonl"] = text
     return out
 
 

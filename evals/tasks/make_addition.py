@@ -18,7 +18,7 @@ import re
 from pathlib import Path
 
 HERE = Path(__file__).parent / "addition"
-SUITE = Path(__file__).parents[1] / "suites" / "data" / "arithmetic.v2.jsonl"
+SUITE = Path(__file__).parents[1] / "suites" / "data" / "arithmetic.v3.jsonl"
 # the "What is a + b?" items of the deleted arithmetic.v1.jsonl, which shaped the shipped draw
 V1_SUITE_PAIRS = (
     (2, 3), (4, 5), (6, 1), (3, 3), (7, 2), (8, 1), (5, 4), (9, 0), (1, 6), (2, 2),

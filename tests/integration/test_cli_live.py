@@ -89,8 +89,9 @@ def test_versions_and_a_wrong_admin_key(cli):
         "PARENT",
         "GATE",
         "CREATED",
+        "DISK",
     ]
-    assert re.search(r"^\*\s+base\s+promoted\s", listing.stdout, re.M), listing.stdout
+    assert re.search(r"^\*\s+base\s+promoted\s.*\d+ MB\s*$", listing.stdout, re.M), listing.stdout
     assert json.loads(cli("versions", "--json").stdout)["serving"] == "base"
     assert "status    promoted" in cli("versions", "base").stdout
     unknown = cli("versions", "nope")

@@ -1,4 +1,4 @@
-"""The shipped v2 suite data: size, determinism, answers, overlap with the learner's task.
+"""The shipped suite data (v2; arithmetic v3): size, determinism, answers, overlap with the learner's task.
 
 Answers are recomputed here from the prompt text (arithmetic, format instructions) or looked up
 in the curated tables through each item's tags (facts, words), so a generator bug that pairs a
@@ -54,7 +54,7 @@ def test_at_least_5_suites_of_400_items_over_5_skills_each_declaring_its_scoring
         )
         assert header["suite"]["scoring"] == suite.scoring in SCORING_MODES, suite.name
         assert all(item.scoring == suite.scoring for item in suite.items)
-    assert len(LIKELIHOOD) >= 3 and len(GREEDY) >= 2
+    assert len(LIKELIHOOD) >= 3 and len(GREEDY) >= 1
 
 
 def test_the_generator_reproduces_the_shipped_files_byte_for_byte(tmp_path):
@@ -91,8 +91,10 @@ def test_choices_are_distinct_listed_in_order_and_answers_balanced():
             assert len({c.casefold() for c in item.choices}) == len(item.choices), item.id
             assert item.answer is not None and 0 <= item.answer < len(item.choices)
             assert item.reference == item.choices[item.answer]
-            # the prompt offers the options in the order the scorer sees them
-            assert f"Options: {', '.join(item.choices)}." in prompt_of(item), item.id
+            if suite.name == "arithmetic":  # recall, not recognition: the near misses are not offered
+                assert "Options" not in prompt_of(item), item.id
+            else:  # the prompt offers the options in the order the scorer sees them
+                assert f"Options: {', '.join(item.choices)}." in prompt_of(item), item.id
             if len(item.choices) == 4:
                 positions[item.answer] += 1
         n = sum(positions.values())
@@ -252,7 +254,8 @@ def test_arithmetic_answers_recomputed_from_the_prompt():
         fn, match = matches[0]
         numbers = [int(g) for g in match.groups()]
         assert fn(*numbers) == int(item.reference), (item.id, stem, item.reference)
-        assert int(item.reference) >= 0 and item.verifier.type == "number"
+        assert all(c.isdigit() for c in item.choices), item.id  # near misses: numbers >= 0
+        assert [int(c) for c in item.choices].count(fn(*numbers)) == 1, item.id
         if tag in ADDENDS:
             a, b = ADDENDS[tag](numbers)
             assert min(a, b) < 10, (item.id, stem)
@@ -461,10 +464,7 @@ def test_greedy_references_verify_and_plausible_wrong_replies_do_not():
     for suite in GREEDY:
         for item in suite.items:
             assert score(item.reference, item.reference, item.verifier) == 1.0, item.id
-            if suite.name == "arithmetic":
-                wrong = str(int(item.reference) + 1)
-            else:
-                _, wrong = _expected_format_reference(item.tags[0], prompt_of(item))
+            _, wrong = _expected_format_reference(item.tags[0], prompt_of(item))
             assert wrong != item.reference
             assert score(wrong, item.reference, item.verifier) == 0.0, (item.id, wrong)
 

@@ -88,7 +88,7 @@ def test_loading_is_deterministic_and_round_trips():
 
 
 def test_hash_follows_items_not_labels():
-    suite = SUITES["arithmetic"]
+    suite = SUITES["format_following"]  # a greedy suite
     renamed = parse_suite_jsonl(suite.to_jsonl(), name="math2", version=7)
     assert renamed.sha256 == suite.sha256 and renamed.name == "math2" and renamed.version == 7
     first = suite.items[0].to_json()
@@ -100,7 +100,8 @@ def test_hash_follows_items_not_labels():
 def test_greedy_hash_is_the_items_alone_and_likelihood_hash_adds_the_mode():
     """A greedy suite hashes as before the scoring mode existed (cached scores stay valid); a
     likelihood suite's hash also covers its mode."""
-    suite = SUITES["arithmetic"]
+    suite = SUITES["format_following"]
+    assert suite.scoring == "greedy"
     digest = hashlib.sha256()
     for item in suite.items:
         digest.update(json.dumps(item.to_json(), ensure_ascii=False, sort_keys=True).encode() + b"\n")
