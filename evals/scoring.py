@@ -171,7 +171,11 @@ async def _likelihood_item(
     client: EngineAPI, model: str, item: SuiteItem, sem: asyncio.Semaphore, method: str
 ) -> tuple[float, bool]:
     """(normalized probability of the answer, whether it is strictly the most likely choice)."""
-    tokens = await asyncio.gather(*(reply_tokens(client, model, item.messages, c) for c in item.choices))
+    # Tokenizing counts against the concurrency bound too: unbounded, a 439-item suite sent
+    # ~1,800 tokenize requests at once, and httpx's pool spent minutes of CPU queueing them
+    # (192 s against a dead engine; the item requests below take the semaphore again).
+    async with sem:
+        tokens = await asyncio.gather(*(reply_tokens(client, model, item.messages, c) for c in item.choices))
     firsts = [t.ids[t.start] for t in tokens]
     prompt = tokens[0].ids[: tokens[0].start]
     one_pass = (
