@@ -34,7 +34,7 @@ from learner.settings import LearnerSettings
 from store.db import Database
 from store.learner_runs import add_iteration, feedback_cursor, update_run
 from store.queries import feedback_since
-from store.retention import disk_free, disk_rows, enforce, weights_bytes
+from store.retention import disk_free, enforce, weights_bytes
 from store.versions import (
     BASE,
     add_candidate,
@@ -229,10 +229,10 @@ async def ensure_disk(db: Database, s: LearnerSettings, need: int) -> None:
     First the retention policy drops what it may; then the write must leave
     ``min_free_disk_gb`` free and keep the snapshots within ``disk_budget_gb``.
     """
+    policy = s.retention_policy()
     async with db.sessions() as session:
-        await enforce(session, s.retention_policy(), can_replay)
+        stored = (await enforce(session, policy, can_replay))["stored_bytes"]
         await session.commit()
-        stored = sum(d.bytes for _, d in await disk_rows(session, can_replay))
     free = disk_free(s.versions_dir)["free_bytes"]
     min_free = int(s.min_free_disk_gb * 1e9)
     if free - need < min_free:
@@ -240,8 +240,7 @@ async def ensure_disk(db: Database, s: LearnerSettings, need: int) -> None:
             f"disk: a {need / 1e9:.2f} GB snapshot would leave {(free - need) / 1e9:.2f} GB free in "
             f"{s.versions_dir}, below min_free_disk_gb {s.min_free_disk_gb:g}; nothing was written"
         )
-    budget = s.retention_policy().budget_bytes
-    if budget is not None and stored + need > budget:
+    if policy.budget_bytes is not None and stored + need > policy.budget_bytes:
         raise RoundError(
             f"disk: snapshots would hold {(stored + need) / 1e9:.2f} GB, over disk_budget_gb "
             f"{s.disk_budget_gb:g} (what is left is protected: base, serving, previous, candidates)"

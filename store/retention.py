@@ -214,7 +214,10 @@ async def enforce(
     who: str = "system",
     now: datetime | None = None,
 ) -> dict:
-    """Plan, drop the weights the plan drops, audit each drop; the caller commits."""
+    """Plan, drop the weights the plan drops, audit each drop; the caller commits.
+
+    Returns the plan, ``freed_bytes`` and ``stored_bytes``: what the snapshots hold afterwards.
+    """
     rows = await disk_rows(session, can_replay)
     decided = plan([d for _, d in rows], policy, now or utcnow())
     paths = {v.id: v.snapshot_path for v, _ in rows}
@@ -232,7 +235,8 @@ async def enforce(
             reason="retention policy",
             details={"bytes": got},
         )
-    return {**decided.to_json(), "freed_bytes": freed}
+    stored = sum(d.bytes for _, d in rows) - freed
+    return {**decided.to_json(), "freed_bytes": freed, "stored_bytes": stored}
 
 
 __all__ = [

@@ -26,7 +26,7 @@ import torch
 
 from weights.es import NoiseTable, es_step, tensors_sha256
 from weights.meta import META, SnapshotMeta
-from weights.snapshot import WEIGHTS, load_tensors, write_snapshot
+from weights.snapshot import load_tensors, write_snapshot
 
 Progress = Callable[[dict], None]
 
@@ -155,19 +155,16 @@ def rebuild(
         if (why := replayable(gen.meta)) is not None:
             raise RebuildError(f"{gen.version} cannot be rebuilt: {why}")
     started = time.perf_counter()
+    # Two loads are two copy-on-write maps: theta moves, theta0 stays, even from one directory.
     theta = load_tensors(Path(start_dir))
-    theta0 = theta if Path(start_dir).resolve() == Path(base_dir).resolve() else load_tensors(Path(base_dir))
-    if theta0 is theta:  # the anchor must not move while theta does
-        theta0 = {k: v.clone() for k, v in theta.items()}
-    tables: dict[tuple[int, int], NoiseTable] = {}
+    theta0 = load_tensors(Path(base_dir))
+    table: NoiseTable | None = None  # one in memory at a time (256 MB by default)
     per_generation = []
     iterations = 0
     for g, gen in enumerate(chain):
         t0 = time.perf_counter()
-        key = (gen.meta.noise.size, gen.meta.noise.seed)
-        if key not in tables:
-            tables.clear()  # one table in memory at a time (256 MB by default)
-            tables[key] = NoiseTable(*key)
+        if table is None or (table.size, table.seed) != (gen.meta.noise.size, gen.meta.noise.seed):
+            table = NoiseTable(gen.meta.noise.size, gen.meta.noise.seed)
 
         def tick(i: int, n: int, g: int = g, gen: Generation = gen) -> None:
             if progress is not None:
@@ -181,7 +178,7 @@ def rebuild(
                     }
                 )
 
-        replay_generation(theta, theta0, gen.meta, tables[key], tick)
+        replay_generation(theta, theta0, gen.meta, table, tick)
         iterations += len(gen.meta.seeds)
         got = tensors_sha256(theta)
         if got != gen.meta.tensors_sha256:
@@ -212,18 +209,11 @@ def rebuild(
     )
 
 
-def has_weights(snapshot_dir: Path | str | None) -> bool:
-    """Whether a snapshot directory still holds its weights file(s)."""
-    return snapshot_dir is not None and any(Path(snapshot_dir).glob("*.safetensors"))
-
-
 __all__ = [
-    "WEIGHTS",
     "Generation",
     "can_replay",
     "RebuildError",
     "RebuildReport",
-    "has_weights",
     "rebuild",
     "replay_generation",
     "replayable",

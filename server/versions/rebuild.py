@@ -19,8 +19,9 @@ from typing import Any
 
 from server.errors import APIError
 from store.db import Database
+from store.retention import weights_bytes
 from store.versions import BASE, audit, get_version
-from weights.lineage import Generation, RebuildError, has_weights, rebuild
+from weights.lineage import Generation, RebuildError, rebuild
 from weights.meta import SnapshotMeta
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,7 @@ async def rebuild_chain(db: Database, version_id: str) -> tuple[str, Path, Path,
             raise APIError(409, f"{version_id} has no snapshot directory", code="no_snapshot")
         chain: list[Generation] = []
         node = target
-        while not has_weights(node.snapshot_path):
+        while not weights_bytes(node.snapshot_path):
             if node.id == BASE or node.parent_id is None:
                 raise APIError(
                     409,

@@ -34,7 +34,7 @@ from store.versions import (
     serving_version,
     set_status,
 )
-from weights.lineage import can_replay, has_weights, seed_log_bytes
+from weights.lineage import can_replay, seed_log_bytes
 from weights.meta import SnapshotMeta
 
 log = logging.getLogger(__name__)
@@ -61,7 +61,7 @@ async def boot_version(db: Database, base_dir: Path, base_sha256: str | None) ->
         base = await ensure_base(session, snapshot_path=str(base_dir), sha256=base_sha256)
         current = await serving_version(session) or base
         path = Path(current.snapshot_path or base_dir)
-        if current.id != BASE and not has_weights(path):
+        if current.id != BASE and not weights_bytes(path):
             await session.commit()  # no open write while the rebuild audits in its own session
             try:
                 await Rebuilder(db).ensure(current.id, who="system")
@@ -213,7 +213,7 @@ class VersionService:
                 code="engine_unavailable",
                 headers={"Retry-After": "30"},
             )
-        if not has_weights(version.snapshot_path):  # dropped by the retention policy
+        if not weights_bytes(version.snapshot_path):  # dropped by the retention policy
             await self.rebuilder.ensure(version.id, who=who)
         previous = self.swapper.current.version
         target = SwapTarget(version.id, Path(version.snapshot_path), version.engine_checksum, version.sha256)

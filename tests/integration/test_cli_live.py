@@ -4,7 +4,6 @@ its end with progress), exit codes and messages; one run as a real subprocess.""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import subprocess
@@ -17,9 +16,8 @@ from click.testing import CliRunner
 
 from clients import Perennial
 from perennial.cli import main
-from store.db import Database
-from store.versions import add_candidate, record_decision
 from tests.conftest import ADMIN_KEY, API_KEYS
+from tests.integration.test_versions import insert_version
 from tests.support.server import REPO
 from tests.support.snapshots import perturbed_snapshot
 from tests.support.waiting import eventually
@@ -104,32 +102,7 @@ def test_versions_and_a_wrong_admin_key(cli):
 def add_candidate_version(server, model_dir, tmp_path, version_id: str) -> None:
     """A candidate the gate refused, as a round would leave it: snapshot, registry row, decision."""
     snapshot = perturbed_snapshot(model_dir, tmp_path / version_id, seed=7, scale=0.05)
-
-    async def insert() -> None:
-        db = Database.connect(f"sqlite:///{server.data_dir / 'perennial.db'}")
-        try:
-            async with db.sessions() as session:
-                await add_candidate(
-                    session,
-                    version_id=version_id,
-                    parent_id="base",
-                    snapshot_path=str(snapshot),
-                    sha256=None,
-                    meta={},
-                    metrics={},
-                )
-                await record_decision(
-                    session,
-                    version_id=version_id,
-                    promote=False,
-                    reasons=["suite arithmetic dropped 0.05 > tolerance 0.02"],
-                    checks={},
-                )
-                await session.commit()
-        finally:
-            await db.close()
-
-    asyncio.run(insert())
+    insert_version(server, version_id, snapshot, promote=False)
 
 
 def test_gated_promote_then_rollback(server, model_dir, tmp_path, cli):

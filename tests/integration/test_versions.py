@@ -46,30 +46,7 @@ def greedy(client) -> tuple[list[str], set[str]]:
 def add_version(server, model_dir, tmp_path, version_id: str, *, seed: int, promote: bool | None) -> None:
     """A candidate as a round would leave it: snapshot, registry row, gate decision."""
     snapshot = perturbed_snapshot(model_dir, tmp_path / version_id, seed=seed, scale=0.05)
-
-    async def insert() -> None:
-        db = Database.connect(f"sqlite:///{server.data_dir / 'perennial.db'}")
-        try:
-            async with db.sessions() as session:
-                await add_candidate(
-                    session,
-                    version_id=version_id,
-                    parent_id="base",
-                    snapshot_path=str(snapshot),
-                    sha256=None,
-                    meta={},
-                    metrics={},
-                )
-                if promote is not None:
-                    reasons = [] if promote else ["suite arithmetic dropped 0.05 > tolerance 0.02"]
-                    await record_decision(
-                        session, version_id=version_id, promote=promote, reasons=reasons, checks={}
-                    )
-                await session.commit()
-        finally:
-            await db.close()
-
-    asyncio.run(insert())
+    insert_version(server, version_id, snapshot, promote=promote)
 
 
 def test_promotion_rollback_and_audit(restores_base, client, model_dir, tmp_path):
@@ -146,7 +123,9 @@ def test_a_dropped_snapshot_is_rebuilt_from_its_seed_log_and_serves_the_same(
     and a promotion of a dropped version rebuilds it first and serves the same greedy outputs."""
     server = restores_base
     meta = seed_log_snapshot(model_dir, tmp_path / "tv5", seed=5)
-    insert_version(server, "tv5", tmp_path / "tv5", meta.sha256, meta.model_dump(mode="json"))
+    insert_version(
+        server, "tv5", tmp_path / "tv5", promote=True, sha256=meta.sha256, meta=meta.model_dump(mode="json")
+    )
     assert admin(server, "POST", "/admin/versions/tv5/promote").status_code == 200
     served_out, versions = greedy(client)
     assert versions == {"tv5"}
@@ -179,7 +158,18 @@ def test_a_dropped_snapshot_is_rebuilt_from_its_seed_log_and_serves_the_same(
     assert admin(server, "POST", "/admin/versions/nope/rebuild").status_code == 404
 
 
-def insert_version(server, version_id: str, path, sha256, meta: dict) -> None:
+def insert_version(
+    server,
+    version_id: str,
+    path,
+    *,
+    promote: bool | None,
+    sha256: str | None = None,
+    meta: dict | None = None,
+) -> None:
+    """Register ``path`` as candidate ``version_id`` (parent base) in the server's database, with
+    a passing or failing gate decision (none when ``promote`` is None)."""
+
     async def insert() -> None:
         db = Database.connect(f"sqlite:///{server.data_dir / 'perennial.db'}")
         try:
@@ -190,10 +180,14 @@ def insert_version(server, version_id: str, path, sha256, meta: dict) -> None:
                     parent_id="base",
                     snapshot_path=str(path),
                     sha256=sha256,
-                    meta=meta,
+                    meta=meta or {},
                     metrics={},
                 )
-                await record_decision(session, version_id=version_id, promote=True, reasons=[], checks={})
+                if promote is not None:
+                    reasons = [] if promote else ["suite arithmetic dropped 0.05 > tolerance 0.02"]
+                    await record_decision(
+                        session, version_id=version_id, promote=promote, reasons=reasons, checks={}
+                    )
                 await session.commit()
         finally:
             await db.close()
