@@ -67,8 +67,12 @@ class EngineClient:
         except httpx.HTTPError:
             return False
 
+    async def post(self, path: str, body: dict) -> dict:
+        """``POST`` a JSON body to an OpenAI route of the engine; its parsed reply."""
+        return (await self._request("POST", path, json=body)).json()
+
     async def chat(self, body: dict) -> dict:
-        return (await self._request("POST", "/v1/chat/completions", json=body)).json()
+        return await self.post("/v1/chat/completions", body)
 
     async def completions(self, body: dict) -> dict:
         """``POST /v1/completions`` (the learner reads ``prompt_logprobs`` from it)."""
@@ -79,12 +83,15 @@ class EngineClient:
         return (await self._request("POST", "/tokenize", json=body)).json()
 
     async def chat_stream(self, body: dict) -> AsyncIterator[dict]:
-        """Yield the parsed SSE events of a streaming chat completion, ``[DONE]`` excluded.
+        return await self.stream("/v1/chat/completions", body)
+
+    async def stream(self, path: str, body: dict) -> AsyncIterator[dict]:
+        """Yield the parsed SSE events of a streaming completion at ``path``, ``[DONE]`` excluded.
 
         Raises EngineHTTPError / EngineUnavailable before the first event if the engine
         refuses or cannot be reached, so the caller can still answer with a proper status.
         """
-        request = self._http.build_request("POST", "/v1/chat/completions", json=body)
+        request = self._http.build_request("POST", path, json=body)
         try:
             response = await self._http.send(request, stream=True)
         except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError) as exc:

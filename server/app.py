@@ -33,6 +33,8 @@ from server.errors import install_error_handlers
 from server.feedback import routes as feedback_routes
 from server.metrics import GatewayMetrics
 from server.middleware import BodyLimitMiddleware, MetricsMiddleware
+from server.responses import routes as responses_routes
+from server.responses.service import ResponsesService
 from server.settings import Settings
 from server.storage import start_store
 from server.versions import routes as versions_routes
@@ -149,6 +151,7 @@ async def lifespan(app: FastAPI):
         app.state.chat = ChatService(
             settings, app.state.engine, app.state.served, app.state.metrics, recorder
         )
+        app.state.responses = ResponsesService(app.state.chat, app.state.db)
         yield
 
 
@@ -170,6 +173,7 @@ def create_app(settings: Settings, *, components: Sequence[Component] = ()) -> F
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)  # outermost: sees 413s too
     for module in (
         chat_routes,
+        responses_routes,
         ops,
         admin_engine,
         feedback_routes,

@@ -16,6 +16,7 @@ from engine.runtime import EngineRuntime
 from server.chat.serving import ChatService, ServedModel
 from server.feedback.service import FeedbackService
 from server.metrics import GatewayMetrics
+from server.responses.service import ResponsesService
 from server.rounds import Rounds
 from server.settings import Settings
 from server.versions.service import VersionService
@@ -51,6 +52,7 @@ DB = Annotated[Database, Depends(state("db"))]
 Engine = Annotated[EngineRuntime, Depends(state("engine"))]
 Served = Annotated[ServedModel, Depends(state("served"))]
 Chat = Annotated[ChatService, Depends(state("chat"))]
+Responses = Annotated[ResponsesService, Depends(state("responses"))]
 Feedback = Annotated[FeedbackService, Depends(state("feedback"))]
 Versions = Annotated[VersionService, Depends(state("versions"))]
 Metrics = Annotated[GatewayMetrics, Depends(state("metrics"))]

@@ -76,7 +76,10 @@ class Settings(StateSettings):
     max_completion_tokens: int = Field(
         1024, ge=1, description="Upper bound on max_tokens / max_completion_tokens per request."
     )
-    max_n: int = Field(8, ge=1, description="Upper bound on n (choices per request).")
+    max_n: int = Field(8, ge=1, description="Upper bound on n (and best_of) per request.")
+    max_prompts: int = Field(
+        64, ge=1, description="Most prompts in one /v1/completions request (a batch of prompts)."
+    )
     request_timeout_s: float = Field(300.0, gt=0, description="Engine request timeout.")
 
     # --- store: database, Redis ingest stream, feedback limits --------------------------------

@@ -65,7 +65,8 @@ def _rows(entries: list[Entry]) -> tuple[list[dict], list[dict], list[dict]]:
     stored_at = datetime.now(UTC)
     for entry in entries:
         if entry.kind == INTERACTION:
-            row = {**entry.data, "created_at": from_unix(entry.data["created_at"])}
+            # "kind" is absent from entries queued by a gateway older than migration 0004
+            row = {"kind": "chat", **entry.data, "created_at": from_unix(entry.data["created_at"])}
             interactions.setdefault(row["id"], {**row, "stored_at": stored_at})
         elif entry.kind == FEEDBACK:
             for item in entry.data["items"]:

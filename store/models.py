@@ -98,12 +98,14 @@ class Base(DeclarativeBase):
 
 
 class Interaction(Base):
-    """One finished chat completion; streamed replies are stored assembled."""
+    """One finished chat completion, text completion or response; streams are stored assembled."""
 
     __tablename__ = "interactions"
 
     seq: Mapped[int] = mapped_column(SeqType, primary_key=True, autoincrement=True)
-    id: Mapped[str] = mapped_column(String(64), unique=True)  # chatcmpl-<32 hex>
+    id: Mapped[str] = mapped_column(String(64), unique=True)  # chatcmpl-/cmpl-<32 hex>, resp_<32 hex>
+    # chat, completion (raw prompt in params.prompt, no messages) or response (stored as its chat)
+    kind: Mapped[str] = mapped_column(String(16), default="chat", server_default="chat")  # 0004
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)  # request start
     stored_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     model: Mapped[str] = mapped_column(String(128))  # the public model id

@@ -67,6 +67,7 @@ def interaction_object(i: Interaction, **extra: Any) -> dict[str, Any]:
     return {
         "id": i.id,
         "object": "interaction",
+        "kind": i.kind,
         "created": i.created_at.timestamp(),
         "model": i.model,
         "model_version": i.model_version,

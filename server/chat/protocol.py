@@ -9,7 +9,7 @@ engine, which validates them itself; a few engine-internal ones are refused (see
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -64,29 +64,27 @@ class ResponseFormat(BaseModel):
         return self
 
 
-class ChatCompletionRequest(BaseModel):
-    """``POST /v1/chat/completions``. Unmodelled fields pass through to the engine."""
+class SamplingRequest(BaseModel):
+    """What chat and text completions share: sampling, stopping, streaming, limits."""
 
     model_config = ConfigDict(extra="allow")
 
     model: str = Field(..., min_length=1, max_length=256)
-    messages: list[ChatMessage] = Field(..., min_length=1)
     temperature: float | None = Field(None, ge=0.0, le=2.0)
     top_p: float | None = Field(None, gt=0.0, le=1.0)
     n: int | None = Field(None, ge=1)
     max_tokens: int | None = Field(None, ge=1)
-    max_completion_tokens: int | None = Field(None, ge=1)
     stop: str | list[str] | None = None
     seed: int | None = Field(None, ge=-(2**63), le=2**63 - 1)
     presence_penalty: float | None = Field(None, ge=-2.0, le=2.0)
     frequency_penalty: float | None = Field(None, ge=-2.0, le=2.0)
-    logprobs: bool | None = None
-    top_logprobs: int | None = Field(None, ge=0, le=MAX_TOP_LOGPROBS)
     logit_bias: dict[str, float] | None = None
-    response_format: ResponseFormat | None = None
     stream: bool = False
     stream_options: StreamOptions | None = None
     user: str | None = Field(None, max_length=256)
+
+    # Fields of this endpoint a client must not set (see ENGINE_INTERNAL_FIELDS).
+    refused: ClassVar[frozenset[str]] = ENGINE_INTERNAL_FIELDS
 
     @field_validator("stop")
     @classmethod
@@ -107,12 +105,10 @@ class ChatCompletionRequest(BaseModel):
         return value
 
     @model_validator(mode="after")
-    def _consistency(self) -> ChatCompletionRequest:
-        if self.top_logprobs is not None and not self.logprobs:
-            raise ParamError("top_logprobs", "top_logprobs needs logprobs: true")
+    def _shared_consistency(self) -> SamplingRequest:
         if self.stream_options is not None and not self.stream:
             raise ParamError("stream_options", "stream_options is only allowed with stream: true")
-        internal = ENGINE_INTERNAL_FIELDS & set(self.model_extra or {})
+        internal = self.refused & set(self.model_extra or {})
         if internal:
             name = sorted(internal)[0]
             raise ParamError(name, f"unsupported parameter: {name}")
@@ -120,7 +116,72 @@ class ChatCompletionRequest(BaseModel):
 
     @property
     def requested_tokens(self) -> int | None:
+        return self.max_tokens
+
+
+class ChatCompletionRequest(SamplingRequest):
+    """``POST /v1/chat/completions``. Unmodelled fields (``tools``, ``tool_choice``, vLLM's
+    sampling extras) pass through to the engine, which validates them."""
+
+    messages: list[ChatMessage] = Field(..., min_length=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
+    logprobs: bool | None = None
+    top_logprobs: int | None = Field(None, ge=0, le=MAX_TOP_LOGPROBS)
+    response_format: ResponseFormat | None = None
+
+    @model_validator(mode="after")
+    def _consistency(self) -> ChatCompletionRequest:
+        if self.top_logprobs is not None and not self.logprobs:
+            raise ParamError("top_logprobs", "top_logprobs needs logprobs: true")
+        return self
+
+    @property
+    def requested_tokens(self) -> int | None:
         return self.max_completion_tokens or self.max_tokens
+
+
+TokenIds = list[Annotated[int, Field(ge=0)]]
+
+
+class CompletionRequest(SamplingRequest):
+    """``POST /v1/completions``: a raw prompt (no chat template), as text or token ids.
+
+    ``prompt`` is a string, a list of strings, a list of token ids, or a list of token-id
+    lists (a batch; lm-evaluation-harness sends these). ``echo`` with ``logprobs`` returns the
+    prompt's own token log-probabilities, which is how likelihood-scored evaluations read a
+    model. ``max_tokens`` defaults to 16, as in OpenAI's API.
+    """
+
+    prompt: str | list[str] | TokenIds | list[TokenIds]
+    max_tokens: int | None = Field(16, ge=0)
+    echo: bool = False
+    logprobs: int | None = Field(None, ge=0, le=MAX_TOP_LOGPROBS)
+    suffix: str | None = None
+    best_of: int | None = Field(None, ge=1)
+
+    # prompt_embeds are tensors the engine unpickles: never from a client.
+    refused: ClassVar[frozenset[str]] = ENGINE_INTERNAL_FIELDS | {"prompt_embeds"}
+
+    @field_validator("prompt")
+    @classmethod
+    def _prompt_given(cls, value):
+        prompts = [value] if isinstance(value, str) or (value and isinstance(value[0], int)) else value
+        if not prompts or any(len(p) == 0 for p in prompts):
+            raise ValueError("prompt must not be empty")
+        return value
+
+    @model_validator(mode="after")
+    def _echo_or_tokens(self) -> CompletionRequest:
+        if self.max_tokens == 0 and not self.echo:
+            raise ParamError("max_tokens", "max_tokens: 0 is only allowed with echo: true")
+        if self.best_of is not None and self.best_of < (self.n or 1):
+            raise ParamError("best_of", "best_of must be at least n")
+        return self
+
+    @property
+    def prompt_count(self) -> int:
+        p = self.prompt
+        return 1 if isinstance(p, str) or isinstance(p[0], int) else len(p)
 
 
 class ModelCard(BaseModel):

@@ -37,6 +37,7 @@ def interaction_row(interaction: Interaction) -> dict[str, Any]:
     usage = interaction.usage or {}
     return {
         "id": interaction.completion_id,
+        "kind": interaction.kind,
         "created_at": time.time() - interaction.latency_ms / 1000,  # when the request came in
         "model": str(request.get("model", "")),
         "model_version": interaction.model_version,

@@ -1,11 +1,11 @@
-"""OpenAI-compatible routes: chat completions and models."""
+"""OpenAI-compatible routes: chat completions, text completions and models."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
 from server.chat.protocol import ModelCard, ModelList
-from server.chat.serving import parse_json_body
+from server.chat.serving import COMPLETION, parse_json_body
 from server.deps import Caller, Chat, Served
 
 router = APIRouter(prefix="/v1")
@@ -16,6 +16,12 @@ async def chat_completions(request: Request, caller: Caller, chat: Chat):
     # The body is parsed by hand: invalid JSON gets our envelope, and the raw size is capped.
     body = parse_json_body(await request.body())
     return await chat.complete(body, caller)
+
+
+@router.post("/completions")
+async def completions(request: Request, caller: Caller, chat: Chat):
+    body = parse_json_body(await request.body())
+    return await chat.complete(body, caller, COMPLETION)
 
 
 @router.get("/models", response_model=ModelList)

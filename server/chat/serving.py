@@ -1,7 +1,8 @@
-"""The chat service: validate, forward to the serving engine, stamp id and model version, record.
+"""Chat and text completions: validate, forward to the serving engine, stamp id and version, record.
 
-Every completion leaves with a gateway-made id (``chatcmpl-<32 hex>``, also given to vLLM as its
-request id) and the version of the weights that produced it, in ``system_fingerprint``
+Both go the same way (a :class:`Flavor` says what differs). Every completion leaves with a
+gateway-made id (``chatcmpl-<32 hex>`` for chat, ``cmpl-<32 hex>`` for text completions, also
+given to vLLM as its request id) and the version of the weights that produced it, in ``system_fingerprint``
 (``perennial:<version>``) and the ``x-perennial-model-version`` header. The version is read when
 the engine's first output arrives: a hot swap pauses the engine until in-flight requests finish
 and sets the new version before resuming, so that moment identifies the weights exactly.
@@ -24,7 +25,7 @@ from pydantic import ValidationError
 
 from engine.client import EngineHTTPError, EngineUnavailable
 from engine.runtime import EngineRuntime
-from server.chat.protocol import ChatCompletionRequest
+from server.chat.protocol import ChatCompletionRequest, CompletionRequest, SamplingRequest
 from server.errors import APIError, envelope, validation_error
 from server.metrics import GatewayMetrics
 from server.settings import Settings
@@ -51,7 +52,7 @@ def fingerprint(version: str) -> str:
 
 @dataclass
 class Interaction:
-    """One finished chat completion, as the recorder receives it."""
+    """One finished chat completion, text completion or response, as the recorder receives it."""
 
     completion_id: str
     request: dict[str, Any]
@@ -62,6 +63,7 @@ class Interaction:
     caller: str
     stream: bool
     created: int
+    kind: str = "chat"  # chat, completion or response
 
 
 class Recorder(Protocol):
@@ -104,8 +106,67 @@ def engine_error(exc: EngineHTTPError) -> APIError:
     return APIError(502, "the model engine failed on this request", code="engine_error")
 
 
+@dataclass(frozen=True)
+class Flavor:
+    """What differs between chat and text completions on their way through the gateway."""
+
+    name: str  # "chat" or "completion": metrics label and interaction kind
+    id_prefix: str  # chatcmpl- / cmpl-
+    request_model: type[SamplingRequest]
+    engine_path: str  # the engine's route
+
+    def delta(self, choice: dict[str, Any]) -> dict[str, Any]:
+        """The increment a stream event's choice carries (chat: ``delta``; completion: ``text``)."""
+        if self.name == "chat":
+            return choice.get("delta") or {}
+        return {"content": choice.get("text")}
+
+    def message(self, choice: dict[str, Any]) -> dict[str, Any]:
+        """The assistant message of a finished (non-streamed) choice."""
+        if self.name == "chat":
+            return choice.get("message") or {}
+        return {"role": "assistant", "content": choice.get("text") or ""}
+
+
+CHAT = Flavor("chat", "chatcmpl-", ChatCompletionRequest, "/v1/chat/completions")
+COMPLETION = Flavor("completion", "cmpl-", CompletionRequest, "/v1/completions")
+
+
+class _Reply:
+    """A streamed reply assembled choice by choice: text, tool calls and finish reason."""
+
+    def __init__(self) -> None:
+        self.texts: dict[int, list[str]] = {}
+        self.tools: dict[int, dict[int, dict[str, Any]]] = {}
+        self.finish: dict[int, str | None] = {}
+
+    def add(self, index: int, delta: dict[str, Any], finish_reason: str | None) -> None:
+        if delta.get("content"):
+            self.texts.setdefault(index, []).append(delta["content"])
+        for call in delta.get("tool_calls") or ():
+            slot = self.tools.setdefault(index, {}).setdefault(
+                call.get("index", 0),
+                {"id": None, "type": "function", "function": {"name": "", "arguments": ""}},
+            )
+            slot["id"] = call.get("id") or slot["id"]
+            function = call.get("function") or {}
+            slot["function"]["name"] += function.get("name") or ""
+            slot["function"]["arguments"] += function.get("arguments") or ""
+        if finish_reason:
+            self.finish[index] = finish_reason
+
+    def choices(self) -> list[dict[str, Any]]:
+        out = []
+        for i in sorted(self.texts.keys() | self.tools.keys() | self.finish.keys()):
+            message: dict[str, Any] = {"role": "assistant", "content": "".join(self.texts.get(i, []))}
+            if i in self.tools:
+                message["tool_calls"] = [call for _, call in sorted(self.tools[i].items())]
+            out.append({"index": i, "message": message, "finish_reason": self.finish.get(i)})
+        return out
+
+
 class ChatService:
-    """Turns a validated chat request into an engine call and a stamped OpenAI response."""
+    """Turns a validated chat or text completion request into an engine call and a stamped reply."""
 
     def __init__(
         self,
@@ -120,12 +181,12 @@ class ChatService:
         self.served = served
         self.metrics = metrics
         self.recorder = recorder
-        # Chats between arrival and their last byte: the embedded learner yields to them.
+        # Requests between arrival and their last byte: the embedded learner yields to them.
         self.in_flight = 0
 
-    def validate(self, body: dict[str, Any]) -> ChatCompletionRequest:
+    def validate(self, body: dict[str, Any], flavor: Flavor = CHAT) -> SamplingRequest:
         try:
-            request = ChatCompletionRequest.model_validate(body)
+            request = flavor.request_model.model_validate(body)
         except ValidationError as exc:
             raise validation_error(exc) from exc
         s = self.settings
@@ -136,24 +197,32 @@ class ChatService:
                 param="model",
                 code="model_not_found",
             )
-        if len(request.messages) > s.max_messages:
+        if isinstance(request, ChatCompletionRequest) and len(request.messages) > s.max_messages:
             raise APIError(400, f"messages: at most {s.max_messages}", param="messages")
+        if isinstance(request, CompletionRequest) and request.prompt_count > s.max_prompts:
+            raise APIError(400, f"prompt: at most {s.max_prompts} prompts", param="prompt")
         if request.requested_tokens and request.requested_tokens > s.max_completion_tokens:
-            param = "max_completion_tokens" if request.max_completion_tokens else "max_tokens"
+            param = (
+                "max_completion_tokens" if getattr(request, "max_completion_tokens", None) else "max_tokens"
+            )
             raise APIError(
                 400,
                 f"{param}: at most {s.max_completion_tokens}",
                 param=param,
                 code="invalid_value",
             )
-        if request.n and request.n > s.max_n:
-            raise APIError(400, f"n: at most {s.max_n}", param="n", code="invalid_value")
+        choices = max(request.n or 1, getattr(request, "best_of", None) or 1)
+        if choices > s.max_n:
+            param = "n" if (request.n or 1) >= choices else "best_of"
+            raise APIError(400, f"{param}: at most {s.max_n}", param=param, code="invalid_value")
         return request
 
-    def _engine_body(self, request: ChatCompletionRequest, completion_id: str) -> dict[str, Any]:
+    def _engine_body(self, request: SamplingRequest, completion_id: str, prefix: str) -> dict[str, Any]:
         body = request.model_dump(exclude_unset=True, exclude_none=True)
         body["model"] = self.served.name
-        body["request_id"] = completion_id.removeprefix("chatcmpl-")
+        body["request_id"] = completion_id.removeprefix(prefix)
+        if isinstance(request, CompletionRequest):
+            body["max_tokens"] = request.max_tokens  # the default (16) is ours to send
         if request.stream:
             # Usage is always asked of the engine (metrics and the interaction log); the client
             # only sees the usage chunk if it asked for it.
@@ -169,27 +238,28 @@ class ChatService:
                 headers={"Retry-After": "5"},
             )
 
-    async def complete(self, body: dict[str, Any], caller: str):
-        request = self.validate(body)
+    async def complete(self, body: dict[str, Any], caller: str, flavor: Flavor = CHAT):
+        """Answer one request of ``flavor`` (chat or text completion), streamed or not."""
+        request = self.validate(body, flavor)
         self._require_engine()
-        completion_id = f"chatcmpl-{uuid.uuid4().hex}"
-        engine_body = self._engine_body(request, completion_id)
+        completion_id = f"{flavor.id_prefix}{uuid.uuid4().hex}"
+        engine_body = self._engine_body(request, completion_id, flavor.id_prefix)
         self.in_flight += 1
         streaming = False
         try:
             if request.stream:
-                response = await self._stream(request, engine_body, completion_id, caller)
-                streaming = True  # the relay counts the chat out when its stream ends
+                response = await self._stream(flavor, request, engine_body, completion_id, caller)
+                streaming = True  # the relay counts the request out when its stream ends
                 return response
-            return await self._complete(request, engine_body, completion_id, caller)
+            return await self._complete(flavor, request, engine_body, completion_id, caller)
         finally:
             if not streaming:
                 self.in_flight -= 1
 
-    async def _complete(self, request, engine_body, completion_id, caller) -> JSONResponse:
+    async def _complete(self, flavor, request, engine_body, completion_id, caller) -> JSONResponse:
         started = time.perf_counter()
         try:
-            result = await self.engine.client.chat(engine_body)
+            result = await self.engine.client.post(flavor.engine_path, engine_body)
         except EngineUnavailable as exc:
             raise _unavailable(exc) from exc
         except EngineHTTPError as exc:
@@ -200,13 +270,21 @@ class ChatService:
         result["system_fingerprint"] = fingerprint(version)
         usage = result.get("usage")
         self._count_tokens(usage)
-        self._record(request, completion_id, result.get("choices", []), version, usage, started, caller)
+        choices = [
+            {
+                "index": c.get("index", 0),
+                "message": flavor.message(c),
+                "finish_reason": c.get("finish_reason"),
+            }
+            for c in result.get("choices", [])
+        ]
+        self._record(flavor, request, completion_id, choices, version, usage, started, caller)
         return JSONResponse(result, headers={VERSION_HEADER: version, ID_HEADER: completion_id})
 
-    async def _stream(self, request, engine_body, completion_id, caller) -> StreamingResponse:
+    async def _stream(self, flavor, request, engine_body, completion_id, caller) -> StreamingResponse:
         started = time.perf_counter()
         try:
-            events = await self.engine.client.chat_stream(engine_body)
+            events = await self.engine.client.stream(flavor.engine_path, engine_body)
             first = await anext(events, None)
         except EngineUnavailable as exc:
             raise _unavailable(exc) from exc
@@ -215,8 +293,11 @@ class ChatService:
         self.metrics.ttft.observe(time.perf_counter() - started)
         version = self.served.version
         want_usage = bool(request.stream_options and request.stream_options.include_usage)
+        relay = self._relay(
+            flavor, request, events, first, completion_id, version, want_usage, caller, started
+        )
         return StreamingResponse(
-            self._relay(request, events, first, completion_id, version, want_usage, caller, started),
+            relay,
             media_type="text/event-stream",
             headers={
                 VERSION_HEADER: version,
@@ -228,6 +309,7 @@ class ChatService:
 
     async def _relay(
         self,
+        flavor: Flavor,
         request,
         events: AsyncIterator[dict],
         first: dict | None,
@@ -238,8 +320,7 @@ class ChatService:
         started: float,
     ) -> AsyncIterator[bytes]:
         """Re-emit the engine's events with our id and version, assembling the reply."""
-        texts: dict[int, list[str]] = {}
-        finish: dict[int, str | None] = {}
+        reply = _Reply()
         usage = None
         completed = False
         try:
@@ -249,12 +330,7 @@ class ChatService:
                 event["model"] = self.served.name
                 event["system_fingerprint"] = fingerprint(version)
                 for choice in event.get("choices", []):
-                    idx = choice.get("index", 0)
-                    content = (choice.get("delta") or {}).get("content")
-                    if content:
-                        texts.setdefault(idx, []).append(content)
-                    if choice.get("finish_reason"):
-                        finish[idx] = choice["finish_reason"]
+                    reply.add(choice.get("index", 0), flavor.delta(choice), choice.get("finish_reason"))
                 if event.get("usage") and not event.get("choices"):
                     usage = event["usage"]
                     if want_usage:
@@ -275,38 +351,40 @@ class ChatService:
             await events.aclose()
             if completed:
                 self._count_tokens(usage)
-                choices = [
-                    {
-                        "index": i,
-                        "message": {"role": "assistant", "content": "".join(parts)},
-                        "finish_reason": finish.get(i),
-                    }
-                    for i, parts in sorted(texts.items())
-                ]
-                self._record(request, completion_id, choices, version, usage, started, caller)
+                self._record(flavor, request, completion_id, reply.choices(), version, usage, started, caller)
 
     def _count_tokens(self, usage: dict | None) -> None:
         if usage:
             self.metrics.tokens.labels("prompt").inc(usage.get("prompt_tokens") or 0)
             self.metrics.tokens.labels("completion").inc(usage.get("completion_tokens") or 0)
 
-    def _record(self, request, completion_id, choices, version, usage, started, caller) -> None:
-        try:
-            self.recorder.record(
-                Interaction(
-                    completion_id=completion_id,
-                    request=request.model_dump(exclude_unset=True, exclude_none=True),
-                    choices=choices,
-                    model_version=version,
-                    usage=usage,
-                    latency_ms=(time.perf_counter() - started) * 1000,
-                    caller=caller,
-                    stream=request.stream,
-                    created=int(time.time()),
-                )
-            )
-        except Exception:  # the reply must not fail because logging did
-            log.exception("recording interaction %s failed", completion_id)
+    def _record(self, flavor, request, completion_id, choices, version, usage, started, caller) -> None:
+        if isinstance(request, CompletionRequest) and request.echo and isinstance(request.prompt, str):
+            for choice in choices:  # the log keeps what the model wrote, not the echoed prompt
+                choice["message"]["content"] = choice["message"]["content"].removeprefix(request.prompt)
+        record_interaction(
+            self.recorder,
+            Interaction(
+                completion_id=completion_id,
+                request=request.model_dump(exclude_unset=True, exclude_none=True),
+                choices=choices,
+                model_version=version,
+                usage=usage,
+                latency_ms=(time.perf_counter() - started) * 1000,
+                caller=caller,
+                stream=request.stream,
+                created=int(time.time()),
+                kind=flavor.name,
+            ),
+        )
+
+
+def record_interaction(recorder: Recorder, interaction: Interaction) -> None:
+    """Hand a finished interaction to the recorder; a failure is logged, never raised."""
+    try:
+        recorder.record(interaction)
+    except Exception:  # the reply must not fail because logging did
+        log.exception("recording interaction %s failed", interaction.completion_id)
 
 
 def _sse(payload: dict) -> bytes:

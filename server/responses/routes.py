@@ -1,0 +1,29 @@
+"""Responses API routes (API key).
+
+POST /v1/responses               create (stream with ``"stream": true``)
+GET  /v1/responses/{response_id} a stored response of the calling key
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Request
+
+from server.chat.serving import parse_json_body
+from server.deps import Caller, Responses
+
+router = APIRouter(prefix="/v1")
+
+
+@router.post("/responses")
+async def create_response(request: Request, caller: Caller, responses: Responses):
+    body = parse_json_body(await request.body())
+    return await responses.create(body, caller)
+
+
+@router.get("/responses/{response_id}")
+async def get_response(
+    caller: Caller, responses: Responses, response_id: Annotated[str, Path(min_length=1, max_length=64)]
+):
+    return await responses.retrieve(response_id, caller)

@@ -1,0 +1,385 @@
+"""The Responses API, served by the chat engine: one response = one chat completion.
+
+A request is translated to the chat it means (``instructions`` as the system message, the
+conversation of ``previous_response_id`` before ``input``), validated with the same limits as
+chat, sent to the engine, and answered as a ``response`` object (streamed as OpenAI's event
+sequence). Ids are ``resp_<32 hex>``; the reply's output message is ``msg_<same hex>``. The
+weights version is in the ``x-perennial-model-version`` header and in ``system_fingerprint``
+(an extra field, as on chat completions).
+
+``store: true`` (the default) records the response as an interaction of kind ``response``
+(the chat it was translated to, so feedback on ``resp_...`` ids trains the model like chat
+feedback), retrievable with ``GET /v1/responses/{id}`` and usable as ``previous_response_id``
+by the key that created it. ``store: false`` keeps it out of the log: no retrieval, no
+feedback, no learning. Recent responses are also kept in memory, so a follow-up can chain
+before the ingest pipeline has written the row.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import ValidationError
+from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
+
+from engine.client import EngineHTTPError, EngineUnavailable
+from server.chat.protocol import ParamError
+from server.chat.serving import (
+    ID_HEADER,
+    VERSION_HEADER,
+    ChatService,
+    Interaction,
+    _unavailable,
+    engine_error,
+    fingerprint,
+    record_interaction,
+)
+from server.errors import APIError, validation_error
+from server.responses.protocol import ResponseRequest
+from store.db import Database
+from store.models import Interaction as InteractionRow
+
+log = logging.getLogger(__name__)
+
+ID_PREFIX = "resp_"
+
+
+@dataclass
+class StoredResponse:
+    """What a follow-up or a retrieval needs of a stored response."""
+
+    caller: str
+    messages: list[dict[str, str]]  # the chat the model saw, instructions first when given
+    has_instructions: bool
+    output_text: str
+    body: dict[str, Any]  # the response object
+
+    def conversation(self) -> list[dict[str, str]]:
+        """The turns a follow-up continues: without this response's instructions (as OpenAI)."""
+        turns = self.messages[1:] if self.has_instructions else self.messages
+        return [*turns, {"role": "assistant", "content": self.output_text}]
+
+
+def _usage(usage: dict | None) -> dict[str, Any] | None:
+    if not usage:
+        return None
+    prompt, completion = usage.get("prompt_tokens") or 0, usage.get("completion_tokens") or 0
+    return {
+        "input_tokens": prompt,
+        "input_tokens_details": {"cached_tokens": 0},
+        "output_tokens": completion,
+        "output_tokens_details": {"reasoning_tokens": 0},
+        "total_tokens": prompt + completion,
+    }
+
+
+def _message(msg_id: str, text: str, status: str) -> dict[str, Any]:
+    content = [{"type": "output_text", "text": text, "annotations": [], "logprobs": []}]
+    return {"type": "message", "id": msg_id, "status": status, "role": "assistant", "content": content}
+
+
+class ResponsesService:
+    """``POST /v1/responses`` and ``GET /v1/responses/{id}`` over the chat service's engine."""
+
+    def __init__(self, chat: ChatService, db: Database | None, *, remember: int = 1024):
+        self.chat = chat
+        self.db = db
+        self.remember = remember
+        self._recent: OrderedDict[str, StoredResponse] = OrderedDict()
+
+    # --- request -> chat ------------------------------------------------------------------
+
+    def _validate(self, body: dict[str, Any]) -> ResponseRequest:
+        try:
+            return ResponseRequest.model_validate(body)
+        except ValidationError as exc:
+            raise validation_error(exc) from exc
+
+    async def _messages(self, request: ResponseRequest, caller: str) -> list[dict[str, str]]:
+        try:
+            turns = request.input_messages()
+        except ParamError as exc:
+            raise APIError(400, str(exc), param=exc.param, code="invalid_value") from exc
+        if request.previous_response_id:
+            previous = await self.find(request.previous_response_id, caller)
+            if previous is None:
+                raise APIError(
+                    404,
+                    f"previous_response_id: no stored response {request.previous_response_id!r}",
+                    param="previous_response_id",
+                    code="response_not_found",
+                )
+            turns = [*previous.conversation(), *turns]
+        if request.instructions:
+            turns = [{"role": "system", "content": request.instructions}, *turns]
+        return turns
+
+    def _chat_request(self, request: ResponseRequest, messages: list[dict[str, str]]):
+        body = {"model": request.model, "messages": messages, "stream": request.stream}
+        body.update(request.chat_fields())
+        try:
+            return self.chat.validate(body)
+        except APIError as exc:  # name the parameter as this endpoint calls it
+            if exc.param == "max_tokens":
+                exc.param = "max_output_tokens"
+                exc.message = exc.message.replace("max_tokens", "max_output_tokens")
+            raise
+
+    # --- the response object --------------------------------------------------------------
+
+    def _object(
+        self,
+        request: ResponseRequest,
+        response_id: str,
+        created_at: int,
+        status: str,
+        text: str | None,
+        usage: dict | None,
+        version: str,
+    ) -> dict[str, Any]:
+        msg_id = "msg_" + response_id.removeprefix(ID_PREFIX)
+        output = [] if text is None else [_message(msg_id, text, status)]
+        incomplete = {"reason": "max_output_tokens"} if status == "incomplete" else None
+        return {
+            "id": response_id,
+            "object": "response",
+            "created_at": created_at,
+            "status": status,
+            "model": self.chat.served.name,
+            "output": output,
+            "instructions": request.instructions,
+            "previous_response_id": request.previous_response_id,
+            "max_output_tokens": request.max_output_tokens,
+            "temperature": request.temperature,
+            "top_p": request.top_p,
+            "text": request.text_config(),
+            "metadata": request.metadata or {},
+            "store": request.store,
+            "user": request.user,
+            "parallel_tool_calls": True,
+            "tool_choice": "auto",
+            "tools": [],
+            "truncation": request.truncation or "disabled",
+            "error": None,
+            "incomplete_details": incomplete,
+            "usage": _usage(usage),
+            "system_fingerprint": fingerprint(version),
+        }
+
+    # --- create ---------------------------------------------------------------------------
+
+    async def create(self, body: dict[str, Any], caller: str):
+        request = self._validate(body)
+        messages = await self._messages(request, caller)
+        chat_request = self._chat_request(request, messages)
+        self.chat._require_engine()
+        hex_id = uuid.uuid4().hex
+        response_id = ID_PREFIX + hex_id
+        engine_body = self.chat._engine_body(chat_request, response_id, ID_PREFIX)
+        engine_body.pop("n", None)
+        self.chat.in_flight += 1
+        streaming = False
+        try:
+            if request.stream:
+                response = await self._stream(request, messages, engine_body, response_id, caller)
+                streaming = True  # the event relay counts the request out when it ends
+                return response
+            return await self._complete(request, messages, engine_body, response_id, caller)
+        finally:
+            if not streaming:
+                self.chat.in_flight -= 1
+
+    async def _complete(self, request, messages, engine_body, response_id, caller) -> JSONResponse:
+        started = time.perf_counter()
+        created = int(time.time())
+        try:
+            result = await self.chat.engine.client.chat(engine_body)
+        except EngineUnavailable as exc:
+            raise _unavailable(exc) from exc
+        except EngineHTTPError as exc:
+            raise engine_error(exc) from exc
+        version = self.chat.served.version
+        choice = (result.get("choices") or [{}])[0]
+        text = (choice.get("message") or {}).get("content") or ""
+        finish = choice.get("finish_reason")
+        status = "incomplete" if finish == "length" else "completed"
+        usage = result.get("usage")
+        self.chat._count_tokens(usage)
+        obj = self._object(request, response_id, created, status, text, usage, version)
+        self._finish(request, messages, obj, text, finish, usage, version, started, caller)
+        return JSONResponse(obj, headers={VERSION_HEADER: version, ID_HEADER: response_id})
+
+    async def _stream(self, request, messages, engine_body, response_id, caller) -> StreamingResponse:
+        started = time.perf_counter()
+        try:
+            events = await self.chat.engine.client.chat_stream(engine_body)
+            first = await anext(events, None)
+        except EngineUnavailable as exc:
+            raise _unavailable(exc) from exc
+        except EngineHTTPError as exc:
+            raise engine_error(exc) from exc
+        self.chat.metrics.ttft.observe(time.perf_counter() - started)
+        version = self.chat.served.version
+        relay = self._relay(request, messages, events, first, response_id, version, caller, started)
+        headers = {
+            VERSION_HEADER: version,
+            ID_HEADER: response_id,
+            "Cache-Control": "no-cache",
+            "X-Accel-Buffering": "no",
+        }
+        return StreamingResponse(relay, media_type="text/event-stream", headers=headers)
+
+    async def _relay(
+        self, request, messages, events, first, response_id, version, caller, started
+    ) -> AsyncIterator[bytes]:
+        """OpenAI's event sequence for one text output, from the engine's chat chunks."""
+        created = int(time.time())
+        msg_id = "msg_" + response_id.removeprefix(ID_PREFIX)
+        seq = 0
+
+        def event(kind: str, **fields: Any) -> bytes:
+            nonlocal seq
+            payload = {"type": kind, **fields, "sequence_number": seq}
+            seq += 1
+            return f"event: {kind}\ndata: {json.dumps(payload, separators=(',', ':'))}\n\n".encode()
+
+        parts: list[str] = []
+        finish = usage = None
+        where = {"item_id": msg_id, "output_index": 0, "content_index": 0}
+        try:
+            snapshot = self._object(request, response_id, created, "in_progress", None, None, version)
+            yield event("response.created", response=snapshot)
+            yield event("response.in_progress", response=snapshot)
+            yield event(
+                "response.output_item.added", output_index=0, item=_message(msg_id, "", "in_progress")
+            )
+            empty = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
+            yield event("response.content_part.added", **where, part=empty)
+            chunk = first
+            while chunk is not None:
+                for choice in chunk.get("choices", []):
+                    delta = (choice.get("delta") or {}).get("content")
+                    if delta:
+                        parts.append(delta)
+                        yield event("response.output_text.delta", **where, delta=delta, logprobs=[])
+                    finish = choice.get("finish_reason") or finish
+                if chunk.get("usage"):
+                    usage = chunk["usage"]
+                chunk = await anext(events, None)
+            text = "".join(parts)
+            status = "incomplete" if finish == "length" else "completed"
+            done_part = {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
+            yield event("response.output_text.done", **where, text=text, logprobs=[])
+            yield event("response.content_part.done", **where, part=done_part)
+            yield event("response.output_item.done", output_index=0, item=_message(msg_id, text, status))
+            obj = self._object(request, response_id, created, status, text, usage, version)
+            yield event(f"response.{status}", response=obj)
+            self.chat._count_tokens(usage)
+            self._finish(request, messages, obj, text, finish, usage, version, started, caller)
+        except EngineUnavailable as exc:
+            log.error("response stream %s broke: %s", response_id, exc)
+            self.chat.metrics.errors.labels("engine_error").inc()
+            yield event(
+                "error", code="engine_error", message="the model engine stopped mid-stream", param=None
+            )
+        finally:
+            self.chat.in_flight -= 1
+            await events.aclose()
+
+    def _finish(self, request, messages, obj, text, finish, usage, version, started, caller) -> None:
+        """Remember and record a finished response (``store: true`` only)."""
+        if not request.store:
+            return
+        response_id = obj["id"]
+        self._recent[response_id] = StoredResponse(caller, messages, bool(request.instructions), text, obj)
+        while len(self._recent) > self.remember:
+            self._recent.popitem(last=False)
+        params = request.chat_fields()
+        for name in ("instructions", "previous_response_id", "metadata", "truncation"):
+            if getattr(request, name) is not None:
+                params[name] = getattr(request, name)
+        params["text"] = request.text_config()
+        params["store"] = True
+        record_interaction(
+            self.chat.recorder,
+            Interaction(
+                completion_id=response_id,
+                request={"model": request.model, "messages": messages, **params},
+                choices=[
+                    {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}
+                ],
+                model_version=version,
+                usage=usage,
+                latency_ms=(time.perf_counter() - started) * 1000,
+                caller=caller,
+                stream=request.stream,
+                created=obj["created_at"],
+                kind="response",
+            ),
+        )
+
+    # --- retrieve -------------------------------------------------------------------------
+
+    async def find(self, response_id: str, caller: str) -> StoredResponse | None:
+        """A stored response of this caller: from memory, else from the interaction log."""
+        found = self._recent.get(response_id)
+        if found is None and self.db is not None:
+            found = await self._load(response_id)
+        return found if found is not None and found.caller == caller else None
+
+    async def _load(self, response_id: str) -> StoredResponse | None:
+        stmt = select(InteractionRow).where(
+            InteractionRow.id == response_id, InteractionRow.kind == "response"
+        )
+        try:
+            async with self.db.sessions() as session:
+                row = (await session.execute(stmt)).scalar_one_or_none()
+        except SQLAlchemyError as exc:
+            log.warning("response lookup failed: %s", type(exc).__name__)
+            raise APIError(
+                503, "response storage is unavailable right now; retry shortly", code="store_unavailable"
+            ) from exc
+        if row is None:
+            return None
+        params = dict(row.params or {})
+        request = ResponseRequest.model_construct(
+            model=row.model,
+            input="",
+            instructions=params.get("instructions"),
+            previous_response_id=params.get("previous_response_id"),
+            max_output_tokens=params.get("max_tokens"),
+            temperature=params.get("temperature"),
+            top_p=params.get("top_p"),
+            text=None,
+            metadata=params.get("metadata"),
+            store=True,
+            user=params.get("user"),
+            truncation=params.get("truncation"),
+        )
+        status = "incomplete" if row.finish_reason == "length" else "completed"
+        usage = {"prompt_tokens": row.prompt_tokens, "completion_tokens": row.completion_tokens}
+        created = int(row.created_at.timestamp())
+        obj = self._object(request, row.id, created, status, row.response, usage, row.model_version)
+        obj["text"] = params.get("text") or obj["text"]
+        obj["model"] = row.model
+        return StoredResponse(
+            row.caller, list(row.messages), bool(params.get("instructions")), row.response, obj
+        )
+
+    async def retrieve(self, response_id: str, caller: str) -> JSONResponse:
+        found = await self.find(response_id, caller)
+        if found is None:
+            raise APIError(
+                404, f"no stored response {response_id!r}", param="response_id", code="response_not_found"
+            )
+        version = found.body["system_fingerprint"].removeprefix("perennial:")
+        return JSONResponse(found.body, headers={VERSION_HEADER: version})
