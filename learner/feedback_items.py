@@ -10,7 +10,11 @@ One feedback row can yield several items:
   down = -1, or the scalar reward).
 
 The prompt is the interaction's messages (text turns only; an interaction with images or tool
-turns is skipped and counted). The split is by completion id (a stable hash), so items from
+turns is skipped and counted). A chat that offered ``tools`` keeps them: its reference item
+asks the member with the same tools and scores the member's tool calls (``json`` verifier
+against a reference call). Ratings of a reply that was a tool call have no text to score and
+are skipped (``tool_call_reply``). A text completion (a raw prompt, no chat) is skipped
+(``raw_prompt``): members are asked through the chat template. The split is by completion id (a stable hash), so items from
 one interaction never straddle train and held-out.
 """
 
@@ -60,23 +64,46 @@ def heldout_bucket(completion_id: str, fraction: float) -> bool:
 
 def items_of(fb: Any, interaction: Any, response: str | None, skipped: dict[str, int]) -> list:
     """The items one feedback row yields (see the module docstring)."""
+    if interaction is not None and getattr(interaction, "kind", "chat") == "completion":
+        skipped["raw_prompt"] = skipped.get("raw_prompt", 0) + 1
+        return []
     messages = text_messages(interaction.messages if interaction is not None else None)
     if messages is None:
         skipped["no_text_prompt"] = skipped.get("no_text_prompt", 0) + 1
         return []
+    params = interaction.params or {}
+    tools = tuple(t for t in params.get("tools") or () if isinstance(t, dict))
     out: list[VerifiableItem | RatedItem] = []
     if fb.reference is not None or fb.verifier:
         try:
             verifier = parse_verifier(fb.verifier or "exact", fb.reference)
-            out.append(VerifiableItem(f"{fb.id}:ref", messages, fb.reference or "", verifier))
+            out.append(
+                VerifiableItem(
+                    f"{fb.id}:ref",
+                    messages,
+                    fb.reference or "",
+                    verifier,
+                    tools=tools,
+                    tool_choice=params.get("tool_choice") if tools else None,
+                )
+            )
         except VerifierError:
             skipped["bad_verifier"] = skipped.get("bad_verifier", 0) + 1
     if fb.correction:
         out.append(RatedItem(f"{fb.id}:fix", messages, fb.correction, 1.0))
     reward = fb.reward if fb.reward is not None else {"up": 1.0, "down": -1.0}.get(fb.label or "")
-    if reward is not None and reward != 0 and response:
+    if reward is not None and reward != 0 and not response and _tool_call_reply(interaction, fb):
+        skipped["tool_call_reply"] = skipped.get("tool_call_reply", 0) + 1
+    elif reward is not None and reward != 0 and response:
         out.append(RatedItem(f"{fb.id}:rated", messages, response, float(reward)))
     return out
+
+
+def _tool_call_reply(interaction: Any, fb: Any) -> bool:
+    for choice in interaction.choices or ():
+        if isinstance(choice, dict) and choice.get("index", 0) == getattr(fb, "choice_index", 0):
+            return bool((choice.get("message") or {}).get("tool_calls"))
+    return False
 
 
 def build_round_items(feedback: Iterable[Any], heldout_fraction: float) -> RoundItems:

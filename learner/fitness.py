@@ -25,6 +25,7 @@ from typing import Any, Protocol
 
 from evals.scoring import ReplyTokens, reply_logprobs, reply_tokens
 from evals.verifiers import score as verify
+from evals.verifiers import tool_call_text
 from learner.items import ItemSet, RatedItem, VerifiableItem
 from weights.es import zscore
 
@@ -59,13 +60,25 @@ class MemberFitness:
 
 def greedy_body(model: str, item: VerifiableItem, max_tokens: int) -> dict[str, Any]:
     """The chat request for one verifiable item: greedy, bounded."""
-    return {
+    body = {
         "model": model,
         "messages": [dict(m) for m in item.messages],
         "temperature": 0.0,
         "top_p": 1.0,
         "max_tokens": item.max_tokens or max_tokens,
     }
+    if item.tools:
+        body["tools"] = [dict(t) for t in item.tools]
+        if item.tool_choice is not None:
+            body["tool_choice"] = item.tool_choice
+    return body
+
+
+def reply_text(message: dict[str, Any]) -> str:
+    """What a verifier scores of a reply: its tool calls as JSON when it made any, else its text."""
+    if message.get("tool_calls"):
+        return tool_call_text(message["tool_calls"])
+    return message.get("content") or ""
 
 
 async def score_verifiable(
@@ -78,7 +91,7 @@ async def score_verifiable(
         async with sem:
             try:
                 reply = await engine.client.chat(greedy_body(engine.served_name, item, max_tokens))
-                text = reply["choices"][0]["message"]["content"] or ""
+                text = reply_text(reply["choices"][0]["message"])
             except Exception as exc:  # noqa: BLE001 - any failure scores 0, never crashes a round
                 log.warning("item %s failed: %s", item.id, exc)
                 return None

@@ -8,7 +8,13 @@ One JSON object per line (blank lines and lines starting with ``#`` are ignored)
      "verifier": "number"}
 
   ``verifier`` is any spec of :mod:`evals.verifiers` (name or object); default ``"exact"``.
-  ``max_tokens`` (optional) overrides the run's generation budget for this item.
+  ``max_tokens`` (optional) overrides the run's generation budget for this item. ``tools``
+  (and ``tool_choice``, optional) as in a chat request make it a tool-call item: the member's
+  tool calls, as ``{"name": ..., "arguments": {...}}``, are what the verifier scores (``json``
+  against a reference call)::
+
+    {"prompt": "Weather in Paris?", "tools": [...], "verifier": "json",
+     "reference": "{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}"}
 
 * **rated** — a reply with a reward in [-1, 1] (thumbs up = 1, down = -1); the member's
   log-likelihood of the reply, relative to theta0, is pushed up or down by the reward::
@@ -36,7 +42,7 @@ from evals.verifiers import Verifier, VerifierError, parse_verifier
 _ROLES = ("system", "user", "assistant")
 _COMMON = {"id", "messages", "prompt", "tags"}
 _KEYS = {
-    "verifiable": _COMMON | {"reference", "verifier", "max_tokens"},
+    "verifiable": _COMMON | {"reference", "verifier", "max_tokens", "tools", "tool_choice"},
     "rated": _COMMON | {"completion", "reward"},
     "correction": _COMMON | {"correction", "reward"},
 }
@@ -60,6 +66,8 @@ class VerifiableItem:
     verifier: Verifier
     max_tokens: int | None = None
     tags: tuple[str, ...] = ()
+    tools: tuple[dict[str, Any], ...] = ()  # chat tools offered to the member
+    tool_choice: Any = None
 
 
 @dataclass(frozen=True)
@@ -155,7 +163,12 @@ def _verifiable(obj: dict[str, Any], item_id: str, messages, tags) -> Verifiable
     max_tokens = obj.get("max_tokens")
     if max_tokens is not None and (not isinstance(max_tokens, int) or not 1 <= max_tokens <= 4096):
         raise ItemError("'max_tokens' must be an integer in 1..4096", field_name="max_tokens")
-    return VerifiableItem(item_id, messages, reference, verifier, max_tokens, tags)
+    tools = obj.get("tools", [])
+    if not isinstance(tools, list) or not all(isinstance(t, dict) for t in tools):
+        raise ItemError("'tools' must be a list of tool objects", field_name="tools")
+    return VerifiableItem(
+        item_id, messages, reference, verifier, max_tokens, tags, tuple(tools), obj.get("tool_choice")
+    )
 
 
 def load_items(path: Path) -> ItemSet:

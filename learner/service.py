@@ -266,6 +266,7 @@ class LearnerService:
 
     async def _ensure_engine(self) -> Any:
         from engine.learner_engine import LearnerEngine
+        from engine.supervisor import chat_args
 
         engine = self.engine
         if engine is not None and engine.supervisor is not None and engine.supervisor.pid is None:
@@ -278,7 +279,8 @@ class LearnerService:
                 self.base_dir,
                 base_dir=self.base_dir,
                 log_file=self.engine_log,
-                extra_args=s.learner_engine_args,
+                # the template and tool parser of serving: members see prompts as clients do
+                extra_args=chat_args(s.chat_template, s.tool_call_parser) + s.learner_engine_args,
                 cpu_threads=s.learner_cpu_threads,
                 prefix_cache=s.learner_prefix_cache,
                 start_timeout_s=s.learner_engine_start_timeout_s,

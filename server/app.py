@@ -64,6 +64,8 @@ def build_engine(settings: Settings, served_name: str, model_dir: Path) -> Engin
         port=settings.engine_port,
         extra_args=settings.engine_extra_args,
         cpu_threads=settings.engine_cpu_threads,
+        chat_template=settings.chat_template,
+        tool_call_parser=settings.tool_call_parser,
     )
     supervisor = EngineSupervisor(
         spec,
