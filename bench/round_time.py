@@ -158,6 +158,9 @@ def run_arm(name: str, args, work: Path) -> dict:
         "status": run["status"],
         "error": run.get("error"),
         "decision": run.get("decision"),
+        # why: each failed check with its numbers, and every suite's paired CI (issue: the gate
+        # must say precisely which suite fell and by how much)
+        "gate": run.get("gate"),
         "seconds": run.get("seconds"),
         "iterations": len(its),
         "iteration_s": round(statistics.median(i["wall_s"] for i in its), 2) if its else None,
@@ -201,6 +204,9 @@ def main() -> None:
             f"{r['per_iteration'].get('evaluate_s')} | {r['chat_idle']['p50_s']} | "
             f"{r['chat_during']['p50_s']} | {r.get('p50_ratio')} | {r['chat_during']['p95_s']} |"
         )
+    for name, r in results.items():
+        gate = r.get("gate") or {}
+        print(f"\n{name}: {r['decision']}; gate reasons: {gate.get('reasons') or 'none'}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(
         json.dumps({"results": results, "command": " ".join(sys.argv), "cores": os.cpu_count()}, indent=2)
