@@ -117,6 +117,11 @@ class Settings(StateSettings):
         16_384, ge=2, description="Largest feedback metadata object (bytes of JSON)."
     )
 
+    docs_enabled: bool = Field(
+        True,
+        description="Serve the API docs pages /docs (Swagger UI) and /redoc; their scripts load from "
+        "cdn.jsdelivr.net in the reader's browser. /openapi.json is served either way.",
+    )
     log_level: str = Field("info", description="Log level of the gateway.")
 
     @field_validator("api_keys", "engine_extra_args", mode="before")
