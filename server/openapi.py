@@ -29,7 +29,13 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from evals.verifiers import VERIFIER_TYPES
-from server.chat.protocol import ChatCompletionRequest, ChatMessage
+from server.chat.protocol import (
+    ENGINE_INTERNAL_FIELDS,
+    MAX_STOP_CHARS,
+    MAX_STOP_SEQUENCES,
+    ChatCompletionRequest,
+    ChatMessage,
+)
 from server.deps import admin_caller, api_caller
 from server.feedback.protocol import FeedbackBatchCreate, FeedbackCreate
 from server.settings import Settings
@@ -242,6 +248,36 @@ def _batch_limits(schema: dict[str, Any], settings: Settings) -> None:
 
 
 # --- rules the models check in validators (or the feedback service), as JSON Schema -----------
+
+
+def _needs_true(field: str, flag: str) -> dict[str, Any]:
+    """``field`` (when given and not null) needs ``flag: true``."""
+    return {
+        "anyOf": [
+            {"not": {"required": [field]}},
+            {"properties": {field: {"type": "null"}}},
+            {"required": [flag], "properties": {flag: {"const": True}}},
+        ]
+    }
+
+
+@patch_schema(ChatCompletionRequest)
+def _chat_rules(schema: dict[str, Any], settings: Settings) -> None:
+    # ChatCompletionRequest's validators: stop limits, logit_bias ids and range, flags that
+    # need another flag, engine-internal fields refused.
+    props = schema["properties"]
+    stop = {"type": "string", "minLength": 1, "maxLength": MAX_STOP_CHARS}
+    props["stop"]["anyOf"] = [
+        stop,
+        {"type": "array", "items": stop, "maxItems": MAX_STOP_SEQUENCES},
+        {"type": "null"},
+    ]
+    props["logit_bias"]["anyOf"][0].update(
+        propertyNames={"pattern": "^-*[0-9]+$"},
+        additionalProperties={"type": "number", "minimum": -100, "maximum": 100},
+    )
+    schema["allOf"] = [_needs_true("top_logprobs", "logprobs"), _needs_true("stream_options", "stream")]
+    schema["not"] = {"anyOf": [{"required": [name]} for name in sorted(ENGINE_INTERNAL_FIELDS)]}
 
 
 @patch_schema(ChatMessage)
