@@ -20,7 +20,7 @@ from fastapi import FastAPI
 from engine.client import EngineClient
 from engine.runtime import EngineRuntime
 from engine.supervisor import EngineSpec, EngineSupervisor
-from server import ops
+from server import openapi, ops
 from server.admin import data as admin_data
 from server.admin import engine as admin_engine
 from server.admin import learner as admin_learner
@@ -165,7 +165,17 @@ def create_app(settings: Settings, *, components: Sequence[Component] = ()) -> F
         components: started in order after the serving engine, each ``await start(app, stack)``
             (e.g. the embedded learner, which sets ``app.state.rounds``).
     """
-    app = FastAPI(title="Perennial", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None)
+    # /openapi.json is always served (clients generate from it); the docs pages only when
+    # docs_enabled. FastAPI's pages load Swagger UI / ReDoc from cdn.jsdelivr.net: the reader's
+    # browser fetches them, the gateway never does.
+    docs = settings.docs_enabled
+    app = FastAPI(
+        title="Perennial",
+        version="0.1.0",
+        lifespan=lifespan,
+        docs_url="/docs" if docs else None,
+        redoc_url="/redoc" if docs else None,
+    )
     app.state.settings = settings
     app.state.components = list(components)
     app.state.rounds = None  # no learner unless a component plugs one in
@@ -186,4 +196,5 @@ def create_app(settings: Settings, *, components: Sequence[Component] = ()) -> F
     ):
         app.include_router(module.router)
     app.include_router(dashboard_router)  # the page is keyless; its data needs the admin key
+    openapi.install(app)
     return app

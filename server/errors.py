@@ -16,6 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +86,21 @@ def validation_error(exc: ValidationError | RequestValidationError) -> APIError:
     return APIError(400, message, param=param, code="invalid_value")
 
 
+def allowed_methods(request: Request) -> str:
+    """``Allow`` of a 405: the methods of every route whose path matches, not just the first's.
+
+    Starlette answers 405 with the methods of the first route that matched the path only, which
+    is wrong when, say, ``GET /v1/feedback`` and ``POST /v1/feedback`` are two routes.
+    """
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches(request.scope)
+        if match != Match.NONE:
+            methods |= getattr(route, "methods", None) or set()
+    order = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+    return ", ".join(sorted(methods, key=lambda m: (order.index(m) if m in order else len(order), m)))
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(APIError)
     async def _api_error(_: Request, exc: APIError) -> JSONResponse:
@@ -95,12 +111,15 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(validation_error(exc))
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         message = exc.detail if isinstance(exc.detail, str) else "request failed"
         if exc.status_code == 404:
             message = "no such route"
         code = {404: "unknown_url", 405: "method_not_allowed"}.get(exc.status_code)
-        error = APIError(exc.status_code, message, code=code, headers=getattr(exc, "headers", None))
+        headers = getattr(exc, "headers", None)
+        if exc.status_code == 405:
+            headers = {**(headers or {}), "Allow": allowed_methods(request)}
+        error = APIError(exc.status_code, message, code=code, headers=headers)
         return error_response(error)
 
     @app.exception_handler(Exception)

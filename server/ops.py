@@ -6,12 +6,19 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 
 from server.deps import AppSettings, Chat, Engine, Metrics, Served
+from server.openapi import PROMETHEUS, doc
 from store.retention import disk_free
 
 router = APIRouter()
 
 
-@router.get("/health")
+HEALTH = {
+    200: {"description": "Gateway and engine serve."},
+    503: {"description": "Degraded: the engine is not serving (same body, `status: degraded`)."},
+}
+
+
+@router.get("/health", responses=HEALTH)
 async def health(engine: Engine, served: Served, settings: AppSettings) -> JSONResponse:
     ok = engine.ready and await engine.client.healthy()
     free = disk_free(settings.data_dir)["free_bytes"]
@@ -31,7 +38,7 @@ async def health(engine: Engine, served: Served, settings: AppSettings) -> JSONR
     return JSONResponse(body, status_code=200 if ok else 503)
 
 
-@router.get("/metrics")
+@router.get("/metrics", response_class=Response, **doc(responses=PROMETHEUS))
 async def metrics(m: Metrics, engine: Engine, chat: Chat, settings: AppSettings) -> Response:
     m.engine_up.set(1 if engine.ready else 0)
     m.disk_free.set(disk_free(settings.data_dir)["free_bytes"])

@@ -76,7 +76,7 @@ class Settings(StateSettings):
     max_completion_tokens: int = Field(
         1024, ge=1, description="Upper bound on max_tokens / max_completion_tokens per request."
     )
-    max_n: int = Field(8, ge=1, description="Upper bound on n (and best_of) per request.")
+    max_n: int = Field(8, ge=1, description="Upper bound on n (choices per request).")
     max_prompts: int = Field(
         64, ge=1, description="Most prompts in one /v1/completions request (a batch of prompts)."
     )
@@ -120,6 +120,11 @@ class Settings(StateSettings):
         16_384, ge=2, description="Largest feedback metadata object (bytes of JSON)."
     )
 
+    docs_enabled: bool = Field(
+        True,
+        description="Serve the API docs pages /docs (Swagger UI) and /redoc; their scripts load from "
+        "cdn.jsdelivr.net in the reader's browser. /openapi.json is served either way.",
+    )
     log_level: str = Field("info", description="Log level of the gateway.")
 
     @field_validator("api_keys", "engine_extra_args", mode="before")

@@ -16,17 +16,20 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
+from pydantic import WithJsonSchema
 from sqlalchemy.exc import SQLAlchemyError
 
 from server.deps import DB, AppSettings, Ingest, Versions, admin_caller
 from server.errors import APIError
 from server.feedback.service import stored_object, unavailable
+from server.openapi import JSONL, doc
 from store.models import Interaction, utcnow
 from store.queries import InteractionFilter, UnknownCursor, iter_interactions, list_interactions
 from store.retention import disk_free, disk_rows, plan
@@ -41,14 +44,56 @@ def _utc(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+# ``since``/``until``: parsed here, not by pydantic's datetime, so the document can say what
+# is accepted (pydantic takes some number spellings and refuses others: "-6.2e10", not "-1e10").
+MAX_UNIX_S = 253_402_300_799  # 9999-12-31T23:59:59Z
+Instant = Annotated[
+    str | None,
+    Query(description="ISO 8601 (UTC unless an offset is given) or UNIX seconds."),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "format": "date-time"},
+                {"type": "number", "minimum": 0, "maximum": MAX_UNIX_S},
+            ]
+        }
+    ),
+]
+
+
+def parse_instant(value: str | None, name: str) -> datetime | None:
+    """An ISO 8601 instant or UNIX seconds as an aware UTC datetime; 400 naming ``name`` otherwise."""
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = None
+    try:
+        if seconds is None:
+            return _utc(datetime.fromisoformat(value))
+        if math.isfinite(seconds) and 0 <= seconds <= MAX_UNIX_S:
+            return datetime.fromtimestamp(seconds, UTC)
+    except ValueError:
+        pass
+    raise APIError(
+        400,
+        f"{name}: expected an ISO 8601 date-time or UNIX seconds, got {value[:64]!r}",
+        param=name,
+        code="invalid_value",
+    )
+
+
 def interaction_filter(
-    since: datetime | None = None,
-    until: datetime | None = None,
+    since: Instant = None,
+    until: Instant = None,
     version: Annotated[str | None, Query(max_length=64)] = None,
     has_feedback: bool | None = None,
     caller: Annotated[str | None, Query(max_length=64)] = None,
 ) -> InteractionFilter:
-    return InteractionFilter(_utc(since), _utc(until), version, has_feedback, caller)
+    return InteractionFilter(
+        parse_instant(since, "since"), parse_instant(until, "until"), version, has_feedback, caller
+    )
 
 
 Filters = Annotated[InteractionFilter, Depends(interaction_filter)]
@@ -84,7 +129,7 @@ def interaction_object(i: Interaction, **extra: Any) -> dict[str, Any]:
     }
 
 
-@router.get("/interactions")
+@router.get("/interactions", **doc(errors=(404, 503)))
 async def list_stored_interactions(
     db: DB,
     filters: Filters,
@@ -98,7 +143,10 @@ async def list_stored_interactions(
                 session, filters=filters, limit=limit, after=after, descending=order == "desc"
             )
     except UnknownCursor as exc:
-        raise APIError(400, f"after: no interaction {after!r}", param="after", code="invalid_value") from exc
+        # 404, not 400: the cursor is well-formed, it names no stored interaction
+        raise APIError(
+            404, f"after: no interaction {after!r}", param="after", code="interaction_not_found"
+        ) from exc
     except (SQLAlchemyError, OSError) as exc:
         raise unavailable(exc) from exc
     data = [interaction_object(i, feedback_count=n) for i, n in page.rows]
@@ -111,7 +159,7 @@ async def list_stored_interactions(
     }
 
 
-@router.get("/interactions/export")
+@router.get("/interactions/export", response_class=Response, **doc(responses=JSONL))
 async def export_interactions(db: DB, filters: Filters) -> StreamingResponse:
     sessions = db.sessions
 

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from server.deps import DB, LearnerRounds, admin_caller
 from server.errors import APIError
+from server.openapi import doc
 from server.rounds import InvalidRound, RoundBusy
 from store.learner_runs import get_run, iterations, list_runs
 from store.versions import latest_decision
@@ -77,7 +78,7 @@ def run_json(run, decision=None, its=None) -> dict[str, Any]:
     return body
 
 
-@router.post("/rounds", status_code=202)
+@router.post("/rounds", status_code=202, **doc(errors=(409,)))
 async def trigger_round(rounds: LearnerRounds, body: RoundRequest | None = None) -> dict:
     """Queue a round now (409 while one is queued or running)."""
     if rounds is None or rounds.mode == "off":
@@ -106,7 +107,7 @@ async def rounds_list(db: DB, limit: int = Query(50, ge=1, le=500)) -> dict:
     return {"object": "list", "data": data}
 
 
-@router.get("/rounds/{run_id}")
+@router.get("/rounds/{run_id}", **doc(errors=(404,)))
 async def round_detail(db: DB, run_id: int) -> dict:
     async with db.sessions() as session:
         run = await get_run(session, run_id=run_id)

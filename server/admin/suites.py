@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from evals.suites import SuiteError, parse_suite_jsonl
 from server.deps import DB, admin_caller
 from server.errors import APIError
+from server.openapi import doc
 from store.suites import get_suite, list_suites, scores_for_version, upsert_suite
 
 router = APIRouter(prefix="/admin/suites", dependencies=[Depends(admin_caller)])
@@ -50,7 +51,7 @@ async def suites(db: DB, model_version: str | None = Query(None, max_length=64))
     return {"object": "list", "data": data}
 
 
-@router.post("", status_code=201)
+@router.post("", status_code=201, **doc(errors=(409,)))
 async def upload(db: DB, body: SuiteUpload) -> dict:
     """Add an operator suite (JSONL; errors name the line and field)."""
     try:
@@ -80,7 +81,7 @@ async def upload(db: DB, body: SuiteUpload) -> dict:
         return suite_json(row)
 
 
-@router.delete("/{name}")
+@router.delete("/{name}", **doc(errors=(404,)))
 async def remove(db: DB, name: str, version: str | None = Query(None)) -> dict:
     """Stop scoring a suite (every version, or one): it is disabled, its scores kept."""
     async with db.sessions() as session:

@@ -156,8 +156,9 @@ class CompletionRequest(SamplingRequest):
     max_tokens: int | None = Field(16, ge=0)
     echo: bool = False
     logprobs: int | None = Field(None, ge=0, le=MAX_TOP_LOGPROBS)
-    suffix: str | None = None
-    best_of: int | None = Field(None, ge=1)
+    # vLLM serves neither (best_of was removed from it; suffix needs a fill-in-the-middle model)
+    suffix: None = Field(None, description="Not supported: must be null or left out.")
+    best_of: int | None = Field(None, ge=1, le=1, description="Only 1 (vLLM dropped best_of).")
 
     # prompt_embeds are tensors the engine unpickles: never from a client.
     refused: ClassVar[frozenset[str]] = ENGINE_INTERNAL_FIELDS | {"prompt_embeds"}
@@ -174,8 +175,6 @@ class CompletionRequest(SamplingRequest):
     def _echo_or_tokens(self) -> CompletionRequest:
         if self.max_tokens == 0 and not self.echo:
             raise ParamError("max_tokens", "max_tokens: 0 is only allowed with echo: true")
-        if self.best_of is not None and self.best_of < (self.n or 1):
-            raise ParamError("best_of", "best_of must be at least n")
         return self
 
     @property

@@ -4,21 +4,25 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
-from server.chat.protocol import ModelCard, ModelList
+from server.chat.protocol import ChatCompletionRequest, CompletionRequest, ModelCard, ModelList
 from server.chat.serving import COMPLETION, parse_json_body
 from server.deps import Caller, Chat, Served
+from server.openapi import CHAT_ERRORS, CHAT_SUCCESS, doc
 
 router = APIRouter(prefix="/v1")
 
 
-@router.post("/chat/completions")
+@router.post(
+    "/chat/completions",
+    **doc(body=ChatCompletionRequest, errors=CHAT_ERRORS, responses=CHAT_SUCCESS),
+)
 async def chat_completions(request: Request, caller: Caller, chat: Chat):
     # The body is parsed by hand: invalid JSON gets our envelope, and the raw size is capped.
     body = parse_json_body(await request.body())
     return await chat.complete(body, caller)
 
 
-@router.post("/completions")
+@router.post("/completions", **doc(body=CompletionRequest, errors=CHAT_ERRORS, responses=CHAT_SUCCESS))
 async def completions(request: Request, caller: Caller, chat: Chat):
     body = parse_json_body(await request.body())
     return await chat.complete(body, caller, COMPLETION)

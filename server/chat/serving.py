@@ -211,10 +211,8 @@ class ChatService:
                 param=param,
                 code="invalid_value",
             )
-        choices = max(request.n or 1, getattr(request, "best_of", None) or 1)
-        if choices > s.max_n:
-            param = "n" if (request.n or 1) >= choices else "best_of"
-            raise APIError(400, f"{param}: at most {s.max_n}", param=param, code="invalid_value")
+        if request.n and request.n > s.max_n:
+            raise APIError(400, f"n: at most {s.max_n}", param="n", code="invalid_value")
         return request
 
     def _engine_body(self, request: SamplingRequest, completion_id: str, prefix: str) -> dict[str, Any]:

@@ -17,6 +17,8 @@ from fastapi.responses import Response
 from pydantic_core import to_json
 
 from server.deps import Caller, Feedback
+from server.feedback.protocol import FeedbackBatchCreate, FeedbackCreate
+from server.openapi import FEEDBACK_ERRORS, doc
 
 router = APIRouter(prefix="/v1")
 
@@ -33,19 +35,19 @@ def _reply(body: dict, replayed: bool) -> Response:
     return Response(to_json(body), media_type="application/json", headers=headers)
 
 
-@router.post("/feedback")
+@router.post("/feedback", **doc(body=FeedbackCreate, errors=FEEDBACK_ERRORS))
 async def create_feedback(request: Request, caller: Caller, service: Feedback):
     body, replayed = await service.submit_one(await request.body(), caller=caller, key=_key(request))
     return _reply(body, replayed)
 
 
-@router.post("/feedback/batch")
+@router.post("/feedback/batch", **doc(body=FeedbackBatchCreate, errors=FEEDBACK_ERRORS))
 async def create_feedback_batch(request: Request, caller: Caller, service: Feedback):
     body, replayed = await service.submit_batch(await request.body(), caller=caller, key=_key(request))
     return _reply(body, replayed)
 
 
-@router.get("/feedback")
+@router.get("/feedback", **doc(errors=(404, 503)))
 async def list_feedback(
     _: Caller, service: Feedback, completion_id: Annotated[str, Query(min_length=1, max_length=64)]
 ):

@@ -12,17 +12,19 @@ from fastapi import APIRouter, Path, Request
 
 from server.chat.serving import parse_json_body
 from server.deps import Caller, Responses
+from server.openapi import CHAT_ERRORS, CHAT_SUCCESS, doc
+from server.responses.protocol import ResponseRequest
 
 router = APIRouter(prefix="/v1")
 
 
-@router.post("/responses")
+@router.post("/responses", **doc(body=ResponseRequest, errors=CHAT_ERRORS, responses=CHAT_SUCCESS))
 async def create_response(request: Request, caller: Caller, responses: Responses):
     body = parse_json_body(await request.body())
     return await responses.create(body, caller)
 
 
-@router.get("/responses/{response_id}")
+@router.get("/responses/{response_id}", **doc(errors=(404, 503)))
 async def get_response(
     caller: Caller, responses: Responses, response_id: Annotated[str, Path(min_length=1, max_length=64)]
 ):

@@ -7,11 +7,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from server.deps import DB, Admin, Served, Versions, admin_caller
 from server.errors import APIError
+from server.openapi import doc
 from server.versions.rebuild import rebuild_chain
 from server.versions.service import version_json
 from store.versions import audit_entries, get_version, latest_decision, list_versions
 
 router = APIRouter(prefix="/admin", dependencies=[Depends(admin_caller)])
+# promote and rollback: no such version, not servable now, the swap failed or the engine is away
+SWAP_ERRORS = (404, 409, 502, 503)
 
 
 class PromoteBody(BaseModel):
@@ -36,7 +39,7 @@ async def versions_list(db: DB, served: Served, limit: int = Query(200, ge=1, le
     return {"object": "list", "serving": served.version, "data": data}
 
 
-@router.get("/versions/{version_id}")
+@router.get("/versions/{version_id}", **doc(errors=(404,)))
 async def versions_get(db: DB, version_id: str) -> dict:
     async with db.sessions() as session:
         version = await get_version(session, version_id=version_id)
@@ -45,7 +48,7 @@ async def versions_get(db: DB, version_id: str) -> dict:
         return version_json(version, await latest_decision(session, version_id=version_id))
 
 
-@router.post("/versions/{version_id}/promote")
+@router.post("/versions/{version_id}/promote", **doc(errors=SWAP_ERRORS))
 async def versions_promote(
     versions: Versions, version_id: str, who: Admin, body: PromoteBody | None = None
 ) -> dict:
@@ -53,7 +56,7 @@ async def versions_promote(
     return await versions.promote(version_id, who=who, reason=body.reason, force=body.force)
 
 
-@router.post("/versions/{version_id}/rebuild", status_code=202)
+@router.post("/versions/{version_id}/rebuild", status_code=202, **doc(errors=(404, 409)))
 async def versions_rebuild(versions: Versions, version_id: str, who: Admin) -> dict:
     """Rebuild a version's dropped snapshot from its seed log, in the background."""
     await rebuild_chain(versions.db, version_id)  # 404 / 409 now, not in the job
@@ -61,7 +64,7 @@ async def versions_rebuild(versions: Versions, version_id: str, who: Admin) -> d
     return {"object": "rebuild", **job}
 
 
-@router.get("/versions/{version_id}/rebuild")
+@router.get("/versions/{version_id}/rebuild", **doc(errors=(404,)))
 async def versions_rebuild_status(versions: Versions, version_id: str) -> dict:
     """Progress of the running (or last) rebuild of a version."""
     job = versions.rebuilder.status(version_id)
@@ -70,7 +73,7 @@ async def versions_rebuild_status(versions: Versions, version_id: str) -> dict:
     return {"object": "rebuild", **job}
 
 
-@router.post("/rollback")
+@router.post("/rollback", **doc(errors=SWAP_ERRORS))
 async def rollback(versions: Versions, who: Admin, body: RollbackBody | None = None) -> dict:
     body = body or RollbackBody()
     return await versions.rollback(who=who, to=body.to, reason=body.reason)

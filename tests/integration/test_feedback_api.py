@@ -299,7 +299,7 @@ def test_admin_filters_paging_and_export(gw):
     assert page1["has_more"] and page1["data"][0]["id"] == unrated  # newest first
     assert page2["data"][0]["id"] == rated
     bad = httpx.get(gw.url + "/admin/interactions", params={"after": "chatcmpl-nope"}, headers=ADMIN)
-    assert bad.status_code == 400 and error_of(bad)["param"] == "after"
+    assert bad.status_code == 404 and error_of(bad)["param"] == "after"
     assert httpx.get(gw.url + "/admin/interactions", params={"limit": 0}, headers=ADMIN).status_code == 400
     export = httpx.get(gw.url + "/admin/interactions/export", params={"has_feedback": "true"}, headers=ADMIN)
     assert export.headers["content-type"].startswith("application/x-ndjson")

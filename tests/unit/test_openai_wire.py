@@ -39,7 +39,8 @@ def test_completion_prompt_shapes(prompt, count):
         {"prompt": "x", "max_tokens": 0},
         {"prompt": "x", "logprobs": 21},
         {"prompt": "x", "prompt_embeds": "AAAA"},
-        {"prompt": "x", "n": 3, "best_of": 2},
+        {"prompt": "x", "best_of": 2},
+        {"prompt": "x", "suffix": "y"},
     ],
 )
 def test_completion_refuses(body):
