@@ -30,7 +30,6 @@ from pydantic.json_schema import models_json_schema
 
 from evals.verifiers import VERIFIER_TYPES
 from server.chat.protocol import (
-    ENGINE_INTERNAL_FIELDS,
     MAX_STOP_CHARS,
     MAX_STOP_SEQUENCES,
     ChatCompletionRequest,
@@ -365,41 +364,25 @@ def _response_rules(schema: dict[str, Any], settings: Settings) -> None:
 
 @patch_schema(ChatCompletionRequest)
 def _chat_rules(schema: dict[str, Any], settings: Settings) -> None:
-    # ChatCompletionRequest's validators: stop limits, logit_bias ids and range, flags that
-    # need another flag, engine-internal fields refused.
-    props = schema["properties"]
-    stop = {"type": "string", "minLength": 1, "maxLength": MAX_STOP_CHARS}
-    props["stop"]["anyOf"] = [
-        stop,
-        {"type": "array", "items": stop, "maxItems": MAX_STOP_SEQUENCES},
-        {"type": "null"},
-    ]
-    props["logit_bias"]["anyOf"][0].update(
-        propertyNames={"pattern": "^-*[0-9]+$"},
-        additionalProperties={"type": "number", "minimum": -100, "maximum": 100},
-    )
-    schema["allOf"] = [_needs_true("top_logprobs", "logprobs"), _needs_true("stream_options", "stream")]
-    schema["not"] = {"anyOf": [{"required": [name]} for name in sorted(ENGINE_INTERNAL_FIELDS)]}
+    # SamplingRequest's rules, and ChatCompletionRequest's own: top_logprobs needs logprobs.
+    schema["allOf"] = [_needs_true("top_logprobs", "logprobs")]
+    _sampling_rules(schema, ChatCompletionRequest.refused)
+
+
+def _needs_schema(schema: dict[str, Any], field: str) -> None:
+    """A format of type ``json_schema`` needs its schema object in ``field``."""
+    schema["if"] = {"required": ["type"], "properties": {"type": {"const": "json_schema"}}}
+    schema["then"] = {"required": [field], "properties": {field: {"type": "object", "minProperties": 1}}}
 
 
 @patch_schema(ResponseFormat)
 def _response_format_rule(schema: dict[str, Any], settings: Settings) -> None:
-    # ResponseFormat._schema_given
-    schema["if"] = {"required": ["type"], "properties": {"type": {"const": "json_schema"}}}
-    schema["then"] = {
-        "required": ["json_schema"],
-        "properties": {"json_schema": {"type": "object", "minProperties": 1}},
-    }
+    _needs_schema(schema, "json_schema")  # ResponseFormat._schema_given
 
 
 @patch_schema(TextFormat)
 def _text_format_rule(schema: dict[str, Any], settings: Settings) -> None:
-    # TextFormat._schema_given
-    schema["if"] = {"required": ["type"], "properties": {"type": {"const": "json_schema"}}}
-    schema["then"] = {
-        "required": ["schema"],
-        "properties": {"schema": {"type": "object", "minProperties": 1}},
-    }
+    _needs_schema(schema, "schema")  # TextFormat._schema_given
 
 
 @patch_schema(ChatMessage)
