@@ -16,11 +16,12 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import ValidationError
 
 from engine.client import EngineHTTPError, EngineUnavailable
@@ -165,6 +166,17 @@ class _Reply:
         return out
 
 
+@contextmanager
+def engine_errors() -> Iterator[None]:
+    """The engine's failures as the gateway answers them: away -> 503, its 4xx passed on, its 5xx -> 502."""
+    try:
+        yield
+    except EngineUnavailable as exc:
+        raise _unavailable(exc) from exc
+    except EngineHTTPError as exc:
+        raise engine_error(exc) from exc
+
+
 class ChatService:
     """Turns a validated chat or text completion request into an engine call and a stamped reply."""
 
@@ -215,7 +227,7 @@ class ChatService:
             raise APIError(400, f"n: at most {s.max_n}", param="n", code="invalid_value")
         return request
 
-    def _engine_body(self, request: SamplingRequest, completion_id: str, prefix: str) -> dict[str, Any]:
+    def engine_body(self, request: SamplingRequest, completion_id: str, prefix: str) -> dict[str, Any]:
         body = request.model_dump(exclude_unset=True, exclude_none=True)
         body["model"] = self.served.name
         body["request_id"] = completion_id.removeprefix(prefix)
@@ -227,7 +239,7 @@ class ChatService:
             body["stream_options"] = {**body.get("stream_options", {}), "include_usage": True}
         return body
 
-    def _require_engine(self) -> None:
+    def require_engine(self) -> None:
         if not self.engine.ready:
             raise APIError(
                 503,
@@ -239,35 +251,41 @@ class ChatService:
     async def complete(self, body: dict[str, Any], caller: str, flavor: Flavor = CHAT):
         """Answer one request of ``flavor`` (chat or text completion), streamed or not."""
         request = self.validate(body, flavor)
-        self._require_engine()
+        self.require_engine()
         completion_id = f"{flavor.id_prefix}{uuid.uuid4().hex}"
-        engine_body = self._engine_body(request, completion_id, flavor.id_prefix)
+        engine_body = self.engine_body(request, completion_id, flavor.id_prefix)
+        if request.stream:
+            return await self.counted(
+                self._stream(flavor, request, engine_body, completion_id, caller), stream=True
+            )
+        return await self.counted(
+            self._complete(flavor, request, engine_body, completion_id, caller), stream=False
+        )
+
+    async def counted(self, answer: Awaitable[Response], *, stream: bool) -> Response:
+        """Await ``answer`` with the request counted in flight. A stream stays counted until its
+        relay ends (the relay counts it out); anything else, and a stream that failed to start,
+        is counted out here."""
         self.in_flight += 1
-        streaming = False
         try:
-            if request.stream:
-                response = await self._stream(flavor, request, engine_body, completion_id, caller)
-                streaming = True  # the relay counts the request out when its stream ends
-                return response
-            return await self._complete(flavor, request, engine_body, completion_id, caller)
-        finally:
-            if not streaming:
-                self.in_flight -= 1
+            response = await answer
+        except BaseException:
+            self.in_flight -= 1
+            raise
+        if not stream:
+            self.in_flight -= 1
+        return response
 
     async def _complete(self, flavor, request, engine_body, completion_id, caller) -> JSONResponse:
         started = time.perf_counter()
-        try:
+        with engine_errors():
             result = await self.engine.client.post(flavor.engine_path, engine_body)
-        except EngineUnavailable as exc:
-            raise _unavailable(exc) from exc
-        except EngineHTTPError as exc:
-            raise engine_error(exc) from exc
         version = self.served.version
         result["id"] = completion_id
         result["model"] = self.served.name
         result["system_fingerprint"] = fingerprint(version)
         usage = result.get("usage")
-        self._count_tokens(usage)
+        self.count_tokens(usage)
         choices = [
             {
                 "index": c.get("index", 0),
@@ -281,13 +299,9 @@ class ChatService:
 
     async def _stream(self, flavor, request, engine_body, completion_id, caller) -> StreamingResponse:
         started = time.perf_counter()
-        try:
+        with engine_errors():
             events = await self.engine.client.stream(flavor.engine_path, engine_body)
             first = await anext(events, None)
-        except EngineUnavailable as exc:
-            raise _unavailable(exc) from exc
-        except EngineHTTPError as exc:
-            raise engine_error(exc) from exc
         self.metrics.ttft.observe(time.perf_counter() - started)
         version = self.served.version
         want_usage = bool(request.stream_options and request.stream_options.include_usage)
@@ -348,10 +362,10 @@ class ChatService:
             self.in_flight -= 1
             await events.aclose()
             if completed:
-                self._count_tokens(usage)
+                self.count_tokens(usage)
                 self._record(flavor, request, completion_id, reply.choices(), version, usage, started, caller)
 
-    def _count_tokens(self, usage: dict | None) -> None:
+    def count_tokens(self, usage: dict | None) -> None:
         if usage:
             self.metrics.tokens.labels("prompt").inc(usage.get("prompt_tokens") or 0)
             self.metrics.tokens.labels("completion").inc(usage.get("completion_tokens") or 0)

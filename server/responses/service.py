@@ -31,15 +31,14 @@ from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
-from engine.client import EngineHTTPError, EngineUnavailable
+from engine.client import EngineUnavailable
 from server.chat.protocol import ParamError
 from server.chat.serving import (
     ID_HEADER,
     VERSION_HEADER,
     ChatService,
     Interaction,
-    _unavailable,
-    engine_error,
+    engine_errors,
     fingerprint,
     record_interaction,
 )
@@ -181,52 +180,37 @@ class ResponsesService:
         request = self._validate(body)
         messages = await self._messages(request, caller)
         chat_request = self._chat_request(request, messages)
-        self.chat._require_engine()
-        hex_id = uuid.uuid4().hex
-        response_id = ID_PREFIX + hex_id
-        engine_body = self.chat._engine_body(chat_request, response_id, ID_PREFIX)
+        self.chat.require_engine()
+        response_id = ID_PREFIX + uuid.uuid4().hex
+        engine_body = self.chat.engine_body(chat_request, response_id, ID_PREFIX)
         engine_body.pop("n", None)
-        self.chat.in_flight += 1
-        streaming = False
-        try:
-            if request.stream:
-                response = await self._stream(request, messages, engine_body, response_id, caller)
-                streaming = True  # the event relay counts the request out when it ends
-                return response
-            return await self._complete(request, messages, engine_body, response_id, caller)
-        finally:
-            if not streaming:
-                self.chat.in_flight -= 1
+        if request.stream:
+            answer = self._stream(request, messages, engine_body, response_id, caller)
+        else:
+            answer = self._complete(request, messages, engine_body, response_id, caller)
+        return await self.chat.counted(answer, stream=request.stream)
 
     async def _complete(self, request, messages, engine_body, response_id, caller) -> JSONResponse:
         started = time.perf_counter()
         created = int(time.time())
-        try:
+        with engine_errors():
             result = await self.chat.engine.client.chat(engine_body)
-        except EngineUnavailable as exc:
-            raise _unavailable(exc) from exc
-        except EngineHTTPError as exc:
-            raise engine_error(exc) from exc
         version = self.chat.served.version
         choice = (result.get("choices") or [{}])[0]
         text = (choice.get("message") or {}).get("content") or ""
         finish = choice.get("finish_reason")
         status = "incomplete" if finish == "length" else "completed"
         usage = result.get("usage")
-        self.chat._count_tokens(usage)
+        self.chat.count_tokens(usage)
         obj = self._object(request, response_id, created, status, text, usage, version)
         self._finish(request, messages, obj, text, finish, usage, version, started, caller)
         return JSONResponse(obj, headers={VERSION_HEADER: version, ID_HEADER: response_id})
 
     async def _stream(self, request, messages, engine_body, response_id, caller) -> StreamingResponse:
         started = time.perf_counter()
-        try:
+        with engine_errors():
             events = await self.chat.engine.client.chat_stream(engine_body)
             first = await anext(events, None)
-        except EngineUnavailable as exc:
-            raise _unavailable(exc) from exc
-        except EngineHTTPError as exc:
-            raise engine_error(exc) from exc
         self.chat.metrics.ttft.observe(time.perf_counter() - started)
         version = self.chat.served.version
         relay = self._relay(request, messages, events, first, response_id, version, caller, started)
@@ -283,7 +267,7 @@ class ResponsesService:
             yield event("response.output_item.done", output_index=0, item=_message(msg_id, text, status))
             obj = self._object(request, response_id, created, status, text, usage, version)
             yield event(f"response.{status}", response=obj)
-            self.chat._count_tokens(usage)
+            self.chat.count_tokens(usage)
             self._finish(request, messages, obj, text, finish, usage, version, started, caller)
         except EngineUnavailable as exc:
             log.error("response stream %s broke: %s", response_id, exc)
