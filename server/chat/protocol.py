@@ -143,6 +143,11 @@ class ChatCompletionRequest(SamplingRequest):
 TokenIds = list[Annotated[int, Field(ge=0)]]
 
 
+def prompts_of(prompt: str | list) -> list:
+    """A completion's ``prompt`` as the list of prompts it holds (one text or token-id list each)."""
+    return [prompt] if isinstance(prompt, str) or (prompt and isinstance(prompt[0], int)) else prompt
+
+
 class CompletionRequest(SamplingRequest):
     """``POST /v1/completions``: a raw prompt (no chat template), as text or token ids.
 
@@ -166,7 +171,7 @@ class CompletionRequest(SamplingRequest):
     @field_validator("prompt")
     @classmethod
     def _prompt_given(cls, value):
-        prompts = [value] if isinstance(value, str) or (value and isinstance(value[0], int)) else value
+        prompts = prompts_of(value)
         if not prompts or any(len(p) == 0 for p in prompts):
             raise ValueError("prompt must not be empty")
         return value
@@ -179,8 +184,7 @@ class CompletionRequest(SamplingRequest):
 
     @property
     def prompt_count(self) -> int:
-        p = self.prompt
-        return 1 if isinstance(p, str) or isinstance(p[0], int) else len(p)
+        return len(prompts_of(self.prompt))
 
 
 class ModelCard(BaseModel):
