@@ -17,7 +17,15 @@ from engine.rpc import rpc_result
 
 
 class EngineUnavailable(Exception):
-    """The engine cannot be reached (starting, restarting, or down)."""
+    """The engine cannot be reached (starting, restarting, or down).
+
+    ``retryable``: the connection was refused or dropped, so another replica may take the
+    request; False for a timeout (the engine is slow, not gone: trying elsewhere doubles the wait).
+    """
+
+    def __init__(self, message: str, *, retryable: bool = True):
+        super().__init__(message)
+        self.retryable = retryable
 
 
 class EngineHTTPError(Exception):
@@ -56,7 +64,7 @@ class EngineClient:
         except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError) as exc:
             raise EngineUnavailable(str(exc) or type(exc).__name__) from exc
         except httpx.TimeoutException as exc:
-            raise EngineUnavailable(f"engine timed out: {type(exc).__name__}") from exc
+            raise EngineUnavailable(f"engine timed out: {type(exc).__name__}", retryable=False) from exc
         if response.status_code >= 400:
             raise EngineHTTPError(response.status_code, _parse_body(response))
         return response
@@ -97,7 +105,7 @@ class EngineClient:
         except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError) as exc:
             raise EngineUnavailable(str(exc) or type(exc).__name__) from exc
         except httpx.TimeoutException as exc:
-            raise EngineUnavailable(f"engine timed out: {type(exc).__name__}") from exc
+            raise EngineUnavailable(f"engine timed out: {type(exc).__name__}", retryable=False) from exc
         if response.status_code >= 400:
             await response.aread()
             await response.aclose()

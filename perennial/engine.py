@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 async def run(settings: Settings) -> None:
     base_dir = resolve_model_dir(settings.model_dir, settings.models_dir)
     name = settings.model_name or default_model_name(base_dir)
-    engine = build_engine(settings.model_copy(update={"engine_url": None}), name, base_dir)
+    engine = build_engine(settings, name, base_dir)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -13,11 +13,13 @@ import functools
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import replace
 from pathlib import Path
 
 from fastapi import FastAPI
 
 from engine.client import EngineClient
+from engine.replicas import Replica, ReplicaSet
 from engine.runtime import EngineRuntime
 from engine.supervisor import EngineSpec, EngineSupervisor
 from server import openapi, ops
@@ -49,19 +51,25 @@ log = logging.getLogger(__name__)
 Component = Callable[[FastAPI, AsyncExitStack], Awaitable[None]]
 
 
-def build_engine(settings: Settings, served_name: str, model_dir: Path) -> EngineRuntime:
-    """A supervised engine child process, or a client of ``PERENNIAL_ENGINE_URL``."""
-    if settings.engine_url:
-        client = EngineClient(settings.engine_url, timeout_s=settings.request_timeout_s)
+def build_engine(
+    settings: Settings, served_name: str, model_dir: Path, *, index: int = 0, url: str | None = None
+) -> EngineRuntime:
+    """One engine: a client of ``url`` (attached), or supervised child process ``index``.
+
+    Child ``index`` listens on ``engine_port + index`` (a free port when ``engine_port`` is 0) and
+    logs to ``engine.log`` (the first) or ``engine-<index>.log``.
+    """
+    if url:
+        client = EngineClient(url, timeout_s=settings.request_timeout_s)
         return EngineRuntime(client)
     spec = EngineSpec(
         model_dir=model_dir,
         served_name=served_name,
-        log_file=settings.logs_dir / "engine.log",
+        log_file=settings.logs_dir / ("engine.log" if index == 0 else f"engine-{index}.log"),
         dtype=settings.engine_dtype,
         max_model_len=settings.engine_max_model_len,
         kv_cache_gib=settings.engine_kv_cache_gib,
-        port=settings.engine_port,
+        port=settings.engine_port + index if settings.engine_port else 0,
         extra_args=settings.engine_extra_args,
         cpu_threads=settings.engine_cpu_threads,
         chat_template=settings.chat_template,
@@ -76,6 +84,18 @@ def build_engine(settings: Settings, served_name: str, model_dir: Path) -> Engin
     return EngineRuntime(client, supervisor)
 
 
+def build_replicas(settings: Settings, served_name: str, model_dir: Path) -> ReplicaSet:
+    """The serving replicas: every attached URL, else ``engine_replicas`` supervised engines."""
+    attached = settings.attached_engines
+    if attached:
+        runtimes = [build_engine(settings, served_name, model_dir, url=u) for u in attached]
+    else:
+        runtimes = [
+            build_engine(settings, served_name, model_dir, index=i) for i in range(settings.engine_replicas)
+        ]
+    return ReplicaSet([Replica(f"engine-{i}", runtime) for i, runtime in enumerate(runtimes)])
+
+
 def start_keys(app: FastAPI, settings: Settings) -> None:
     admin_key, generated = load_or_create_admin_key(
         settings.admin_key.get_secret_value() if settings.admin_key else None,
@@ -88,40 +108,66 @@ def start_keys(app: FastAPI, settings: Settings) -> None:
 
 
 async def start_engine(app: FastAPI, settings: Settings, stack: AsyncExitStack) -> None:
-    """Start (or attach to) the serving engine with the version the registry says serves."""
+    """Start (or attach to) the serving replicas with the version the registry says serves."""
     base_dir = resolve_model_dir(settings.model_dir, settings.models_dir)
     app.state.model_dir = base_dir
     boot = await boot_version(app.state.db, base_dir, (read_record(base_dir) or {}).get("sha256"))
     served = ServedModel(name=settings.model_name or default_model_name(base_dir), version=boot.version)
-    engine = build_engine(settings, served.name, boot.path)
+    engine = build_replicas(settings, served.name, boot.path)
     stack.push_async_callback(engine.stop)
-    if engine.supervisor is not None:  # at boot and after every restart, before it serves
-        engine.supervisor.on_healthy.append(functools.partial(prepare_swaps, engine))
+    swapper = HotSwapper(
+        engine,
+        served,
+        SwapTarget(boot.version, boot.path, boot.engine_checksum),
+        drain_timeout_s=settings.rollout_drain_timeout_s,
+        settle_s=settings.rollout_settle_s,
+    )
+    for replica in engine.replicas:
+        supervisor = replica.runtime.supervisor
+        if supervisor is not None:  # at boot and after every restart, before it serves
+            supervisor.on_healthy.append(functools.partial(prepare_swaps, replica.runtime))
+            supervisor.on_healthy.append(swapper.restorer(replica))
+        else:  # an attached engine that comes back: what it held, before it serves
+            replica.runtime.on_recovered.append(swapper.restorer(replica))
     await engine.start(settings.engine_start_timeout_s)
-    swapper = HotSwapper(engine, served, SwapTarget(boot.version, boot.path, boot.engine_checksum))
     versions = VersionService(app.state.db, swapper, settings.retention_policy())
     await attach_boot_version(engine, swapper, versions, boot)
-    engine.on_recovered.append(swapper.reapply)
     app.state.served = served
     app.state.engine = engine
     app.state.swapper = swapper
     app.state.versions = versions
 
 
-async def attach_boot_version(engine, swapper: HotSwapper, versions: VersionService, boot) -> None:
-    """Make the engine hold ``boot`` (an external engine may hold anything) and record it."""
-    if engine.supervisor is None and await engine.client.weight_version() != boot.version:
-        report = await swapper.swap(SwapTarget(boot.version, boot.path, boot.engine_checksum))
-        checksum = report.checksum
-    else:
-        await engine.client.update_weight_version(boot.version)
-        checksum = (await engine.client.rpc("perennial_weights_checksum"))["checksum"]
-        if boot.engine_checksum and checksum != boot.engine_checksum:
-            log.warning(
-                "engine checksum of %s changed since it last served (dtype or engine "
-                "settings changed?); recording the new one",
-                boot.version,
-            )
+async def attach_boot_version(
+    engine: ReplicaSet, swapper: HotSwapper, versions: VersionService, boot
+) -> None:
+    """Make every replica hold ``boot`` (an attached engine may hold anything) and record it.
+
+    Replicas must hold equal weights: each one's checksum is compared with the first's.
+    """
+    target = SwapTarget(boot.version, boot.path, boot.engine_checksum)
+    checksums = []
+    for replica in engine.replicas:
+        client = replica.client
+        if replica.runtime.supervisor is None and await client.weight_version() != boot.version:
+            await client.rpc("perennial_load_weights", path=str(boot.path))
+            await client.reset_prefix_cache()
+        await client.update_weight_version(boot.version)
+        checksums.append((await client.rpc("perennial_weights_checksum"))["checksum"])
+    checksum = checksums[0]
+    if boot.engine_checksum and checksum != boot.engine_checksum:
+        log.warning(
+            "engine checksum of %s changed since it last served (dtype or engine "
+            "settings changed?); recording the new one",
+            boot.version,
+        )
+    odd = [r.name for r, c in zip(engine.replicas, checksums, strict=True) if c != checksum]
+    if odd:
+        raise RuntimeError(
+            f"replicas {odd} hold other weights than {engine.replicas[0].name} after loading "
+            f"{boot.version}: every replica must run the same engine build, dtype and settings"
+        )
+    swapper.held = {r.name: replace(target, checksum=checksum) for r in engine.replicas}
     await versions.record_boot(checksum)
 
 

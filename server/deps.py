@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
-from engine.runtime import EngineRuntime
+from engine.replicas import ReplicaSet
 from server.chat.serving import ChatService, ServedModel
 from server.feedback.service import FeedbackService
 from server.metrics import GatewayMetrics
@@ -49,7 +49,7 @@ def state(name: str) -> Callable[[Request], Awaitable[Any]]:
 Caller = Annotated[str, Depends(api_caller)]
 Admin = Annotated[str, Depends(admin_caller)]
 DB = Annotated[Database, Depends(state("db"))]
-Engine = Annotated[EngineRuntime, Depends(state("engine"))]
+Engine = Annotated[ReplicaSet, Depends(state("engine"))]
 Served = Annotated[ServedModel, Depends(state("served"))]
 Chat = Annotated[ChatService, Depends(state("chat"))]
 Responses = Annotated[ResponsesService, Depends(state("responses"))]

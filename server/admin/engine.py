@@ -11,5 +11,5 @@ router = APIRouter(prefix="/admin", dependencies=[Depends(admin_caller)])
 
 @router.get("/engine")
 async def engine_status(engine: Engine, served: Served) -> dict:
-    """The serving engine's state."""
+    """The serving engine's state: one replica as before, several as an aggregate; ``replicas`` lists each."""
     return {**engine.status(), "model": served.name}

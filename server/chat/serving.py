@@ -3,9 +3,11 @@
 Both go the same way (a :class:`Flavor` says what differs). Every completion leaves with a
 gateway-made id (``chatcmpl-<32 hex>`` for chat, ``cmpl-<32 hex>`` for text completions, also
 given to vLLM as its request id) and the version of the weights that produced it, in ``system_fingerprint``
-(``perennial:<version>``) and the ``x-perennial-model-version`` header. The version is read when
-the engine's first output arrives: a hot swap pauses the engine until in-flight requests finish
-and sets the new version before resuming, so that moment identifies the weights exactly.
+(``perennial:<version>``) and the ``x-perennial-model-version`` header: the version of the replica
+that answered, read while the request is still counted on it (``engine.replicas``). A rolling swap
+changes a replica's weights only once nothing is outstanding on it (a lone replica: while its
+engine is paused, after its in-flight requests finished), so that version identifies the weights
+exactly, also while a rollout has both versions serving.
 
 Each finished completion is handed to the interaction recorder (off the request path).
 """
@@ -25,7 +27,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import ValidationError
 
 from engine.client import EngineHTTPError, EngineUnavailable
-from engine.runtime import EngineRuntime
+from engine.replicas import ReplicaSet
 from server.chat.protocol import ChatCompletionRequest, CompletionRequest, SamplingRequest
 from server.errors import APIError, envelope, validation_error
 from server.metrics import GatewayMetrics
@@ -183,7 +185,7 @@ class ChatService:
     def __init__(
         self,
         settings: Settings,
-        engine: EngineRuntime,
+        engine: ReplicaSet,
         served: ServedModel,
         metrics: GatewayMetrics,
         recorder: Recorder,
@@ -279,8 +281,7 @@ class ChatService:
     async def _complete(self, flavor, request, engine_body, completion_id, caller) -> JSONResponse:
         started = time.perf_counter()
         with engine_errors():
-            result = await self.engine.client.post(flavor.engine_path, engine_body)
-        version = self.served.version
+            result, version = await self.engine.post(flavor.engine_path, engine_body)
         result["id"] = completion_id
         result["model"] = self.served.name
         result["system_fingerprint"] = fingerprint(version)
@@ -300,10 +301,9 @@ class ChatService:
     async def _stream(self, flavor, request, engine_body, completion_id, caller) -> StreamingResponse:
         started = time.perf_counter()
         with engine_errors():
-            events = await self.engine.client.stream(flavor.engine_path, engine_body)
-            first = await anext(events, None)
+            events = await self.engine.stream(flavor.engine_path, engine_body)
+        first, version = events.first, events.version
         self.metrics.ttft.observe(time.perf_counter() - started)
-        version = self.served.version
         want_usage = bool(request.stream_options and request.stream_options.include_usage)
         relay = self._relay(
             flavor, request, events, first, completion_id, version, want_usage, caller, started

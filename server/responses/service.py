@@ -194,8 +194,7 @@ class ResponsesService:
         started = time.perf_counter()
         created = int(time.time())
         with engine_errors():
-            result = await self.chat.engine.client.chat(engine_body)
-        version = self.chat.served.version
+            result, version = await self.chat.engine.post("/v1/chat/completions", engine_body)
         choice = (result.get("choices") or [{}])[0]
         text = (choice.get("message") or {}).get("content") or ""
         finish = choice.get("finish_reason")
@@ -209,10 +208,9 @@ class ResponsesService:
     async def _stream(self, request, messages, engine_body, response_id, caller) -> StreamingResponse:
         started = time.perf_counter()
         with engine_errors():
-            events = await self.chat.engine.client.chat_stream(engine_body)
-            first = await anext(events, None)
+            events = await self.chat.engine.stream("/v1/chat/completions", engine_body)
+        first, version = events.first, events.version
         self.chat.metrics.ttft.observe(time.perf_counter() - started)
-        version = self.chat.served.version
         relay = self._relay(request, messages, events, first, response_id, version, caller, started)
         headers = {
             VERSION_HEADER: version,

@@ -226,7 +226,12 @@ class VersionService:
                 action=f"{action}_failed",
                 target=version.id,
                 reason=reason,
-                details={"error": str(exc), "restored": exc.restored, "serving": previous},
+                details={
+                    "error": str(exc),
+                    "restored": exc.restored,
+                    "serving": previous,
+                    "rolled_back": exc.rolled_back,
+                },
             )
             await session.commit()
             raise APIError(

@@ -1,42 +1,52 @@
-"""Hot swap: change the serving engine's weights without a restart, verify, or restore.
+"""Hot swap: change the serving replicas' weights without a restart, one replica at a time.
 
-    pause (mode=wait: in-flight requests finish, new ones queue in the engine)
-      -> reload weights in place from the snapshot directory (our worker extension)
-      -> reset the prefix cache (KV computed under the old weights must not be reused)
-      -> set the engine's weight version and the gateway's served version
-      -> resume
-      -> verify: weight checksum (against the one recorded for that version, when known) and a
-         greedy smoke prompt
-    On any failure the previous weights are loaded back the same way and the engine resumed.
+For each replica in turn (a *rolling* swap):
 
-The served version changes while the engine is paused, so every response is attributed to the
-weights that produced it (see serving.py). One swap at a time (a lock).
+    take it out of rotation and let its requests finish (when another replica serves;
+      a lone replica stays in rotation and new requests queue in its engine during the pause)
+    -> pause (mode=wait) -> reload weights in place from the snapshot directory (our worker
+       extension) -> reset the prefix cache (KV computed under the old weights must not be
+       reused) -> set the engine's weight version and the replica's version -> resume
+    -> verify: weight checksum (against the one recorded for that version, or else against the
+       first replica's) and a greedy smoke prompt -> back into rotation
+
+A replica that fails is restored to the previous weights the same way, and every replica
+already swapped is swapped back: a rollout ends with all replicas on the new version or all on
+the previous one. During a rollout both versions serve, each reply stamped with the version of
+the replica that produced it (see ``engine.replicas``). One rollout at a time (``rollouts``:
+this process, or every gateway sharing Redis).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from engine.client import EngineClient
-from engine.runtime import EngineRuntime
+from engine.replicas import Replica, ReplicaSet
 from server.chat.serving import ServedModel
+from server.versions.rollouts import LocalRollouts, Rollouts
 from weights.prep import weights_sha256
 
 log = logging.getLogger(__name__)
 
 SMOKE_PROMPT = [{"role": "user", "content": "What is the capital of France?"}]
+ENGINE_WAIT_S = 300.0  # how long a rollout waits for a restarting replica
 
 
 class SwapError(RuntimeError):
-    """A swap failed; the previous version is serving again (``restored``) or not."""
+    """A swap failed; the previous version is serving again (``restored``) or not.
 
-    def __init__(self, message: str, *, restored: bool):
+    ``rolled_back``: the replicas that had taken the new version and were swapped back.
+    """
+
+    def __init__(self, message: str, *, restored: bool, rolled_back: list[str] | None = None):
         super().__init__(message)
         self.restored = restored
+        self.rolled_back = rolled_back or []
 
 
 @dataclass
@@ -55,6 +65,8 @@ class SwapTarget:
 
 @dataclass
 class SwapReport:
+    """One replica's swap, or a whole rollout (then the slowest replica's times, and ``replicas``)."""
+
     version: str
     previous: str
     checksum: str
@@ -64,83 +76,199 @@ class SwapReport:
     smoke_reply: str
     load_via: str = ""  # "direct" (the proven kernel loader) or "reload" (vLLM's reload_weights)
     timings: dict[str, float] = field(default_factory=dict)
+    replicas: list[dict] = field(default_factory=list)
 
     def to_json(self) -> dict:
         return asdict(self)
 
 
-class HotSwapper:
-    """Swaps the weights of one serving engine; remembers what it serves now."""
+def rollout_report(reports: list[SwapReport], started: float) -> SwapReport:
+    first = reports[0]
+    if len(reports) == 1:
+        return first
+    return replace(
+        first,
+        pause_to_resume_s=max(r.pause_to_resume_s for r in reports),
+        drain_s=max(r.drain_s for r in reports),
+        load_s=max(r.load_s for r in reports),
+        timings={"rollout_s": time.perf_counter() - started},
+        replicas=[r.to_json() for r in reports],
+    )
 
-    def __init__(self, engine: EngineRuntime, served: ServedModel, current: SwapTarget):
+
+class HotSwapper:
+    """Swaps the weights of the serving replicas; remembers what each holds."""
+
+    def __init__(
+        self,
+        engine: ReplicaSet,
+        served: ServedModel,
+        current: SwapTarget,
+        *,
+        rollouts: Rollouts | None = None,
+        drain_timeout_s: float = 60.0,
+        settle_s: float = 0.0,
+    ):
         self.engine = engine
         self.served = served
         self.current = current
-        self._lock = asyncio.Lock()
-
-    @property
-    def client(self) -> EngineClient:
-        return self.engine.client
+        self.rollouts = rollouts or LocalRollouts()
+        self.drain_timeout_s = drain_timeout_s
+        self.settle_s = settle_s
+        self.held: dict[str, SwapTarget] = {r.name: current for r in engine.replicas}
+        for replica in engine.replicas:
+            replica.version = current.version
 
     @property
     def busy(self) -> bool:
-        return self._lock.locked()
+        return self.rollouts.busy
 
     async def swap(self, target: SwapTarget) -> SwapReport:
-        """Serve ``target``; on failure restore the previous version and raise SwapError."""
-        async with self._lock:
+        """Serve ``target`` on every replica; on failure restore the previous version and raise SwapError."""
+        async with self.rollouts.hold():
+            started = time.perf_counter()
             previous = self.current
-            await self._check_files(target)
-            t0 = time.perf_counter()
-            await self.client.pause(mode="wait")
+            reports: list[SwapReport] = []
+            done: list[Replica] = []
+            try:
+                for i, replica in enumerate(self.engine.replicas):
+                    if i and self.settle_s:
+                        await asyncio.sleep(self.settle_s)
+                    report = await self._swap_replica(replica, target)
+                    reports.append(report)
+                    done.append(replica)
+                    # the replicas after the first must hold exactly the same weights
+                    target = replace(target, checksum=target.checksum or report.checksum)
+            except SwapError as exc:
+                if not done:
+                    raise
+                names = [r.name for r in done]
+                log.error(
+                    "rollout of %s failed; swapping %s back to %s", target.version, names, previous.version
+                )
+                restored = await self._undo(done, previous) and exc.restored
+                raise SwapError(
+                    f"{exc}; {', '.join(names)} swapped back to {previous.version}",
+                    restored=restored,
+                    rolled_back=names,
+                ) from exc
+            self.current = replace(target, checksum=reports[0].checksum)
+            self.served.version = target.version
+            await self.rollouts.finished(self.current)
+            return rollout_report(reports, started)
+
+    async def _undo(self, replicas: list[Replica], previous: SwapTarget) -> bool:
+        ok = True
+        for replica in reversed(replicas):
+            try:
+                await self._swap_replica(replica, previous)
+            except SwapError:
+                log.exception("swapping %s back to %s failed", replica.name, previous.version)
+                ok = False
+        return ok
+
+    async def _swap_replica(self, replica: Replica, target: SwapTarget) -> SwapReport:
+        await self._check_files(target)
+        if not await replica.runtime.wait_ready(ENGINE_WAIT_S):
+            raise SwapError(f"{replica.name} is not ready; it kept {replica.version}", restored=True)
+        previous = self.held[replica.name]
+        client = replica.client
+        t0 = time.perf_counter()
+        # Out of rotation only while another replica serves: a lone replica queues instead.
+        rotate = any(r.serving for r in self.engine.replicas if r is not replica)
+        if rotate:
+            replica.in_rotation = False
+            await self.rollouts.draining(replica)
+            if not await replica.drained(self.drain_timeout_s):
+                log.warning(
+                    "%s still busy after %.0f s; pausing it anyway", replica.name, self.drain_timeout_s
+                )
+        restored = True
+        try:
+            t_drained = time.perf_counter()
+            await client.pause(mode="wait")
             t_paused = time.perf_counter()
             try:
-                loaded = await self._load(target)
+                loaded = await self._load(replica, target)
             except Exception as exc:  # noqa: BLE001 - restore before anyone sees the weights
-                log.error("swap to %s failed: %s; restoring %s", target.version, exc, previous.version)
-                restored = await self._load_quietly(previous)
-                await self.client.resume()
-                raise SwapError(f"swap to {target.version} failed: {exc}", restored=restored) from exc
-            await self.client.resume()
+                log.error(
+                    "swap of %s to %s failed: %s; restoring %s",
+                    replica.name,
+                    target.version,
+                    exc,
+                    previous.version,
+                )
+                restored = await self._load_quietly(replica, previous)
+                await client.resume()
+                raise SwapError(
+                    f"swap of {replica.name} to {target.version} failed: {exc}", restored=restored
+                ) from exc
+            await client.resume()
             t_resumed = time.perf_counter()
             try:
                 # Verified after resuming (hashing the weights takes ~0.5 s; the file sha256 was
                 # checked before pausing): a mismatch restores the previous version at once.
-                checksum = await self._verify(target)
-                smoke = await self._smoke()
+                checksum = await self._verify(client, target)
+                smoke = await self._smoke(client)
             except Exception as exc:  # noqa: BLE001
-                log.error("verifying %s failed: %s; restoring %s", target.version, exc, previous.version)
-                await self.client.pause(mode="wait")
-                restored = await self._load_quietly(previous)
-                await self.client.resume()
-                raise SwapError(f"{target.version} failed verification: {exc}", restored=restored) from exc
-            self.current = SwapTarget(target.version, target.path, checksum, target.sha256)
-            self._remember_for_restarts(target.path)
-            return SwapReport(
-                version=target.version,
-                previous=previous.version,
-                checksum=checksum,
-                pause_to_resume_s=t_resumed - t0,
-                drain_s=t_paused - t0,
-                load_s=loaded["load_seconds"],
-                smoke_reply=smoke,
-                load_via=loaded.get("via", ""),
-                timings={"verify_s": time.perf_counter() - t_resumed},
-            )
+                log.error(
+                    "verifying %s on %s failed: %s; restoring %s",
+                    target.version,
+                    replica.name,
+                    exc,
+                    previous.version,
+                )
+                await client.pause(mode="wait")
+                restored = await self._load_quietly(replica, previous)
+                await client.resume()
+                raise SwapError(
+                    f"{target.version} failed verification on {replica.name}: {exc}", restored=restored
+                ) from exc
+        finally:
+            if rotate and restored:  # a replica whose weights are unknown stays out
+                replica.in_rotation = True
+        self.held[replica.name] = replace(target, checksum=checksum)
+        self._remember_for_restarts(replica, target.path)
+        if rotate:
+            await self.rollouts.swapped(replica, target.version)
+        return SwapReport(
+            version=target.version,
+            previous=previous.version,
+            checksum=checksum,
+            pause_to_resume_s=t_resumed - t_drained,
+            drain_s=t_paused - t0,
+            load_s=loaded["load_seconds"],
+            smoke_reply=smoke,
+            load_via=loaded.get("via", ""),
+            timings={"verify_s": time.perf_counter() - t_resumed, "replica": replica.name},
+        )
 
-    async def _verify(self, target: SwapTarget) -> str:
+    @staticmethod
+    async def _verify(client, target: SwapTarget) -> str:
         """The engine's weight checksum; it must equal the one recorded for the version."""
-        checksum = (await self.client.rpc("perennial_weights_checksum"))["checksum"]
+        checksum = (await client.rpc("perennial_weights_checksum"))["checksum"]
         if target.checksum and checksum != target.checksum:
             raise ValueError(f"weight checksum {checksum[:12]} != recorded {target.checksum[:12]}")
         return checksum
 
-    async def reapply(self) -> SwapReport | None:
-        """Load the current version again if the engine does not hold it (it restarted)."""
-        if await self.client.weight_version() == self.current.version:
-            return None
-        log.warning("engine does not hold %s; loading it again", self.current.version)
-        return await self.swap(self.current)
+    async def restore_held(self, replica: Replica) -> None:
+        """A replica that came back (restarted) holds what it held before, before it serves.
+
+        A supervised replica restarts from the snapshot it last held (``_remember_for_restarts``):
+        only its version label is set. An attached engine restarted on whatever it was started
+        with: the held snapshot is loaded again if it reports another version.
+        """
+        held = self.held[replica.name]
+        client = replica.client
+        if replica.runtime.supervisor is None and await client.weight_version() != held.version:
+            log.warning("%s does not hold %s; loading it again", replica.name, held.version)
+            await client.rpc("perennial_load_weights", path=str(held.path))
+            await client.reset_prefix_cache()
+        await client.update_weight_version(held.version)
+        replica.version = held.version
+
+    def restorer(self, replica: Replica):
+        return functools.partial(self.restore_held, replica)
 
     async def _check_files(self, target: SwapTarget) -> None:
         """Before pausing: the snapshot exists and its files hash to the recorded sha256."""
@@ -154,24 +282,26 @@ class HotSwapper:
                     restored=True,
                 )
 
-    async def _load(self, target: SwapTarget) -> dict:
+    @staticmethod
+    async def _load(replica: Replica, target: SwapTarget) -> dict:
         """While paused: load, drop cached KV, set the version."""
-        loaded = await self.client.rpc("perennial_load_weights", path=str(target.path))
-        await self.client.reset_prefix_cache()
-        await self.client.update_weight_version(target.version)
-        self.served.version = target.version
+        client = replica.client
+        loaded = await client.rpc("perennial_load_weights", path=str(target.path))
+        await client.reset_prefix_cache()
+        await client.update_weight_version(target.version)
+        replica.version = target.version
         return loaded
 
-    async def _load_quietly(self, target: SwapTarget) -> bool:
+    async def _load_quietly(self, replica: Replica, target: SwapTarget) -> bool:
         try:
-            await self._load(target)
+            await self._load(replica, target)
             return True
         except Exception:  # noqa: BLE001
-            log.exception("restoring %s failed too", target.version)
+            log.exception("restoring %s on %s failed too", target.version, replica.name)
             return False
 
-    async def _smoke(self) -> str:
-        reply = await self.client.chat(
+    async def _smoke(self, client) -> str:
+        reply = await client.chat(
             {"model": self.served.name, "messages": SMOKE_PROMPT, "temperature": 0, "max_tokens": 16}
         )
         text = reply["choices"][0]["message"]["content"] or ""
@@ -179,8 +309,9 @@ class HotSwapper:
             raise ValueError("smoke prompt got an empty reply")
         return text
 
-    def _remember_for_restarts(self, path: Path) -> None:
-        # A supervised engine that dies restarts from the version it was serving, not the base.
-        supervisor = self.engine.supervisor
+    @staticmethod
+    def _remember_for_restarts(replica: Replica, path: Path) -> None:
+        # A supervised replica that dies restarts from the version it was serving, not the base.
+        supervisor = replica.runtime.supervisor
         if supervisor is not None:
             supervisor.spec.model_dir = Path(path)

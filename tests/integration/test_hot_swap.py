@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from engine.client import EngineClient
+from engine.replicas import Replica, ReplicaSet
 from engine.runtime import EngineRuntime
 from server.chat.serving import ServedModel
 from server.versions.swap import HotSwapper, SwapError, SwapTarget
@@ -46,8 +47,10 @@ async def test_swap_changes_outputs_and_rollback_restores_them_exactly(
     engine_url, model_dir, snapshot, tmp_path
 ):
     client = EngineClient(engine_url)
+    runtime = EngineRuntime(client)
+    await runtime.start(60)
     served = ServedModel(MODEL, "base")
-    swapper = HotSwapper(EngineRuntime(client), served, SwapTarget("base", model_dir))
+    swapper = HotSwapper(ReplicaSet([Replica("engine-0", runtime)]), served, SwapTarget("base", model_dir))
     try:
         base_checksum = (await client.rpc("perennial_weights_checksum"))["checksum"]
         base_out = await greedy(client)
@@ -93,7 +96,7 @@ async def test_swap_changes_outputs_and_rollback_restores_them_exactly(
     finally:
         if served.version != "base":
             await swapper.swap(SwapTarget("base", model_dir))
-        await client.aclose()
+        await runtime.stop()
 
 
 def test_extension_errors_come_back_as_results_not_crashes(engine_url, tmp_path):

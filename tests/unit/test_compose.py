@@ -84,3 +84,16 @@ def test_engine_is_reachable_only_through_the_gateway():
     assert all(not re.match(r"^\d+:8100$", p) for p in engine.get("ports", []))
     url = gateway["command"][gateway["command"].index("--engine-url") + 1]
     assert url.startswith("http://127.0.0.1:")
+
+
+def test_two_serving_replicas_on_loopback_behind_the_gateway():
+    second, gateway = COMPOSE["services"]["engine-1"], COMPOSE["services"]["gateway"]
+    assert second["network_mode"] == "service:engine" and "--host" not in second["command"]
+    port = second["command"][second["command"].index("--port") + 1]
+    assert gateway["environment"]["PERENNIAL_ENGINE_URLS"] == f"http://127.0.0.1:{port}"
+    first = gateway["command"][gateway["command"].index("--engine-url") + 1]
+    assert Settings(engine_url=first, engine_urls=f"http://127.0.0.1:{port}").attached_engines == [
+        "http://127.0.0.1:8100",
+        f"http://127.0.0.1:{port}",
+    ]
+    assert gateway["depends_on"]["engine-1"]["condition"] == "service_healthy"

@@ -1,0 +1,209 @@
+"""Routing over replicas and the rolling swap's order and rollback, on fake engines (pure logic).
+
+The real thing (two vLLM engines under load, a killed replica, a failed second swap) is
+tests/integration/test_replicas.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from engine.client import EngineUnavailable
+from engine.replicas import Replica, ReplicaSet
+from server.chat.serving import ServedModel
+from server.versions.swap import HotSwapper, SwapError, SwapTarget
+
+
+class FakeEngineClient:
+    """Answers like one engine: holds a path's weights; ``dead`` refuses connections."""
+
+    def __init__(self, name: str, log: list):
+        self.base_url = f"http://{name}"
+        self.name = name
+        self.log = log
+        self.weights = "base"
+        self.version = "base"
+        self.dead = False
+        self.fail_load: str | None = None  # a path whose load fails on this engine
+        self.delay = 0.0
+
+    async def post(self, path, body):
+        if self.dead:
+            raise EngineUnavailable("connection refused")
+        await asyncio.sleep(self.delay)
+        return {"choices": [{"message": {"content": self.weights}}], "engine": self.name}
+
+    async def healthy(self):
+        return not self.dead
+
+    async def pause(self, mode="wait"):
+        self.log.append((self.name, "pause"))
+
+    async def resume(self):
+        self.log.append((self.name, "resume"))
+
+    async def rpc(self, method, **kwargs):
+        if method == "perennial_load_weights":
+            if kwargs["path"] == self.fail_load:
+                raise RuntimeError("load failed")
+            self.weights = Path(kwargs["path"]).name
+            self.log.append((self.name, "load", self.weights))
+            return {"load_seconds": 0.0, "via": "direct"}
+        if method == "perennial_weights_checksum":
+            return {"checksum": f"sum-{self.weights}"}
+        raise AssertionError(method)
+
+    async def reset_prefix_cache(self):
+        return None
+
+    async def update_weight_version(self, version):
+        self.version = version
+
+    async def weight_version(self):
+        return self.version
+
+    async def chat(self, body):
+        return {"choices": [{"message": {"content": "Paris"}}]}
+
+
+class FakeRuntime:
+    def __init__(self, client):
+        self.client = client
+        self.supervisor = None
+
+    @property
+    def ready(self):
+        return not self.client.dead
+
+    async def wait_ready(self, timeout_s):
+        return self.ready
+
+    def status(self):
+        return {"state": "ready" if self.ready else "unreachable", "url": self.client.base_url}
+
+
+def fleet(n: int, log: list) -> ReplicaSet:
+    return ReplicaSet([Replica(f"engine-{i}", FakeRuntime(FakeEngineClient(f"e{i}", log))) for i in range(n)])
+
+
+def snapshot(tmp_path: Path, name: str) -> Path:
+    path = tmp_path / name
+    path.mkdir(exist_ok=True)
+    (path / "model.safetensors").write_bytes(b"x")
+    return path
+
+
+async def test_least_outstanding_routing_spreads_and_skips_out_of_rotation():
+    replicas = fleet(3, [])
+    for r in replicas.replicas:
+        r.client.delay = 0.05
+    replies = await asyncio.gather(*(replicas.post("/v1/chat/completions", {}) for _ in range(6)))
+    assert sorted(reply["engine"] for reply, _ in replies) == ["e0", "e0", "e1", "e1", "e2", "e2"]
+    assert all(r.outstanding == 0 for r in replicas.replicas)
+    replicas.replicas[1].in_rotation = False
+    replies = await asyncio.gather(*(replicas.post("/v1/chat/completions", {}) for _ in range(4)))
+    assert {reply["engine"] for reply, _ in replies} == {"e0", "e2"}
+
+
+async def test_a_refused_request_is_retried_on_another_replica_and_a_timeout_is_not():
+    replicas = fleet(2, [])
+    dead = replicas.replicas[0]
+    dead.client.dead = True
+    dead.runtime = type("StillLooksReady", (FakeRuntime,), {"ready": property(lambda self: True)})(
+        dead.client
+    )
+    for _ in range(3):
+        reply, version = await replicas.post("/v1/chat/completions", {})
+        assert reply["engine"] == "e1" and version == ""  # no swapper set one here
+    assert dead.retried_away >= 1 and dead.outstanding == 0
+    replicas.replicas[1].client.dead = True
+    with pytest.raises(EngineUnavailable):
+        await replicas.post("/v1/chat/completions", {})
+
+    async def slow(path, body):
+        raise EngineUnavailable("engine timed out", retryable=False)
+
+    replicas = fleet(2, [])
+    replicas.replicas[0].client.post = slow
+    replicas.replicas[1].client.post = slow
+    with pytest.raises(EngineUnavailable) as info:
+        await replicas.post("/v1/chat/completions", {})
+    assert not info.value.retryable
+    assert sum(r.retried_away for r in replicas.replicas) == 0
+
+
+async def test_rollout_takes_one_replica_out_at_a_time_and_waits_for_its_requests(tmp_path):
+    log: list = []
+    replicas = fleet(2, log)
+    served = ServedModel("m", "base")
+    swapper = HotSwapper(replicas, served, SwapTarget("base", snapshot(tmp_path, "base")))
+    first = replicas.replicas[0]
+    first.acquire()  # a request outstanding on engine-0
+
+    async def finish_later():
+        await asyncio.sleep(0.2)
+        assert not first.in_rotation and ("e0", "pause") not in log  # drained before pausing
+        log.append(("e0", "request done"))
+        first.release()
+
+    done = asyncio.create_task(finish_later())
+    report = await swapper.swap(SwapTarget("v1", snapshot(tmp_path, "v1")))
+    await done
+    assert log.index(("e0", "request done")) < log.index(("e0", "pause"))
+    assert [e for e in log if e[0] == "e0"][-3:] == [("e0", "pause"), ("e0", "load", "v1"), ("e0", "resume")]
+    assert log.index(("e0", "resume")) < log.index(("e1", "pause"))  # one at a time
+    assert [r.version for r in replicas.replicas] == ["v1", "v1"] and served.version == "v1"
+    assert all(r.in_rotation for r in replicas.replicas)
+    assert [r["timings"]["replica"] for r in report.replicas] == ["engine-0", "engine-1"]
+
+
+async def test_a_failure_on_the_second_replica_swaps_the_first_back(tmp_path):
+    log: list = []
+    replicas = fleet(2, log)
+    served = ServedModel("m", "base")
+    base = snapshot(tmp_path, "base")
+    swapper = HotSwapper(replicas, served, SwapTarget("base", base))
+    v1 = snapshot(tmp_path, "v1")
+    replicas.replicas[1].client.fail_load = str(v1)
+    with pytest.raises(SwapError) as info:
+        await swapper.swap(SwapTarget("v1", v1))
+    assert info.value.restored and info.value.rolled_back == ["engine-0"]
+    assert [r.client.weights for r in replicas.replicas] == ["base", "base"]
+    assert [r.version for r in replicas.replicas] == ["base", "base"] and served.version == "base"
+    assert all(r.in_rotation for r in replicas.replicas)
+    assert swapper.current.version == "base"
+
+
+async def test_the_second_replica_must_hold_the_first_ones_weights(tmp_path):
+    replicas = fleet(2, [])
+    swapper = HotSwapper(replicas, ServedModel("m", "base"), SwapTarget("base", snapshot(tmp_path, "base")))
+
+    async def other_checksum(method, **kwargs):
+        if method == "perennial_weights_checksum":
+            return {"checksum": "different"}
+        return await FakeEngineClient.rpc(second, method, **kwargs)
+
+    second = replicas.replicas[1].client
+    second.rpc = other_checksum
+    with pytest.raises(SwapError) as info:
+        await swapper.swap(SwapTarget("v1", snapshot(tmp_path, "v1")))
+    assert "engine-1" in str(info.value) and info.value.rolled_back == ["engine-0"]
+    assert [r.version for r in replicas.replicas] == ["base", "base"]
+
+
+async def test_one_replica_stays_in_rotation_during_its_swap(tmp_path):
+    replicas = fleet(1, [])
+    swapper = HotSwapper(replicas, ServedModel("m", "base"), SwapTarget("base", snapshot(tmp_path, "base")))
+    seen = []
+    original = replicas.replicas[0].client.pause
+
+    async def pause(mode="wait"):
+        seen.append(replicas.replicas[0].in_rotation)
+        await original(mode)
+
+    replicas.replicas[0].client.pause = pause
+    report = await swapper.swap(SwapTarget("v1", snapshot(tmp_path, "v1")))
+    assert seen == [True] and report.replicas == []  # as before replicas: queued, not refused
