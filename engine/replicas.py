@@ -21,11 +21,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
 
 from engine.client import EngineClient, EngineUnavailable
 from engine.runtime import EngineRuntime
+
+T = TypeVar("T")
 
 
 class Replica:
@@ -178,31 +180,11 @@ class ReplicaSet:
             raise last or EngineUnavailable("no serving replica")
         return replica
 
-    async def post(self, path: str, body: dict) -> tuple[dict, str]:
-        """``POST`` to one replica; its reply and the version of the weights that produced it."""
-        tried: set[str] = set()
-        last: EngineUnavailable | None = None
-        while True:
-            replica = self._next(tried, last)
-            replica.acquire()
-            try:
-                result = await replica.client.post(path, body)
-                replica.requests += 1
-                return result, replica.version
-            except EngineUnavailable as exc:
-                if not exc.retryable:
-                    raise
-                replica.retried_away += 1
-                tried.add(replica.name)
-                last = exc
-            finally:
-                replica.release()
+    async def _first_reachable(self, attempt: Callable[[Replica], Awaitable[T]]) -> tuple[Replica, T]:
+        """``attempt(replica)`` on serving replicas, each at most once, until one is reached.
 
-    async def stream(self, path: str, body: dict) -> LeasedStream:
-        """Open a stream on one replica and read its first event (retried until then).
-
-        The replica stays counted until the returned stream is closed: the caller must
-        ``aclose()`` it.
+        The replica that answered is returned still acquired (the caller releases it); a
+        retryable failure moves on to the next replica, anything else is raised.
         """
         tried: set[str] = set()
         last: EngineUnavailable | None = None
@@ -210,12 +192,7 @@ class ReplicaSet:
             replica = self._next(tried, last)
             replica.acquire()
             try:
-                events = await replica.client.stream(path, body)
-                try:
-                    first = await anext(events, None)
-                except BaseException:
-                    await events.aclose()
-                    raise
+                result = await attempt(replica)
             except EngineUnavailable as exc:
                 replica.release()
                 if not exc.retryable:
@@ -228,7 +205,33 @@ class ReplicaSet:
                 replica.release()
                 raise
             replica.requests += 1
-            return LeasedStream(events, replica, first)
+            return replica, result
+
+    async def post(self, path: str, body: dict) -> tuple[dict, str]:
+        """``POST`` to one replica; its reply and the version of the weights that produced it."""
+        replica, result = await self._first_reachable(lambda r: r.client.post(path, body))
+        try:
+            return result, replica.version
+        finally:
+            replica.release()
+
+    async def stream(self, path: str, body: dict) -> LeasedStream:
+        """Open a stream on one replica and read its first event (retried until then).
+
+        The replica stays counted until the returned stream is closed: the caller must
+        ``aclose()`` it.
+        """
+
+        async def open_stream(replica: Replica) -> tuple[AsyncIterator[dict], dict | None]:
+            events = await replica.client.stream(path, body)
+            try:
+                return events, await anext(events, None)
+            except BaseException:
+                await events.aclose()
+                raise
+
+        replica, (events, first) = await self._first_reachable(open_stream)
+        return LeasedStream(events, replica, first)
 
     # --- reporting ----------------------------------------------------------------------------
 
