@@ -25,3 +25,16 @@ def modules() -> list[str]:
 @pytest.mark.parametrize("name", modules())
 def test_module_imports(name):
     importlib.import_module(name)
+
+
+def test_test_modules_have_unique_basenames():
+    """tests/unit and tests/integration are not packages, so pytest imports each test module by
+    its basename: two files of one name stop collection for the whole suite (it happened once,
+    with test_replicas.py in both)."""
+    seen: dict[str, Path] = {}
+    clashes = []
+    for path in sorted((REPO / "tests").rglob("test_*.py")):
+        if path.name in seen:
+            clashes.append(f"{seen[path.name].relative_to(REPO)} and {path.relative_to(REPO)}")
+        seen.setdefault(path.name, path)
+    assert not clashes, "test modules share a basename: " + "; ".join(clashes)
