@@ -17,6 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from fastapi import FastAPI
+from redis.asyncio import Redis
 
 from engine.client import EngineClient
 from engine.replicas import Replica, ReplicaSet
@@ -40,6 +41,8 @@ from server.responses.service import ResponsesService
 from server.settings import Settings
 from server.storage import start_store
 from server.versions import routes as versions_routes
+from server.versions.redis_rollouts import RedisRollouts
+from server.versions.rollouts import LocalRollouts, Rollouts
 from server.versions.service import VersionService, boot_version
 from server.versions.swap import HotSwapper, SwapTarget
 from weights.prep import default_model_name, read_record, resolve_model_dir
@@ -108,34 +111,59 @@ def start_keys(app: FastAPI, settings: Settings) -> None:
 
 
 async def start_engine(app: FastAPI, settings: Settings, stack: AsyncExitStack) -> None:
-    """Start (or attach to) the serving replicas with the version the registry says serves."""
+    """Start (or attach to) the serving replicas with the version the registry says serves.
+
+    With redis coordination the served version is read, and the replicas attached, while
+    holding the rollout lock: no other gateway's rollout changes what serves meanwhile.
+    """
     base_dir = resolve_model_dir(settings.model_dir, settings.models_dir)
     app.state.model_dir = base_dir
-    boot = await boot_version(app.state.db, base_dir, (read_record(base_dir) or {}).get("sha256"))
-    served = ServedModel(name=settings.model_name or default_model_name(base_dir), version=boot.version)
-    engine = build_replicas(settings, served.name, boot.path)
-    stack.push_async_callback(engine.stop)
-    swapper = HotSwapper(
-        engine,
-        served,
-        SwapTarget(boot.version, boot.path, boot.engine_checksum),
-        drain_timeout_s=settings.rollout_drain_timeout_s,
-        settle_s=settings.rollout_settle_s,
-    )
-    for replica in engine.replicas:
-        supervisor = replica.runtime.supervisor
-        if supervisor is not None:  # at boot and after every restart, before it serves
-            supervisor.on_healthy.append(functools.partial(prepare_swaps, replica.runtime))
-            supervisor.on_healthy.append(swapper.restorer(replica))
-        else:  # an attached engine that comes back: what it held, before it serves
-            replica.runtime.on_recovered.append(swapper.restorer(replica))
-    await engine.start(settings.engine_start_timeout_s)
-    versions = VersionService(app.state.db, swapper, settings.retention_policy())
-    await attach_boot_version(engine, swapper, versions, boot)
+    rollouts = await start_rollouts(settings, stack)
+    async with rollouts.hold(wait_s=settings.engine_start_timeout_s):
+        boot = await boot_version(app.state.db, base_dir, (read_record(base_dir) or {}).get("sha256"))
+        served = ServedModel(name=settings.model_name or default_model_name(base_dir), version=boot.version)
+        engine = build_replicas(settings, served.name, boot.path)
+        stack.push_async_callback(engine.stop)
+        swapper = HotSwapper(
+            engine,
+            served,
+            SwapTarget(boot.version, boot.path, boot.engine_checksum),
+            rollouts=rollouts,
+            drain_timeout_s=settings.rollout_drain_timeout_s,
+            settle_s=settings.rollout_settle_s,
+        )
+        for replica in engine.replicas:
+            supervisor = replica.runtime.supervisor
+            if supervisor is not None:  # at boot and after every restart, before it serves
+                supervisor.on_healthy.append(functools.partial(prepare_swaps, replica.runtime))
+                supervisor.on_healthy.append(swapper.restorer(replica))
+            else:  # an attached engine that comes back: what it held, before it serves
+                replica.runtime.on_recovered.append(swapper.restorer(replica))
+        await engine.start(settings.engine_start_timeout_s)
+        versions = VersionService(app.state.db, swapper, settings.retention_policy())
+        await attach_boot_version(engine, swapper, versions, boot)
     app.state.served = served
     app.state.engine = engine
     app.state.swapper = swapper
     app.state.versions = versions
+
+
+async def start_rollouts(settings: Settings, stack: AsyncExitStack) -> Rollouts:
+    """The rollout coordination: this process alone, or every gateway on the Redis prefix."""
+    if settings.rollout_coordination == "local":
+        return LocalRollouts()
+    redis = Redis.from_url(settings.redis_url.get_secret_value(), socket_connect_timeout=2.0)
+    stack.push_async_callback(redis.aclose)
+    rollouts = RedisRollouts(
+        redis,
+        prefix=settings.redis_prefix,
+        drain_timeout_s=settings.rollout_drain_timeout_s,
+        lock_ttl_s=settings.rollout_lock_ttl_s,
+    )
+    await rollouts.start()  # Redis must answer: a gateway that cannot coordinate does not start
+    stack.push_async_callback(rollouts.close)
+    log.info("rollouts coordinated through Redis as %s", rollouts.name)
+    return rollouts
 
 
 async def attach_boot_version(

@@ -8,9 +8,9 @@ No other module reads ``os.environ``.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode
 
 from engine.threads import ThreadPlan
@@ -64,6 +64,19 @@ class Settings(StateSettings):
         ge=0,
         description="Rolling swap: seconds to wait after a replica returns before the next one "
         "leaves rotation (time to watch the new version under traffic).",
+    )
+    rollout_coordination: Literal["local", "redis"] = Field(
+        "local",
+        description="Who may roll weights over the replicas. local: this gateway alone. redis: "
+        "several gateways sharing the same replicas (same engine URLs, database and "
+        "redis_prefix): one rollout at a time across them (a lock in Redis) and every gateway "
+        "drains, and learns the served version, through Redis pub/sub. Needs redis_url.",
+    )
+    rollout_lock_ttl_s: float = Field(
+        30.0,
+        gt=0,
+        description="redis coordination: the rollout lock's TTL, renewed while a rollout runs; "
+        "how long a gateway that died mid-rollout blocks the next one.",
     )
     engine_dtype: str = Field(
         "auto",
@@ -156,6 +169,12 @@ class Settings(StateSettings):
         """The URLs of the engines to attach (none: start ``engine_replicas`` supervised ones)."""
         urls = ([self.engine_url] if self.engine_url else []) + list(self.engine_urls)
         return list(dict.fromkeys(u.rstrip("/") for u in urls))
+
+    @model_validator(mode="after")
+    def _coordination_needs_redis(self) -> Settings:
+        if self.rollout_coordination == "redis" and self.redis_url is None:
+            raise ValueError("rollout_coordination=redis needs redis_url (PERENNIAL_REDIS_URL)")
+        return self
 
     @field_validator("api_keys", "engine_extra_args", "engine_urls", mode="before")
     @classmethod

@@ -15,7 +15,11 @@ from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from engine.replicas import Replica
-    from server.versions.swap import SwapTarget
+    from server.versions.swap import HotSwapper, SwapTarget
+
+
+class RolloutBusy(RuntimeError):
+    """Another rollout holds the lock; nothing was changed."""
 
 
 class Rollouts(Protocol):
@@ -23,14 +27,20 @@ class Rollouts(Protocol):
     def busy(self) -> bool:
         """A rollout holds the lock now (this gateway's, or as far as it knows, another's)."""
 
-    def hold(self) -> AsyncIterator[None]:
-        """Async context manager: the right to roll weights; raises SwapError if another holds it."""
+    def attach(self, swapper: HotSwapper) -> None:
+        """The swapper whose view other gateways' rollouts update."""
+
+    def hold(self, wait_s: float = 0.0) -> AsyncIterator[None]:
+        """Async context manager: the right to roll weights, waiting up to ``wait_s`` for it.
+
+        Raises RolloutBusy if another rollout still holds it then.
+        """
 
     async def draining(self, replica: Replica) -> None:
         """``replica`` leaves rotation for a swap; returns once every gateway stopped sending to it."""
 
-    async def swapped(self, replica: Replica, version: str) -> None:
-        """``replica`` holds ``version`` and is back in rotation."""
+    async def swapped(self, replica: Replica, target: SwapTarget) -> None:
+        """``replica`` holds ``target`` and is back in rotation."""
 
     async def finished(self, target: SwapTarget) -> None:
         """Every replica holds ``target``: it is the served version."""
@@ -46,15 +56,20 @@ class LocalRollouts:
     def busy(self) -> bool:
         return self._lock.locked()
 
+    def attach(self, swapper: HotSwapper) -> None:
+        return None
+
     @asynccontextmanager
-    async def hold(self) -> AsyncIterator[None]:
+    async def hold(self, wait_s: float = 0.0) -> AsyncIterator[None]:
+        # One process: a second rollout waits for the first (the service answers 409 before
+        # it gets here when one is running).
         async with self._lock:
             yield
 
     async def draining(self, replica: Replica) -> None:
         return None
 
-    async def swapped(self, replica: Replica, version: str) -> None:
+    async def swapped(self, replica: Replica, target: SwapTarget) -> None:
         return None
 
     async def finished(self, target: SwapTarget) -> None:

@@ -19,6 +19,7 @@ from typing import Any
 
 from server.errors import APIError
 from server.versions.rebuild import Rebuilder
+from server.versions.rollouts import RolloutBusy
 from server.versions.swap import HotSwapper, SwapError, SwapTarget
 from store.db import Database
 from store.models import ModelVersion
@@ -217,8 +218,26 @@ class VersionService:
             await self.rebuilder.ensure(version.id, who=who)
         previous = self.swapper.current.version
         target = SwapTarget(version.id, Path(version.snapshot_path), version.engine_checksum, version.sha256)
+
+        async def record(report) -> None:
+            # inside the rollout: a gateway that reads the served version next sees this one
+            if version.status != "promoted":
+                await set_status(session, version_id=version.id, status="promoted")
+            await mark_serving(session, version_id=version.id, engine_checksum=report.checksum)
+            await audit(
+                session,
+                who=who,
+                action=action,
+                target=version.id,
+                reason=reason,
+                details={"from": previous, **report.to_json()},
+            )
+            await session.commit()
+
         try:
-            report = await self.swapper.swap(target)
+            report = await self.swapper.swap(target, on_served=record)
+        except RolloutBusy as exc:
+            raise APIError(409, str(exc), code="swap_in_progress") from exc
         except SwapError as exc:
             await audit(
                 session,
@@ -239,18 +258,6 @@ class VersionService:
                 f"{exc}; {'still serving ' + previous if exc.restored else 'restore failed'}",
                 code="swap_failed",
             ) from exc
-        if version.status != "promoted":
-            await set_status(session, version_id=version.id, status="promoted")
-        await mark_serving(session, version_id=version.id, engine_checksum=report.checksum)
-        await audit(
-            session,
-            who=who,
-            action=action,
-            target=version.id,
-            reason=reason,
-            details={"from": previous, **report.to_json()},
-        )
-        await session.commit()
         await self.enforce_retention(who="system")
         log.info(
             "%s: now serving %s (was %s, pause %.2f s)",

@@ -23,6 +23,7 @@ import asyncio
 import functools
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -118,13 +119,21 @@ class HotSwapper:
         self.held: dict[str, SwapTarget] = {r.name: current for r in engine.replicas}
         for replica in engine.replicas:
             replica.version = current.version
+        self.rollouts.attach(self)
 
     @property
     def busy(self) -> bool:
         return self.rollouts.busy
 
-    async def swap(self, target: SwapTarget) -> SwapReport:
-        """Serve ``target`` on every replica; on failure restore the previous version and raise SwapError."""
+    async def swap(
+        self, target: SwapTarget, *, on_served: Callable[[SwapReport], Awaitable[None]] | None = None
+    ) -> SwapReport:
+        """Serve ``target`` on every replica; on failure restore the previous version and raise SwapError.
+
+        ``on_served(report)`` runs once every replica holds ``target``, still inside the rollout
+        (e.g. recording the served version, so that no other gateway reads the old one after
+        the lock is free). Raises RolloutBusy when another rollout holds the lock.
+        """
         async with self.rollouts.hold():
             started = time.perf_counter()
             previous = self.current
@@ -152,10 +161,22 @@ class HotSwapper:
                     restored=restored,
                     rolled_back=names,
                 ) from exc
-            self.current = replace(target, checksum=reports[0].checksum)
-            self.served.version = target.version
+            self.adopt(replace(target, checksum=reports[0].checksum))
+            report = rollout_report(reports, started)
+            if on_served is not None:
+                await on_served(report)
             await self.rollouts.finished(self.current)
-            return rollout_report(reports, started)
+            return report
+
+    def adopt(self, target: SwapTarget) -> None:
+        """``target`` is the served version (after this or another gateway's rollout)."""
+        self.current = target
+        self.served.version = target.version
+
+    def adopt_replica(self, replica: Replica, target: SwapTarget) -> None:
+        """``replica`` holds ``target`` now (another gateway swapped it)."""
+        self.held[replica.name] = target
+        replica.version = target.version
 
     async def _undo(self, replicas: list[Replica], previous: SwapTarget) -> bool:
         ok = True
@@ -229,8 +250,7 @@ class HotSwapper:
                 replica.in_rotation = True
         self.held[replica.name] = replace(target, checksum=checksum)
         self._remember_for_restarts(replica, target.path)
-        if rotate:
-            await self.rollouts.swapped(replica, target.version)
+        await self.rollouts.swapped(replica, self.held[replica.name])
         return SwapReport(
             version=target.version,
             previous=previous.version,
