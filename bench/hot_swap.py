@@ -1,16 +1,18 @@
 """Hot swap under load: pause-to-resume time, and the latency of chats that overlap a swap.
 
-    .venv/bin/python bench/hot_swap.py [--swaps 10] [--concurrency 4] [--baseline-s 60]
+    .venv/bin/python bench/hot_swap.py [--replicas 1 2] [--swaps 10] [--concurrency 4] [--baseline-s 60]
 
-Starts `perennial serve` (its own data dir, SQLite, a supervised CPU engine), registers a
-candidate `v1` (the base with seeded noise) with a passing gate decision, then, in one run:
+For each replica count R of ``--replicas``, in the same run: starts `perennial serve` (its own
+data dir, SQLite, R supervised CPU engines), registers a candidate `v1` (the base with seeded
+noise) with a passing gate decision, then
 1. baseline: closed-loop chat load (``--concurrency`` clients, 16 greedy tokens each) with no
    swap, for ``--baseline-s`` seconds;
 2. swaps: the same load while the admin API alternates promote v1 / rollback to base
-   ``--swaps`` times (each a real verified hot swap), a few seconds apart.
+   ``--swaps`` times (each a real verified hot swap; with R > 1 a rolling one), a few seconds
+   apart.
 Chats whose [start, end] overlaps a swap's [request, reply] are the "overlapping" sample. Prints
-a table and writes bench/results/hot_swap.json. Target (135M model, this machine): swap
-(pause to resume) <= 1.5 s, zero failed chats.
+a table (one column per R) and writes bench/results/hot_swap.json. Targets (135M model): 0
+failed chats; R = 1: pause to resume <= 1.5 s; R = 2: overlapping p99 within 10% of no-swap p99.
 """
 
 from __future__ import annotations
@@ -148,27 +150,46 @@ async def measure(url: str, swaps: int, concurrency: int, baseline_s: float, gap
     }
 
 
-def table(r: dict) -> str:
-    lat = r["latency_ms"]
-    return "\n".join(
-        [
-            "| | value |",
-            "|---|---|",
-            f"| swaps (promote v1 / rollback base, alternating) | {r['swaps']} |",
-            f"| pause -> resume, median / max | {r['pause_to_resume_s']['median']:.2f} s / {r['pause_to_resume_s']['max']:.2f} s |",
-            f"| of which draining in-flight chats, median | {r['drain_s']['median']:.2f} s |",
-            f"| of which weight reload (in the worker), median | {r['load_s']['median']:.2f} s |",
-            f"| swaps loaded through the direct kernel loader | {r.get('direct_loads', '?')} of {r['swaps']} |",
-            f"| whole admin call (sha256 check, swap, checksum, smoke prompt), median | {r['admin_call_s']['median']:.2f} s |",
-            f"| chat p50 / p99, no swap (n={lat['no_swap']['n']}) | {lat['no_swap']['p50']:.0f} / {lat['no_swap']['p99']:.0f} ms |",
-            f"| chat p50 / p99, overlapping a swap (n={lat['overlapping_swap']['n']}) | {lat['overlapping_swap']['p50']:.0f} / {lat['overlapping_swap']['p99']:.0f} ms |",
-            f"| failed chats | {r['chats']['failed']} of {r['chats']['total']} |",
-        ]
-    )
+ROWS = [
+    ("swaps (promote v1 / rollback base, alternating)", lambda r: f"{r['swaps']}"),
+    (
+        "pause -> resume per replica, median / max",
+        lambda r: f"{r['pause_to_resume_s']['median']:.2f} s / {r['pause_to_resume_s']['max']:.2f} s",
+    ),
+    ("of which draining in-flight chats, median", lambda r: f"{r['drain_s']['median']:.2f} s"),
+    ("of which weight reload (in the worker), median", lambda r: f"{r['load_s']['median']:.2f} s"),
+    ("swaps loaded through the direct kernel loader", lambda r: f"{r['direct_loads']} of {r['swaps']}"),
+    (
+        "whole admin call (sha256 check, every replica's swap, checksum, smoke), median",
+        lambda r: f"{r['admin_call_s']['median']:.2f} s",
+    ),
+    (
+        "chat p50 / p99, no swap",
+        lambda r: "{p50:.0f} / {p99:.0f} ms (n={n})".format(**r["latency_ms"]["no_swap"]),
+    ),
+    (
+        "chat p50 / p99, overlapping a swap",
+        lambda r: "{p50:.0f} / {p99:.0f} ms (n={n})".format(**r["latency_ms"]["overlapping_swap"]),
+    ),
+    (
+        "overlapping p99 / no-swap p99",
+        lambda r: f"{r['latency_ms']['overlapping_swap']['p99'] / r['latency_ms']['no_swap']['p99']:.2f}",
+    ),
+    ("failed chats", lambda r: f"{r['chats']['failed']} of {r['chats']['total']}"),
+]
+
+
+def table(runs: dict[str, dict]) -> str:
+    lines = ["| | " + " | ".join(f"{n} replica{'s' if n != '1' else ''}" for n in runs) + " |"]
+    lines.append("|---|" + "---|" * len(runs))
+    for label, cell in ROWS:
+        lines.append(f"| {label} | " + " | ".join(cell(r) for r in runs.values()) + " |")
+    return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--replicas", type=int, nargs="+", default=[1], help="replica counts to compare")
     parser.add_argument("--swaps", type=int, default=10)
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--baseline-s", type=float, default=60.0)
@@ -179,26 +200,33 @@ def main() -> None:
     model_dir = shared_model_dir()
     print("writing the candidate snapshot ...", flush=True)
     snapshot = perturbed_snapshot(model_dir, work / "v1", seed=1, scale=0.05)
-    env = {
-        "PERENNIAL_MODEL_DIR": str(model_dir),
-        "PERENNIAL_ADMIN_KEY": ADMIN_KEY,
-        "PERENNIAL_LEARNER_MODE": "off",
-        "PERENNIAL_ENGINE_START_TIMEOUT_S": "900",
-    }
-    print("starting perennial serve ...", flush=True)
-    server = start_server(work / "data", env, timeout=960)
-    try:
-        asyncio.run(register_candidate(work / "data", snapshot))
-        result = asyncio.run(measure(server.url, args.swaps, args.concurrency, args.baseline_s, args.gap_s))
-    finally:
-        server.stop()
+    runs: dict[str, dict] = {}
+    for count in args.replicas:
+        env = {
+            "PERENNIAL_MODEL_DIR": str(model_dir),
+            "PERENNIAL_ADMIN_KEY": ADMIN_KEY,
+            "PERENNIAL_LEARNER_MODE": "off",
+            "PERENNIAL_ENGINE_START_TIMEOUT_S": "900",
+            "PERENNIAL_ENGINE_REPLICAS": str(count),
+        }
+        print(f"starting perennial serve with {count} replica(s) ...", flush=True)
+        data = work / f"data-{count}"
+        server = start_server(data, env, timeout=960)
+        try:
+            asyncio.run(register_candidate(data, snapshot))
+            runs[str(count)] = asyncio.run(
+                measure(server.url, args.swaps, args.concurrency, args.baseline_s, args.gap_s)
+            )
+        finally:
+            server.stop()
+    result = {"runs": runs}
     result["settings"] = {
         **vars(args),
         "out": str(args.out),
         "machine": platform.machine(),
         "date": time.strftime("%Y-%m-%d"),
     }
-    print(table(result))
+    print(table(runs))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.out}")

@@ -17,9 +17,9 @@ from click.testing import CliRunner
 from clients import Perennial
 from perennial.cli import main
 from tests.conftest import ADMIN_KEY, API_KEYS
-from tests.integration.test_versions import insert_version
 from tests.support.server import REPO
 from tests.support.snapshots import perturbed_snapshot
+from tests.support.versions import insert_version
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.integration

@@ -13,15 +13,17 @@ import os
 import signal
 import threading
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
 
 from tests.conftest import ADMIN_KEY
-from tests.integration.test_versions import insert_version
 from tests.support.server import start_server
+from tests.support.stores import PG_SERVER, REDIS_URL, create_database, delete_prefix, drop_database
 from tests.support.tiny_model import write_tiny_model
+from tests.support.versions import insert_version
 from weights.prep import weights_sha256
 
 pytestmark = pytest.mark.integration
@@ -42,8 +44,25 @@ def tiny(tmp_path_factory, model_dir):
 
 
 @pytest.fixture(scope="module")
-def gateway(tmp_path_factory, tiny):
+def shared_state():
+    """A database and a Redis prefix of this module: what gateways over the same replicas share."""
+    name = f"perennial_t_{uuid.uuid4().hex[:12]}"
+    prefix = f"ptest-{uuid.uuid4().hex[:10]}"
     env = {
+        "PERENNIAL_DATABASE_URL": create_database(PG_SERVER, name),
+        "PERENNIAL_REDIS_URL": REDIS_URL,
+        "PERENNIAL_REDIS_PREFIX": prefix,
+        "PERENNIAL_ROLLOUT_COORDINATION": "redis",
+    }
+    yield env
+    drop_database(PG_SERVER, name)
+    delete_prefix(REDIS_URL, prefix)
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory, tiny, shared_state):
+    env = {
+        **shared_state,
         "PERENNIAL_MODEL_DIR": str(tiny["base"]),
         "PERENNIAL_MODEL_NAME": MODEL,
         "PERENNIAL_ADMIN_KEY": ADMIN_KEY,
@@ -266,3 +285,54 @@ def test_a_swap_that_fails_on_the_second_replica_swaps_the_first_back(gateway, e
     wrong = [(p, v, t) for p, t, v, _ in load.replies if v not in expected or t != expected[v][p]]
     # rv2 served for a moment on engine-0: its replies carry rv2; all others match their version
     assert all(v == "rv2" for _, v, _ in wrong), wrong[:5]
+
+
+def test_a_second_gateway_over_the_same_replicas_follows_a_rollout_and_never_runs_its_own_beside_it(
+    gateway, expected, shared_state, tmp_path
+):
+    """Gateway b attaches to gateway a's two engines (same database and Redis prefix): a
+    rollout through a drains b's requests too, b stamps every reply right, and a promotion on
+    b while a rolls out is refused."""
+    urls = ",".join(r["url"] for r in replicas(gateway))
+    env = {
+        **shared_state,
+        "PERENNIAL_ENGINE_URLS": urls,
+        "PERENNIAL_MODEL_NAME": MODEL,
+        "PERENNIAL_MODEL_DIR": gateway.env["PERENNIAL_MODEL_DIR"],
+        "PERENNIAL_ADMIN_KEY": ADMIN_KEY,
+        "PERENNIAL_LEARNER_MODE": "off",
+    }
+    b = start_server(tmp_path / "b", env, timeout=300)
+    try:
+        serving = admin(gateway, "GET", "/admin/versions").json()["serving"]
+        assert admin(b, "GET", "/admin/versions").json()["serving"] == serving
+        assert [r["version"] for r in replicas(b)] == [serving, serving]
+        target = "base" if serving != "base" else "rv1"
+
+        result: dict = {}
+        on_b = threading.Thread(
+            target=lambda: result.update(b=admin(b, "POST", "/admin/rollback", json={"to": target}))
+        )
+        with Load(b) as load:  # the load goes through b; the rollout through a
+            time.sleep(1)
+            promote = threading.Thread(
+                target=lambda: result.update(a=admin(gateway, "POST", "/admin/rollback", json={"to": target}))
+            )
+            promote.start()
+            wait_for(lambda: replicas(b)[0]["version"] == target, what="b to hear engine-0 swapped")
+            on_b.start()  # the same change, during a's settle window: a holds the rollout lock
+            promote.join(timeout=300)
+            on_b.join(timeout=300)
+            time.sleep(1)
+        assert result["a"].status_code == 200, result["a"].text
+        assert result["b"].status_code == 409, result["b"].text
+        assert result["b"].json()["error"]["code"] == "swap_in_progress"
+        assert load.failures == []
+        wrong = [(p, v, t) for p, t, v, _ in load.replies if t != expected[v][p]]
+        assert wrong == [], wrong[:5]  # b's replies carry the version that produced them
+        assert {v for _, _, v, _ in load.replies} == {serving, target}
+        assert [r["version"] for r in replicas(b)] == [target, target]
+        assert admin(b, "GET", "/admin/versions").json()["serving"] == target
+        assert httpx.get(b.url + "/health").json()["version"] == target
+    finally:
+        b.stop()

@@ -3,7 +3,6 @@ rollback with exact outputs, the audit log, and serving the right version after 
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import subprocess
@@ -13,11 +12,10 @@ import time
 import httpx
 import pytest
 
-from store.db import Database
 from store.retention import drop_weights
-from store.versions import add_candidate, record_decision
 from tests.conftest import ADMIN_KEY
 from tests.support.snapshots import perturbed_snapshot, seed_log_snapshot
+from tests.support.versions import insert_version
 
 pytestmark = pytest.mark.integration
 
@@ -156,40 +154,3 @@ def test_a_dropped_snapshot_is_rebuilt_from_its_seed_log_and_serves_the_same(
     ]
     assert actions[:2] == ["promote", "rebuild"]  # newest first
     assert admin(server, "POST", "/admin/versions/nope/rebuild").status_code == 404
-
-
-def insert_version(
-    server,
-    version_id: str,
-    path,
-    *,
-    promote: bool | None,
-    sha256: str | None = None,
-    meta: dict | None = None,
-) -> None:
-    """Register ``path`` as candidate ``version_id`` (parent base) in the server's database, with
-    a passing or failing gate decision (none when ``promote`` is None)."""
-
-    async def insert() -> None:
-        db = Database.connect(f"sqlite:///{server.data_dir / 'perennial.db'}")
-        try:
-            async with db.sessions() as session:
-                await add_candidate(
-                    session,
-                    version_id=version_id,
-                    parent_id="base",
-                    snapshot_path=str(path),
-                    sha256=sha256,
-                    meta=meta or {},
-                    metrics={},
-                )
-                if promote is not None:
-                    reasons = [] if promote else ["suite arithmetic dropped 0.05 > tolerance 0.02"]
-                    await record_decision(
-                        session, version_id=version_id, promote=promote, reasons=reasons, checks={}
-                    )
-                await session.commit()
-        finally:
-            await db.close()
-
-    asyncio.run(insert())
