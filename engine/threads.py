@@ -39,6 +39,49 @@ def check_plan(plan: str) -> str:
 ThreadPlan = Annotated[str, AfterValidator(check_plan)]
 
 
+def check_replica_plans(value: str) -> str:
+    """One plan for every replica, or one per replica separated by ``;`` (``0;1``)."""
+    for plan in value.split(";"):
+        check_plan(plan.strip())
+    return value
+
+
+# The serving engines' field: several replicas may each get their own plan.
+ReplicaPlans = Annotated[str, AfterValidator(check_replica_plans)]
+
+
+def replica_plans(value: str, count: int, available: list[int] | None = None) -> list[str]:
+    """The thread plan of each of ``count`` replicas.
+
+    ``a;b``: one plan per replica (exactly ``count`` of them). ``all`` with several replicas:
+    the cores this process may use, split into contiguous shares, one per replica (OpenMP
+    threads of two engines bound to the same cores spin against each other: p99 latency 8x
+    worse on 2 cores in ``bench/hot_swap.py``). Anything else: the same plan for every replica.
+
+    >>> replica_plans("all", 2, [0, 1])
+    ['0', '1']
+    >>> replica_plans("all", 2, [0, 1, 2, 3, 4])
+    ['0-1', '2-4']
+    >>> replica_plans("0-1;2-3", 2)
+    ['0-1', '2-3']
+    >>> replica_plans("auto", 3)
+    ['auto', 'auto', 'auto']
+    """
+    if ";" in value:
+        plans = [check_plan(p.strip()) for p in value.split(";")]
+        if len(plans) != count:
+            raise ValueError(f"{len(plans)} thread plans ({value!r}) for {count} replicas")
+        return plans
+    check_plan(value)
+    if value != "all" or count == 1:
+        return [value] * count
+    usable = sorted(available if available is not None else os.sched_getaffinity(0))
+    if len(usable) < count:
+        raise ValueError(f"{count} replicas on {len(usable)} cores: give each replica a plan (a;b;...)")
+    bounds = [len(usable) * i // count for i in range(count + 1)]
+    return [_as_ranges(usable[bounds[i] : bounds[i + 1]]) for i in range(count)]
+
+
 def cores(plan: str) -> list[int] | None:
     """The cores a plan binds OpenMP to (None: vLLM or the OS decides)."""
     check_plan(plan)

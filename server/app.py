@@ -23,6 +23,7 @@ from engine.client import EngineClient
 from engine.replicas import Replica, ReplicaSet
 from engine.runtime import EngineRuntime
 from engine.supervisor import EngineSpec, EngineSupervisor
+from engine.threads import replica_plans
 from server import openapi, ops
 from server.admin import data as admin_data
 from server.admin import engine as admin_engine
@@ -55,7 +56,13 @@ Component = Callable[[FastAPI, AsyncExitStack], Awaitable[None]]
 
 
 def build_engine(
-    settings: Settings, served_name: str, model_dir: Path, *, index: int = 0, url: str | None = None
+    settings: Settings,
+    served_name: str,
+    model_dir: Path,
+    *,
+    index: int = 0,
+    url: str | None = None,
+    cpu_threads: str | None = None,
 ) -> EngineRuntime:
     """One engine: a client of ``url`` (attached), or supervised child process ``index``.
 
@@ -74,7 +81,7 @@ def build_engine(
         kv_cache_gib=settings.engine_kv_cache_gib,
         port=settings.engine_port + index if settings.engine_port else 0,
         extra_args=settings.engine_extra_args,
-        cpu_threads=settings.engine_cpu_threads,
+        cpu_threads=cpu_threads or replica_plans(settings.engine_cpu_threads, 1)[0],
         chat_template=settings.chat_template,
         tool_call_parser=settings.tool_call_parser,
     )
@@ -93,8 +100,10 @@ def build_replicas(settings: Settings, served_name: str, model_dir: Path) -> Rep
     if attached:
         runtimes = [build_engine(settings, served_name, model_dir, url=u) for u in attached]
     else:
+        plans = replica_plans(settings.engine_cpu_threads, settings.engine_replicas)
         runtimes = [
-            build_engine(settings, served_name, model_dir, index=i) for i in range(settings.engine_replicas)
+            build_engine(settings, served_name, model_dir, index=i, cpu_threads=plan)
+            for i, plan in enumerate(plans)
         ]
     return ReplicaSet([Replica(f"engine-{i}", runtime) for i, runtime in enumerate(runtimes)])
 

@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode
 
-from engine.threads import ThreadPlan
+from engine.threads import ReplicaPlans
 from store.settings import StateSettings, split_csv
 
 
@@ -94,11 +94,12 @@ class Settings(StateSettings):
     engine_max_restarts: int = Field(
         5, ge=0, description="Restarts of a dying engine before the supervisor gives up."
     )
-    engine_cpu_threads: ThreadPlan = Field(
+    engine_cpu_threads: ReplicaPlans = Field(
         "all",
-        description="CPU thread plan of the serving engine: all (OpenMP on every core), auto "
-        "(vLLM's: one core reserved for its scheduler), nobind, or a core list like 0-1 (see "
-        "README, CPU thread plan).",
+        description="CPU thread plan of the serving engine: all (OpenMP on every core; with "
+        "several supervised replicas, the cores split between them), auto (vLLM's: one core "
+        "reserved for its scheduler), nobind, or a core list like 0-1; one plan per replica "
+        "separated by ; (0-1;2-3). See README, CPU thread plan.",
     )
 
     # --- security ------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ import pytest
 from pydantic import ValidationError
 
 from engine.supervisor import EngineSpec
-from engine.threads import check_plan, cores, plan_environment
+from engine.threads import check_plan, cores, plan_environment, replica_plans
 from learner.settings import LearnerSettings
 from learner.yielding import ChatYield
 from server.settings import Settings
@@ -39,10 +39,26 @@ def test_all_binds_every_core_this_process_may_use():
 def test_bad_plans_are_refused(plan):
     with pytest.raises(ValueError, match="thread plan"):
         check_plan(plan)
-    with pytest.raises(ValidationError):
-        Settings(engine_cpu_threads=plan)
+    if ";" not in plan:  # the serving engines take one plan per replica, the learner one
+        with pytest.raises(ValidationError):
+            Settings(engine_cpu_threads=plan)
     with pytest.raises(ValidationError):
         LearnerSettings(learner_cpu_threads=plan)
+
+
+def test_replicas_get_their_own_cores():
+    assert replica_plans("all", 1, [0, 1]) == ["all"]
+    assert replica_plans("all", 2, [0, 1]) == ["0", "1"]
+    assert replica_plans("all", 3, [0, 1, 2, 3, 4, 5, 6]) == ["0-1", "2-3", "4-6"]
+    assert replica_plans("0-1;2-3", 2) == ["0-1", "2-3"]
+    assert replica_plans("nobind", 2) == ["nobind", "nobind"]
+    with pytest.raises(ValueError, match="for 3 replicas"):
+        replica_plans("0;1", 3)
+    with pytest.raises(ValueError, match="2 cores"):
+        replica_plans("all", 3, [0, 1])
+    with pytest.raises(ValidationError):
+        Settings(engine_cpu_threads="0;most")
+    assert Settings(engine_cpu_threads="0;1").engine_cpu_threads == "0;1"
 
 
 def test_the_engine_spec_applies_the_plan_and_auto_leaves_the_environment(monkeypatch, tmp_path):
