@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/gate_power.py [--noise 2e-3,4e-3] [--seeds 3] [--damage 1.0]
                                          [--damage-suites factual_qa,arithmetic] [--max-items 200]
+                                         [--suites a,b] [--greedy-copies format_following]
 
 One engine on the bundled model (as ``perennial serve`` starts it); against it:
 
@@ -212,6 +213,12 @@ def clopper_pearson_upper(k: int, n: int, confidence: float = 0.95) -> float:
 async def run(args: argparse.Namespace) -> dict:
     model_dir = shared_model_dir()
     whole = load_builtin_suites()
+    if args.suites:
+        whole = {n: whole[n] for n in args.suites.split(",")}
+    for name in [x for x in args.greedy_copies.split(",") if x]:
+        # the same items scored greedy by their verifiers, beside their reference likelihood
+        copy = f"{name}_greedy"
+        whole[copy] = replace(whole[name], name=copy, scoring="greedy")
     suites = {s.name: s for s in trim(list(whole.values()), args.max_items)}
     # items the gate never sees: a rejection is confirmed (or not) on them
     rest = {
@@ -436,6 +443,12 @@ def main() -> None:
         "--max-items", type=int, default=200, help="items per suite (0: all), as gate_suite_max_items"
     )
     parser.add_argument("--damage-suites", default="factual_qa,arithmetic")
+    parser.add_argument("--suites", default="", help="only these suites (comma-separated; default all)")
+    parser.add_argument(
+        "--greedy-copies",
+        default="",
+        help="reference suites to also score greedy (as <name>_greedy), e.g. format_following",
+    )
     parser.add_argument("--k", type=int, default=2, help="continuations per probe (KL)")
     parser.add_argument("--max-tokens", type=int, default=32, help="length of each continuation (KL)")
     parser.add_argument("--probes", type=int, default=32)

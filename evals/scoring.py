@@ -24,6 +24,14 @@ A suite says how its items are scored (``Suite.scoring``):
   ``prompt_logprobs`` pass per choice, as lm-evaluation-harness does. On the 2-vCPU EPYC a
   prompt pass runs at ~360 tokens/s and the shipped suites' choices are 4 x 60-110 tokens, so
   ``sequence`` costs ~4x as much; ``bench/gate_power.py`` compares the two.
+* ``reference``: items written like greedy ones (a reference reply and its verifier), scored
+  without decoding by how likely the model is to give exactly the reference as its reply: the
+  geometric mean of the reference tokens' probabilities (end of turn included), from one
+  ``prompt_logprobs`` pass. 1 when the model is sure of every token of it. For suites whose
+  reference is the one right reply up to what the verifier forgives (yes/no, a quoted word, a
+  number in words): greedy scoring of such items flips whole items under small weight noise
+  (a near-tie at one token), this moves a little. ``accuracy`` is then the share of items whose
+  every reference token is the model's most likely one (greedy decoding would reproduce it).
 
 All requests go out concurrently (bounded by a semaphore) so vLLM batches them. An item whose
 request fails scores 0 and is counted in ``failed``, never raised: a broken candidate must lose
@@ -118,9 +126,15 @@ async def _tokenize_reply(
 
 async def reply_logprobs(client: EngineAPI, model: str, tokens: ReplyTokens) -> list[float]:
     """Log-probability of each reply token given what precedes it: one forward pass, no decoding."""
+    return [logprob for logprob, _ in await _reply_rows(client, model, tokens)]
+
+
+async def _reply_rows(client: EngineAPI, model: str, tokens: ReplyTokens) -> list[tuple[float, int]]:
+    """(log-probability, rank among the vocabulary; 1 = the most likely) of each reply token."""
     body = {"model": model, "prompt": tokens.ids, "max_tokens": 1, "temperature": 0.0, "prompt_logprobs": 0}
     rows = (await client.completions(body))["choices"][0]["prompt_logprobs"]
-    return [rows[i][str(tokens.ids[i])]["logprob"] for i in range(tokens.start, len(tokens.ids))]
+    entries = [rows[i][str(tokens.ids[i])] for i in range(tokens.start, len(tokens.ids))]
+    return [(float(e["logprob"]), int(e.get("rank") or 0)) for e in entries]
 
 
 @dataclass
@@ -200,6 +214,17 @@ async def _likelihood_item(
     )
 
 
+async def _reference_item(
+    client: EngineAPI, model: str, item: SuiteItem, sem: asyncio.Semaphore
+) -> tuple[float, bool]:
+    """(geometric-mean probability of the reference reply's tokens, whether each is the top one)."""
+    async with sem:
+        tokens = await reply_tokens(client, model, item.messages, item.reference)
+        rows = await _reply_rows(client, model, tokens)
+    mean = sum(logprob for logprob, _ in rows) / len(rows)
+    return math.exp(mean), all(rank == 1 for _, rank in rows)
+
+
 async def _first_token_logprobs(
     client: EngineAPI, model: str, prompt: list[int], firsts: list[int], sem: asyncio.Semaphore
 ) -> list[float]:
@@ -240,6 +265,8 @@ async def _score_item(
         try:
             if suite.scoring == "likelihood":
                 return *(await _likelihood_item(client, model, item, sem, method)), None
+            if suite.scoring == "reference":
+                return *(await _reference_item(client, model, item, sem)), None
             score = await _greedy_item(client, model, item, sem, max_tokens)
             return score, score == 1.0, None
         except Exception as exc:  # noqa: BLE001 - any failure of this item, see above

@@ -660,11 +660,13 @@ SPECS: tuple[SuiteSpec, ...] = (
     SuiteSpec(
         "format_following",
         "format_following",
-        "greedy",
+        "reference",
         2603,
         build_format_following,
         "Instructions on the form of the reply (case, yes/no, repetition, JSON, numbers in words "
-        "or digits, quoting, lists), each checked exactly by its verifier.",
+        "or digits, quoting, lists); each reference reply passes its verifier, and the score is "
+        "how likely the model is to reply exactly that (v2 scored greedy replies by the verifier).",
+        version=3,
     ),
     SuiteSpec(
         "reading",

@@ -25,7 +25,7 @@ MAX_LINE_CHARS = 20_000
 ROLES = ("system", "user", "assistant")
 ITEM_KEYS = {"id", "messages", "prompt", "reference", "verifier", "max_tokens", "tags", "choices", "answer"}
 HEADER_KEYS = {"name", "version", "skill", "description", "max_tokens", "scoring"}
-SCORING_MODES = ("greedy", "likelihood")
+SCORING_MODES = ("greedy", "likelihood", "reference")
 # what an item of each scoring mode may not carry (the other mode's keys)
 GREEDY_ONLY = ("reference", "verifier", "max_tokens")
 LIKELIHOOD_ONLY = ("choices", "answer")

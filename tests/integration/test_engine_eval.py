@@ -55,9 +55,31 @@ async def test_first_token_reading_agrees_with_whole_replies(engine):
     assert same >= 0.75 and abs(first.score - whole.score) < 0.15
 
 
+async def test_reference_likelihood_agrees_with_greedy_replies(engine):
+    """Format items scored by the likelihood of their reference reply, beside the same items
+    scored by greedy replies and their verifiers: where every reference token is the model's
+    top token greedy decoding reproduces the reference (so that share cannot exceed greedy's
+    accuracy), and items greedy gets right are far likelier than items it gets wrong."""
+    (suite,) = trim([load_builtin_suites()["format_following"]], 64)
+    assert suite.scoring == "reference"
+    ref = await score_suite(engine, MODEL, suite, concurrency=32)
+    greedy = await score_suite(engine, MODEL, dataclasses.replace(suite, scoring="greedy"), concurrency=32)
+    assert ref.failed == greedy.failed == 0
+    right = [ref.items[i] for i, v in greedy.items.items() if v == 1.0]
+    wrong = [ref.items[i] for i, v in greedy.items.items() if v == 0.0]
+    print(
+        f"\nreference {ref.score:.3f} (all tokens top-1: {ref.accuracy:.3f}); greedy {greedy.score:.3f}; "
+        f"mean reference score where greedy right {sum(right) / max(len(right), 1):.3f}, "
+        f"wrong {sum(wrong) / max(len(wrong), 1):.3f}"
+    )
+    assert 0.0 < ref.score < 1.0 and all(0.0 < v <= 1.0 for v in ref.items.values())
+    assert ref.accuracy <= greedy.accuracy + 1 / ref.n
+    assert right and wrong and sum(right) / len(right) > sum(wrong) / len(wrong) + 0.1
+
+
 async def test_failed_requests_score_zero(engine):
     """A model name the engine does not serve: every request is refused, nothing raises."""
-    suite = load_builtin_suites()["format_following"]  # greedy: one chat per item
+    suite = load_builtin_suites()["format_following"]  # one request per item
     result = await score_suite(engine, "no-such-model", suite)
     assert result.failed == result.n == len(suite.items) and result.score == 0.0
 

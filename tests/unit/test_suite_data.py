@@ -1,4 +1,4 @@
-"""The shipped suite data (v2; arithmetic v3): size, determinism, answers, overlap with the learner's task.
+"""The shipped suite data (v2; arithmetic and format_following v3): size, determinism, answers, overlap with the learner's task.
 
 Answers are recomputed here from the prompt text (arithmetic, format instructions) or looked up
 in the curated tables through each item's tags (facts, words), so a generator bug that pairs a
@@ -32,7 +32,9 @@ from evals.verifiers import score
 SUITES = load_builtin_suites()
 TASK_DIR = Path(make_addition.__file__).parent / "addition"
 LIKELIHOOD = [s for s in SUITES.values() if s.scoring == "likelihood"]
-GREEDY = [s for s in SUITES.values() if s.scoring == "greedy"]
+# suites whose items carry a reference reply and its verifier (scored greedy, or by the
+# reference's likelihood)
+VERIFIED = [s for s in SUITES.values() if s.scoring in ("greedy", "reference")]
 
 
 def prompt_of(item: SuiteItem) -> str:
@@ -53,8 +55,9 @@ def test_at_least_5_suites_of_400_items_over_5_skills_each_declaring_its_scoring
             (BUILTIN_DIR / f"{suite.name}.v{suite.version}.jsonl").read_text().splitlines()[0]
         )
         assert header["suite"]["scoring"] == suite.scoring in SCORING_MODES, suite.name
-        assert all(item.scoring == suite.scoring for item in suite.items)
-    assert len(LIKELIHOOD) >= 3 and len(GREEDY) >= 1
+        form = "greedy" if suite.scoring == "reference" else suite.scoring  # items as greedy ones
+        assert all(item.scoring == form for item in suite.items)
+    assert len(LIKELIHOOD) >= 3 and len(VERIFIED) >= 1
 
 
 def test_the_generator_reproduces_the_shipped_files_byte_for_byte(tmp_path):
@@ -460,8 +463,8 @@ def test_format_references_recomputed_from_the_prompt():
     assert answers["yes"] == answers["no"], answers
 
 
-def test_greedy_references_verify_and_plausible_wrong_replies_do_not():
-    for suite in GREEDY:
+def test_references_verify_and_plausible_wrong_replies_do_not():
+    for suite in VERIFIED:
         for item in suite.items:
             assert score(item.reference, item.reference, item.verifier) == 1.0, item.id
             _, wrong = _expected_format_reference(item.tags[0], prompt_of(item))

@@ -31,7 +31,7 @@ def test_at_least_2000_items_over_at_least_5_skills():
     assert sum(per_skill.values()) >= 2000, per_skill
     # no skill is a token presence: each has enough items for 1 item < 0.25 points
     assert min(per_skill.values()) >= 400, per_skill
-    assert {suite.scoring for suite in SUITES.values()} == set(SCORING_MODES)
+    assert {"likelihood", "reference"} <= {suite.scoring for suite in SUITES.values()} <= set(SCORING_MODES)
 
 
 def test_builtin_files_are_versioned_and_named_after_their_header():
@@ -49,7 +49,7 @@ def test_every_raw_line_verifier_parses_with_its_reference():
         scoring = lines[0]["suite"]["scoring"]
         for row in lines[1:]:
             assert row["messages"][-1]["role"] == "user"
-            if scoring == "greedy":
+            if scoring in ("greedy", "reference"):  # a reply and its verifier
                 parse_verifier(row["verifier"], row["reference"])
                 assert "choices" not in row and "answer" not in row
             else:
@@ -99,13 +99,15 @@ def test_hash_follows_items_not_labels():
 
 def test_greedy_hash_is_the_items_alone_and_likelihood_hash_adds_the_mode():
     """A greedy suite hashes as before the scoring mode existed (cached scores stay valid); a
-    likelihood suite's hash also covers its mode."""
+    likelihood or reference suite's hash also covers its mode (the same items scored another
+    way are another cache entry)."""
     suite = SUITES["format_following"]
-    assert suite.scoring == "greedy"
+    assert suite.scoring == "reference"
     digest = hashlib.sha256()
     for item in suite.items:
         digest.update(json.dumps(item.to_json(), ensure_ascii=False, sort_keys=True).encode() + b"\n")
-    assert suite.sha256 == digest.hexdigest()
+    assert _items_sha256(suite.items) == digest.hexdigest()  # what the greedy suite would hash to
+    assert suite.sha256 == _items_sha256(suite.items, "reference") != digest.hexdigest()
     mc = SUITES["factual_qa"]
     assert mc.scoring == "likelihood"
     assert mc.sha256 == _items_sha256(mc.items, "likelihood") != _items_sha256(mc.items)
