@@ -1,6 +1,6 @@
 """Does the gate tell forgetting from noise? False rejections and detections, beside today's rule.
 
-    .venv/bin/python bench/gate_power.py [--noise 2e-3,4e-3] [--seeds 3] [--damage 1.0]
+    .venv/bin/python bench/gate_power.py [--noise 2e-3,4e-3] [--seeds 3] [--first-seed 1] [--damage 1.0]
                                          [--damage-suites factual_qa,arithmetic] [--max-items 200]
                                          [--suites a,b] [--greedy-copies format_following]
 
@@ -242,7 +242,7 @@ async def run(args: argparse.Namespace) -> dict:
             )
             base_rest: dict[str, dict[str, float]] = {}  # filled per suite on first need
             for rms in [float(x) for x in args.noise.split(",") if x]:
-                for seed in range(args.seeds):
+                for seed in range(args.first_seed - 1, args.first_seed - 1 + args.seeds):
                     with tempfile.TemporaryDirectory(prefix="perennial-gate-") as tmp:
                         l2 = perturbed_copy(model_dir, Path(tmp), rms, seed=seed + 1)
                         await load(client, Path(tmp))
@@ -436,6 +436,9 @@ def main() -> None:
     parser.add_argument("--engine-url", help=f"use a running engine serving {MODEL}")
     parser.add_argument("--noise", default="2e-3,4e-3", help="noise RMS levels")
     parser.add_argument("--seeds", type=int, default=3, help="noise candidates per level")
+    parser.add_argument(
+        "--first-seed", type=int, default=1, help="seed of the first noise candidate (to extend a run)"
+    )
     parser.add_argument(
         "--damage", default="1.0", help="gradient-ascent step sizes (SGD, grad norm clipped to 1)"
     )
