@@ -6,8 +6,8 @@
   a swap during the measurement cannot go unnoticed.
 * ``round_record``: one finished learner round, flattened from ``GET /admin/learner/rounds/{id}``
   and ``GET /admin/versions``: decision and reasons, thresholds, the gate's scores (round
-  held-out target of incumbent and candidate, suites of candidate / incumbent / base), KL to
-  the base, ||theta - theta0||, per-iteration metrics. (A round shows its train / held-out split
+  held-out target of incumbent and candidate, suites of candidate / incumbent / base, the
+  paired interval of candidate - base per suite), KL to the base, ||theta - theta0||, per-iteration metrics. (A round shows its train / held-out split
   and resolved ES config only while it runs; bench/online.py keeps them from its polling.)
 """
 
@@ -112,6 +112,17 @@ def _iterations(run: dict[str, Any]) -> list[dict[str, Any]]:
     return [{k: it.get(k) for k in keep} for it in run.get("iterations") or []]
 
 
+def base_intervals(checks: list[dict[str, Any]] | None) -> dict[str, dict[str, float]]:
+    """The gate's paired intervals of candidate - base per suite (``suite:<name>:base`` checks):
+    {suite: {mean, low, high, n, confidence}}, empty where the decision holds none."""
+    found = {}
+    for check in checks or []:
+        parts = check.get("name", "").split(":")
+        if len(parts) == 3 and parts[0] == "suite" and parts[2] == "base" and check.get("interval"):
+            found[parts[1]] = check["interval"]
+    return found
+
+
 def round_record(url: str, admin_key: str, run_id: int) -> dict[str, Any]:
     """One finished round, flattened (see the module docstring); missing parts are None."""
     run = admin_get(url, admin_key, f"/admin/learner/rounds/{run_id}")
@@ -143,6 +154,7 @@ def round_record(url: str, admin_key: str, run_id: int) -> dict[str, Any]:
             "incumbent": _rounded((scores.get("incumbent") or {}).get("suites")),
             "base": _rounded((scores.get("base") or {}).get("suites")),
         },
+        "gate_intervals": base_intervals(gate.get("checks")),
         "kl": (gate.get("kl") or {}).get("kl"),
         "kl_stderr": (gate.get("kl") or {}).get("stderr"),
         "candidate_drift": (cand_version.get("metrics") or {}).get("drift"),

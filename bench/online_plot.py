@@ -5,7 +5,9 @@
 Writes ``<json>.png`` (per arm: the served version's held-out target and prior-suite scores vs
 round, with rejected candidates' suite scores as hollow markers; below, ||theta - theta0|| of
 every ES iteration and KL(candidate || base) per round) and ``<json>.md`` (summary table and
-per-round tables); returns / prints the markdown.
+per-round tables); returns / prints the markdown. Where the rounds recorded the gate's paired
+intervals (candidate - base per suite), the summary gives the served version's lowest lower
+bound and the per-round table every candidate's intervals; runs recorded before say n/a.
 """
 
 from __future__ import annotations
@@ -36,6 +38,25 @@ def base_suites(arm: dict[str, Any]) -> dict[str, float]:
 
 def served_suites(record: dict[str, Any]) -> dict[str, float]:
     return record.get("served_suites", record["served_measure"]["suites"])
+
+
+def served_intervals(arm: dict[str, Any], version: str) -> dict[str, dict[str, float]] | None:
+    """The gate's paired intervals of ``version`` - base per suite (from the round that judged it;
+    the base against itself is 0 everywhere); None where the records hold none (runs recorded
+    before the gate stored intervals)."""
+    if version == "base":
+        zero = {"mean": 0.0, "low": 0.0, "high": 0.0}
+        return {s: zero for s in base_suites(arm)}
+    found = next((r.get("gate_intervals") for r in arm["rounds"] if r.get("candidate") == version), None)
+    return found or None
+
+
+def lowest_bound(intervals: dict[str, dict[str, float]] | None) -> tuple[float, str] | None:
+    """(lowest lower bound in points, its suite), or None."""
+    if not intervals:
+        return None
+    suite = min(intervals, key=lambda s: intervals[s]["low"])
+    return pts(intervals[suite]["low"]), suite
 
 
 def disagreement(arm: dict[str, Any]) -> float | None:
@@ -75,6 +96,8 @@ def summarize(arm: dict[str, Any]) -> dict[str, Any]:
     others = [d for s, d in delta.items() if s != OVERLAP]
     met = lambda ds: gain >= GOAL_GAIN and all(d is not None and d >= GOAL_PRIOR for d in ds)  # noqa: E731
     served = rounds[-1]["served"] if rounds else "base"
+    intervals = served_intervals(arm, served)
+    lowest = lowest_bound(intervals)
     return {
         "rounds": len(rounds),
         "stopped": arm.get("stopped"),
@@ -92,6 +115,10 @@ def summarize(arm: dict[str, Any]) -> dict[str, Any]:
         "served": served,
         "served_drift": rounds[-1]["served_drift"] if rounds else 0.0,
         "served_kl": _kl_of(rounds, served),
+        "served_intervals": intervals,
+        "served_lowest_bound": lowest,
+        # the goal on intervals: gain >= 10 points and every suite's lower bound (served - base) >= -1
+        "goal_met_on_intervals": None if lowest is None else gain >= GOAL_GAIN and lowest[0] >= GOAL_PRIOR,
         "goal_met": met(delta.values()),
         "goal_met_excluding_overlap": met(others),
         "same_weights_disagreement": disagreement(arm),
@@ -120,6 +147,7 @@ def table(results: dict[str, Any]) -> str:
         "rounds (promoted / rejected / failed)",
         "target base -> served (gain)",
         *[f"{s} {'(overlap) ' if s == OVERLAP else ''}change" for s in suites],
+        "served - base, lowest 95% CI bound (suite)",
         "worst served prior change",
         "worst candidate prior change",
         "KL(served ‖ base)",
@@ -137,6 +165,7 @@ def table(results: dict[str, Any]) -> str:
             f"{s['rounds']} ({s['promoted']} / {s['rejected']} / {s['failed']})",
             f"{s['target_base']:.1f} -> {s['target_final']:.1f} ({s['target_gain']:+.1f})",
             *[num(s["prior_delta"][x]) for x in suites],
+            "n/a" if s["served_lowest_bound"] is None else "{:+.1f} ({})".format(*s["served_lowest_bound"]),
             num(s["served_worst_prior_delta"]),
             num(s["candidate_worst_prior_delta"]),
             num(s["served_kl"], ".4f"),
@@ -151,12 +180,12 @@ def table(results: dict[str, Any]) -> str:
 def round_table(name: str, arm: dict[str, Any]) -> str:
     head = (
         "| round | decision | candidate | gate target (incumbent -> candidate) | served | served target | "
-        "served suites | KL(cand ‖ base) | ‖θ − θ0‖ cand | minutes | reasons |"
+        "served suites | candidate - base, points [95% CI] | KL(cand ‖ base) | ‖θ − θ0‖ cand | minutes | reasons |"
     )
-    lines = [f"### {name}", "", head, "|" + "---|" * 11]
+    lines = [f"### {name}", "", head, "|" + "---|" * 12]
     lines.append(
         f"| 0 | - | - | - | base | {arm['base']['target']:.3f} | "
-        f"{', '.join(f'{k} {v:.3f}' for k, v in base_suites(arm).items())} | 0 | 0 | - | - |"
+        f"{', '.join(f'{k} {v:.3f}' for k, v in base_suites(arm).items())} | - | 0 | 0 | - | - |"
     )
     for r in arm["rounds"]:
         m, gt = r["served_measure"], r["gate_target"]
@@ -166,10 +195,21 @@ def round_table(name: str, arm: dict[str, Any]) -> str:
         lines.append(
             f"| {r['round']} | {r['decision'] or r['status']} | {r['candidate']} | {num(gt['incumbent'], '.3f')} -> "
             f"{num(gt['candidate'], '.3f')} | {r['served']} | {m['target']:.3f} | "
-            f"{', '.join(f'{k} {v:.3f}' for k, v in served_suites(r).items())} | {num(r['kl'], '.4f')} | "
+            f"{', '.join(f'{k} {v:.3f}' for k, v in served_suites(r).items())} | {intervals_cell(r)} | "
+            f"{num(r['kl'], '.4f')} | "
             f"{num(r['candidate_drift'], '.2f')} | {r['wall_s'] / 60:.1f} | {reasons} |"
         )
     return "\n".join(lines)
+
+
+def intervals_cell(record: dict[str, Any]) -> str:
+    found = record.get("gate_intervals") or {}
+    if not found:
+        return "n/a"
+    return ", ".join(
+        f"{s} {100 * i['mean']:+.1f} [{100 * i['low']:+.1f}, {100 * i['high']:+.1f}]"
+        for s, i in found.items()
+    )
 
 
 def _scores_axis(ax, name: str, arm: dict[str, Any]) -> None:
