@@ -205,6 +205,8 @@ async def attach_boot_version(
             f"{boot.version}: every replica must run the same engine build, dtype and settings"
         )
     swapper.held = {r.name: replace(target, checksum=checksum) for r in engine.replicas}
+    # what a failed rollout swaps back to must verify against what the engines hold now
+    swapper.current = replace(target, checksum=checksum)
     await versions.record_boot(checksum)
 
 

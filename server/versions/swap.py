@@ -20,6 +20,7 @@ this process, or every gateway sharing Redis).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import time
@@ -139,18 +140,29 @@ class HotSwapper:
             previous = self.current
             reports: list[SwapReport] = []
             done: list[Replica] = []
+            swapping: tuple[Replica, SwapTarget] | None = None
             try:
                 for i, replica in enumerate(self.engine.replicas):
                     if i and self.settle_s:
                         await asyncio.sleep(self.settle_s)
+                    swapping = (replica, self.held[replica.name])
                     report = await self._swap_replica(replica, target)
+                    swapping = None
                     reports.append(report)
                     done.append(replica)
                     # the replicas after the first must hold exactly the same weights
                     target = replace(target, checksum=target.checksum or report.checksum)
-            except SwapError as exc:
+            except Exception as raised:  # noqa: BLE001 - whatever failed, what was swapped goes back
+                exc = raised
+                if not isinstance(raised, SwapError):
+                    msg = f"rollout of {target.version} failed: {type(raised).__name__}: {raised}"
+                    exc = SwapError(msg, restored=True)
+                if swapping is not None and self.held[swapping[0].name] is not swapping[1]:
+                    done.append(swapping[0])  # it took the target before the failure (its event)
                 if not done:
-                    raise
+                    if exc is raised:
+                        raise
+                    raise exc from raised
                 names = [r.name for r in done]
                 log.error(
                     "rollout of %s failed; swapping %s back to %s", target.version, names, previous.version
@@ -183,7 +195,7 @@ class HotSwapper:
         for replica in reversed(replicas):
             try:
                 await self._swap_replica(replica, previous)
-            except SwapError:
+            except Exception:  # noqa: BLE001 - try every replica; the caller reports it
                 log.exception("swapping %s back to %s failed", replica.name, previous.version)
                 ok = False
         return ok
@@ -197,19 +209,21 @@ class HotSwapper:
         t0 = time.perf_counter()
         # Out of rotation only while another replica serves: a lone replica queues instead.
         rotate = any(r.serving for r in self.engine.replicas if r is not replica)
-        if rotate:
-            replica.in_rotation = False
-            await self.rollouts.draining(replica)
-            if not await replica.drained(self.drain_timeout_s):
-                log.warning(
-                    "%s still busy after %.0f s; pausing it anyway", replica.name, self.drain_timeout_s
-                )
-        restored = True
+        restored, paused, touched = True, False, False
         try:
+            if rotate:
+                replica.in_rotation = False
+                await self.rollouts.draining(replica)
+                if not await replica.drained(self.drain_timeout_s):
+                    log.warning(
+                        "%s still busy after %.0f s; pausing it anyway", replica.name, self.drain_timeout_s
+                    )
             t_drained = time.perf_counter()
+            paused = True  # from here on a failure may leave it paused
             await client.pause(mode="wait")
             t_paused = time.perf_counter()
             try:
+                touched = True
                 loaded = await self._load(replica, target)
             except Exception as exc:  # noqa: BLE001 - restore before anyone sees the weights
                 log.error(
@@ -245,6 +259,19 @@ class HotSwapper:
                 raise SwapError(
                     f"{target.version} failed verification on {replica.name}: {exc}", restored=restored
                 ) from exc
+        except SwapError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the engine or the coordination failed around the load
+            # (pause / resume refused, the engine died, Redis down): the caller swaps back what it
+            # swapped and audits it, never a bare 500. Its weights are known only if no load began.
+            restored = not touched
+            if paused:
+                with contextlib.suppress(Exception):  # a live engine is never left paused
+                    await client.resume()
+            raise SwapError(
+                f"swap of {replica.name} to {target.version} failed: {type(exc).__name__}: {exc}",
+                restored=restored,
+            ) from exc
         finally:
             if rotate and restored:  # a replica whose weights are unknown stays out
                 replica.in_rotation = True
@@ -286,6 +313,8 @@ class HotSwapper:
             await client.reset_prefix_cache()
         await client.update_weight_version(held.version)
         replica.version = held.version
+        if not self.busy:  # a replica a failed swap left out comes back once its weights are known
+            replica.in_rotation = True
 
     def restorer(self, replica: Replica):
         return functools.partial(self.restore_held, replica)

@@ -127,3 +127,57 @@ async def test_one_replica_stays_in_rotation_during_its_swap(tmp_path):
     replicas.replicas[0].client.pause = pause
     report = await swapper.swap(SwapTarget("v1", snapshot(tmp_path, "v1")))
     assert seen == [True] and report.replicas == []  # as before replicas: queued, not refused
+
+
+async def test_an_engine_that_refuses_its_pause_fails_the_rollout_and_the_first_is_swapped_back(tmp_path):
+    """Not a load failure: the second engine refuses the pause (it died). The rollout still ends
+    with every replica on the previous version and a SwapError (audited, a 502), never a bare
+    error that skips the swap-back; the refusing replica's weights were never touched."""
+    log: list = []
+    replicas = fleet(2, log)
+    served = ServedModel("m", "base")
+    swapper = HotSwapper(replicas, served, SwapTarget("base", snapshot(tmp_path, "base")))
+    second = replicas.replicas[1].client
+
+    async def refused(mode="wait"):
+        raise EngineUnavailable("connection refused")
+
+    second.pause = refused
+    with pytest.raises(SwapError) as info:
+        await swapper.swap(SwapTarget("v1", snapshot(tmp_path, "v1")))
+    assert "EngineUnavailable" in str(info.value)
+    assert info.value.restored and info.value.rolled_back == ["engine-0"]
+    assert [r.client.weights for r in replicas.replicas] == ["base", "base"]
+    assert [r.version for r in replicas.replicas] == ["base", "base"] and served.version == "base"
+    assert all(r.in_rotation for r in replicas.replicas)
+    assert ("e1", "resume") in log  # a pause that may have landed is undone
+
+
+async def test_a_resume_that_fails_after_the_load_keeps_that_replica_out_and_swaps_the_rest_back(tmp_path):
+    """The second engine loads v1 then fails to resume: its weights are unknown, so it stays
+    out of rotation (restored=False) and the first replica goes back to the previous version."""
+    replicas = fleet(2, [])
+    served = ServedModel("m", "base")
+    swapper = HotSwapper(replicas, served, SwapTarget("base", snapshot(tmp_path, "base")))
+    second = replicas.replicas[1].client
+
+    async def resume():
+        raise EngineUnavailable("connection dropped")
+
+    second.resume = resume
+    with pytest.raises(SwapError) as info:
+        await swapper.swap(SwapTarget("v1", snapshot(tmp_path, "v1")))
+    assert not info.value.restored and info.value.rolled_back == ["engine-0"]
+    assert replicas.replicas[0].client.weights == "base" and replicas.replicas[0].in_rotation
+    assert not replicas.replicas[1].in_rotation
+    assert served.version == "base" and swapper.current.version == "base"
+
+
+async def test_a_replica_left_out_by_a_failed_swap_returns_once_restarted_at_its_version(tmp_path):
+    replicas = fleet(2, [])
+    swapper = HotSwapper(replicas, ServedModel("m", "base"), SwapTarget("base", snapshot(tmp_path, "base")))
+    second = replicas.replicas[1]
+    second.in_rotation = False  # as a swap whose restore failed leaves it
+    second.client.version = "unknown"  # an attached engine restarted on other weights
+    await swapper.restore_held(second)
+    assert second.in_rotation and second.version == "base" and second.client.weights == "base"
