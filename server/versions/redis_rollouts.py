@@ -193,7 +193,11 @@ class RedisRollouts:
                     while True:
                         message = await pubsub.get_message(timeout=1.0)
                         if message is not None:
-                            self._on(json.loads(message["data"]))
+                            try:
+                                self._on(json.loads(message["data"]))
+                            except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                                # one malformed event must not stop this gateway's drains and acks
+                                log.warning("ignoring a malformed rollout event: %s", exc)
                         if self._away:
                             await self._check_away()
             except asyncio.CancelledError:
@@ -204,7 +208,9 @@ class RedisRollouts:
 
     def _on(self, event: dict) -> None:
         sender, kind = event.get("from"), event.get("kind")
-        if self.swapper is None:  # still booting: nothing of ours to update yet
+        if self.swapper is None:  # still booting: nothing of ours to update, no requests to drain
+            if kind == "draining" and sender != self.name:
+                self._spawn(self._publish("ack", to=sender, ack=event["ack"]))  # don't hold it up
             return
         if kind == "ack":
             if event.get("to") == self.name and event.get("ack") in self._acks:

@@ -148,3 +148,30 @@ async def test_a_booting_gateway_waits_for_a_rollout_in_progress(two):
         order.append("b holds")
     await task
     assert order == ["a holds", "a done", "b holds"]
+
+
+async def test_a_booting_gateway_acks_drains_at_once_and_a_malformed_event_stops_nobody(
+    tmp_path, redis_prefix
+):
+    """A gateway still booting (no replicas attached yet) has no requests to drain: it acks at
+    once instead of holding every replica of the rollout for the whole drain timeout. A
+    malformed event on the channel is skipped; the listener keeps acking."""
+    redis = Redis.from_url(REDIS_URL)
+    log: list = []
+    replicas = fleet(2, log)
+    base = SwapTarget("base", snapshot(tmp_path, "base"))
+    a = Gateway(redis, redis_prefix, replicas, base, "gw-a", drain_timeout_s=20)
+    booting = RedisRollouts(redis, prefix=redis_prefix, name="gw-booting", drain_timeout_s=20)
+    try:
+        await a.rollouts.start()
+        await booting.start()  # subscribed, never attached to a swapper
+        await redis.publish(a.rollouts.channel, json.dumps({"kind": "draining", "from": "gw-x"}))
+        started = time.monotonic()
+        await a.swapper.swap(SwapTarget("v1", snapshot(tmp_path, "v1")))
+        assert time.monotonic() - started < 10  # two drains, each would wait 20 s without the ack
+        assert [r.client.weights for r in replicas.replicas] == ["v1", "v1"]
+        assert booting._listener is not None and not booting._listener.done()
+    finally:
+        await a.rollouts.close()
+        await booting.close()
+        await redis.aclose()
