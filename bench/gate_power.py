@@ -49,7 +49,7 @@ from engine.client import EngineClient  # noqa: E402
 from evals.scoring import score_suites  # noqa: E402
 from evals.suites import Suite, load_builtin_suites, load_probes, trim  # noqa: E402
 from learner.drift import kl_estimate, sample_continuations, score_samples  # noqa: E402
-from learner.gate import Scores, Thresholds, decide  # noqa: E402
+from learner.gate import Scores, Thresholds, decide, suite_check_of  # noqa: E402
 from tests.support.server import shared_model_dir  # noqa: E402
 
 RESULTS = REPO / "bench" / "results" / "gate_power.json"
@@ -138,9 +138,10 @@ def judge(
     decision = decide(Scores(1.0, cand_items, kl), base, base, thresholds)
     suites = {}
     for check in decision.checks:
-        if check.name.startswith("suite:") and check.name.endswith(":base") and check.interval:
+        parsed = suite_check_of(check.name)
+        if parsed and parsed[1] == "base" and check.interval:
             ci = check.interval
-            suites[check.name.split(":")[1]] = {
+            suites[parsed[0]] = {
                 "mean": ci.mean,
                 "low": ci.low,
                 "high": ci.high,

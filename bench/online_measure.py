@@ -23,6 +23,7 @@ from openai import AsyncOpenAI
 
 from evals.scoring import score_suite, score_suites
 from evals.suites import Suite, load_builtin_suites, parse_suite_jsonl
+from learner.gate import suite_check_of
 
 
 class GatewayChat:
@@ -117,9 +118,9 @@ def base_intervals(checks: list[dict[str, Any]] | None) -> dict[str, dict[str, f
     {suite: {mean, low, high, n, confidence}}, empty where the decision holds none."""
     found = {}
     for check in checks or []:
-        parts = check.get("name", "").split(":")
-        if len(parts) == 3 and parts[0] == "suite" and parts[2] == "base" and check.get("interval"):
-            found[parts[1]] = check["interval"]
+        parsed = suite_check_of(check.get("name", ""))
+        if parsed and parsed[1] == "base" and check.get("interval"):
+            found[parsed[0]] = check["interval"]
     return found
 
 

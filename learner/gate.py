@@ -191,6 +191,15 @@ def _points(x: float) -> str:
     return f"{100 * x:+.1f}"
 
 
+def suite_check_of(name: str) -> tuple[str, str] | None:
+    """``(suite, "base" | "incumbent")`` for a suite check's name (``suite:<name>:<ref>``, as
+    :func:`_suite_check` names it), else None."""
+    if not name.startswith("suite:"):
+        return None
+    suite, _, ref = name[len("suite:") :].rpartition(":")
+    return (suite, ref) if suite and ref in ("base", "incumbent") else None
+
+
 def _suite_check(
     suite: str,
     ref_name: str,
