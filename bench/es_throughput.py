@@ -3,7 +3,7 @@ and what a learner costs the chats served beside it.
 
     .venv/bin/python bench/es_throughput.py [--members 8] [--prompts 16] [--max-tokens 16]
         [--arms auto,all,all+prefix,reload,transformers] [--setups default,split,all,all+yield,all+passive]
-        [--chat-seconds 30] [--out FILE]
+        [--chat-seconds 30] [--ray 1,2] [--ray-iterations 3] [--out FILE]
 
 Part 1, the learner alone (``--arms``), one arm after the other, a fresh learner engine each:
 
@@ -35,6 +35,15 @@ learner engine is idle, then while it evaluates members. Setups (serving plan / 
   in flight (up to 2 s; ``learner.yielding.ChatYield``, as the embedded learner does);
 * ``all+passive``: ``all`` / ``all`` with ``OMP_WAIT_POLICY=PASSIVE`` for both engines
   (waiting OpenMP threads sleep instead of spinning on the cores the other engine needs).
+
+Part 3, the learner on Ray (``--ray 1,2``: actor counts; off unless given): whole ES
+iterations through ``learner.es_loop.run_es`` (N = ``--members``, the same prompts), first on
+one learner engine without Ray (plan ``all``), then on K learner actors of a private local Ray
+cluster (``learner.distributed``; with plan ``all`` each actor gets its share of the cores).
+Members per minute = N / the iteration's population wall time (load + evaluate, the update
+excluded), median over ``--ray-iterations``; ``same weights`` compares the final master's
+checksum with the one-engine run's (same seeds; it differs only where a thread count changed a
+greedy near-tie, hence a fitness value).
 
 Medians over members and chats. Writes ``bench/results/es_throughput.json``. Timings depend on
 what else runs on the machine: run it on a quiet machine.
@@ -322,6 +331,74 @@ def transformers_arm(model_dir: Path, items: ItemSet, args) -> dict:
     return _summary(rows, update_s, {"mean_score": statistics.fmean(scores), "restore_max_abs_error": drift})
 
 
+async def ray_arms(model_dir: Path, items: ItemSet, args, counts: list[int]) -> dict[str, dict]:
+    """Whole ES iterations on one engine (no Ray), then on K Ray actors, same seeds and items."""
+    from learner.config import ESConfig
+    from learner.distributed import RayLearnerEngine
+    from learner.es_loop import run_es
+
+    config = ESConfig.preset(
+        "cpu",
+        population=args.members,
+        iterations=args.ray_iterations,
+        minibatch=args.prompts,
+        max_tokens=args.max_tokens,
+        sigma=SIGMA,
+        alpha=ALPHA,
+        awd_lambda=0.0,
+    )
+    results: dict[str, dict] = {}
+    arms = [("one engine", None), *((f"ray, {k} actor{'s' if k > 1 else ''}", k) for k in counts)]
+    for name, count in arms:
+        started = time.monotonic()
+        logs = Path(tempfile.mkdtemp(prefix="es-bench-ray-"))
+        if count is None:
+            engine = await LearnerEngine.start(model_dir, log_file=logs / "engine.log", cpu_threads="all")
+        else:
+            engine = await RayLearnerEngine.start(model_dir, address="local", actors=count, log_dir=logs)
+        print(f"{name}: up in {time.monotonic() - started:.0f} s")
+        try:
+            result = await run_es(
+                engine,
+                items,
+                config,
+                on_iteration=lambda r, n=name: print(f"  {n}: iteration {r.iteration} {r.wall_s:.1f} s"),
+            )
+            master = (await engine.checksum())["master"]
+        finally:
+            await engine.close()
+        walls = [r.wall_s - r.timings["update_s"] - r.timings["target_s"] for r in result.records]
+        per_member = [r.timings["evaluate_s"] / config.population for r in result.records]
+        results[name] = {
+            "actors": count or 0,
+            "population_wall_s": round(statistics.median(walls), 2),
+            "members_per_min": round(60 * config.population / statistics.median(walls), 2),
+            "evaluate_per_member_s": round(statistics.median(per_member), 3),
+            "update_s": round(statistics.median(r.timings["update_s"] for r in result.records), 2),
+            "master": master,
+            "workers": result.records[-1].workers,
+        }
+    first = results["one engine"]
+    for r in results.values():
+        r["speedup"] = round(r["members_per_min"] / first["members_per_min"], 2)
+        r["same_weights"] = r["master"] == first["master"]
+    return results
+
+
+def print_ray(results: dict[str, dict]) -> None:
+    if not results:
+        return
+    print(
+        "\n| learner | members/min | x one engine | population wall s | evaluate s per member (in its engine) "
+        "| update s | same weights |\n|---|---|---|---|---|---|---|"
+    )
+    for name, r in results.items():
+        print(
+            f"| {name} | {r['members_per_min']:.1f} | {r['speedup']:.2f}x | {r['population_wall_s']:.1f} "
+            f"| {r['evaluate_per_member_s']:.2f} | {r['update_s']:.2f} | {'yes' if r['same_weights'] else 'no'} |"
+        )
+
+
 def print_table(results: dict[str, dict]) -> None:
     cols = ["load_s", "evaluate_s", "update_per_member_s", "total_per_member_s", "members_per_min"]
     print(f"\n| arm | {' | '.join(cols)} |\n|---|{'---|' * len(cols)}")
@@ -360,6 +437,8 @@ def main() -> None:
     parser.add_argument("--arms", default="auto,all,all+prefix,reload,transformers")
     parser.add_argument("--setups", default="split,all,all+yield,all+passive")
     parser.add_argument("--chat-seconds", type=float, default=30.0)
+    parser.add_argument("--ray", default="", help="actor counts of the learner-on-Ray part, e.g. 1,2")
+    parser.add_argument("--ray-iterations", type=int, default=3)
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "es_throughput.json")
     args = parser.parse_args()
     arms = args.arms.split(",")
@@ -373,9 +452,13 @@ def main() -> None:
     names = [n for n in args.setups.split(",") if n]
     beside = asyncio.run(setups(model_dir, items, args, names)) if names else {}
     print_setups(beside)
+    counts = [int(k) for k in args.ray.split(",") if k]
+    on_ray = asyncio.run(ray_arms(model_dir, items, args, counts)) if counts else {}
+    print_ray(on_ray)
     report = {
         "results": results,
         "beside_serving": beside,
+        "ray": on_ray,
         "members": args.members,
         "prompts": args.prompts,
         "max_tokens": args.max_tokens,

@@ -65,11 +65,14 @@ async def measure_served(
         heldout: the fixed held-out target items (never asked by the simulated users).
         max_tokens: the reply budget of target items (the learner's generation budget).
         concurrency: requests in flight (the engine batches them).
-        suites: the prior suites (default: the shipped ones).
+        suites: the prior suites (default: the shipped ones); only greedy ones are measured.
     Returns:
         ``{"version", "target", "target_exact", "suites": {name: score}, "failed", "versions", "wall_s"}``.
     """
     suites = suites if suites is not None else load_builtin_suites()
+    # Likelihood and reference scoring read prompt log-probabilities, which the public API does
+    # not give: those suites are scored by the gate only (the learner engine, same weights).
+    suites = {name: s for name, s in suites.items() if s.scoring == "greedy"}
     started = time.perf_counter()
     async with AsyncOpenAI(base_url=url + "/v1", api_key=api_key, max_retries=2, timeout=600) as oai:
         client = GatewayChat(oai)

@@ -28,12 +28,16 @@ from typing import Any
 
 import torch
 
+from engine.group_watch import watch_group_leader
 from engine.kernel_load import refresh_tied_lm_head, verified_direct_loader
 from engine.rpc import worker_method
 from engine.threads import worker_threads
 from weights.es import NOISE_TABLE_SIZE, NoiseTable, es_step, l2_distance, perturbed, tensors_sha256
 from weights.meta import SnapshotMeta
 from weights.snapshot import load_tensors, write_snapshot
+
+# this module is loaded in every engine worker: end the engine's processes with their leader
+watch_group_leader()
 
 LOAD_MODES = ("auto", "direct", "reload")
 

@@ -18,8 +18,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from engine.group_watch import watch_group_leader
 from engine.rpc import worker_method
 from engine.threads import worker_threads
+
+# this module is loaded in every engine worker: end the engine's processes with their leader
+watch_group_leader()
 
 log = logging.getLogger(__name__)
 

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import httpx
 
+from engine.group_watch import GROUP_WATCH_ENV
 from engine.templates import resolve_chat_template
 from engine.threads import plan_environment
 
@@ -103,6 +104,7 @@ class EngineSpec:
         # compile cache loads fine (a warm start took 60 s).
         env.setdefault("VLLM_USE_AOT_COMPILE", "0")
         env["PYTHONUNBUFFERED"] = "1"
+        env[GROUP_WATCH_ENV] = "1"  # the worker ends the group if the server dies (engine.group_watch)
         return env
 
 
@@ -152,7 +154,8 @@ def _die_with_parent() -> None:
     """Runs in the child before exec: kill it when the process that started it dies.
 
     SIGKILL, not SIGTERM: an API server whose engine core had died was seen ignoring SIGTERM.
-    Its own children (engine core, worker) are reaped through the pid file (``reap_stale``).
+    Its own children (engine core, worker) follow it (``engine.group_watch``), and a group a
+    killed supervisor left is reaped through the pid file at the next start (``reap_stale``).
     """
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)

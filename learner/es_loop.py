@@ -44,6 +44,8 @@ class IterationRecord:
     target_score: float | None
     timings: dict[str, float]
     wall_s: float
+    # learner on Ray: per actor, its node, members evaluated, seconds and failures
+    workers: dict[str, dict[str, Any]] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -125,7 +127,9 @@ async def run_es(
     """Run ES + AWD for ``config.iterations`` iterations on the engine's master.
 
     Args:
-        engine: a ``LearnerEngine`` (or any handle with the same methods).
+        engine: a ``LearnerEngine`` (or any handle with the same methods). A handle with
+            ``distributed = True`` (``learner.distributed.RayLearnerEngine``) evaluates each
+            iteration's members on its actors side by side; the arithmetic is the same.
         items: training items (verifiable and/or rated).
         config: hyper-parameters.
         heldout: verifiable items for the target score (not trained on).
@@ -146,7 +150,17 @@ async def run_es(
         seed=config.seed,
         concurrency=config.concurrency,
     )
-    await evaluator.prepare(engine.load_base, engine.load_master)
+    distributed = getattr(engine, "distributed", False)  # learner.distributed.RayLearnerEngine
+    if distributed:
+        await engine.prepare_fitness(
+            items,
+            minibatch=config.minibatch,
+            max_tokens=config.max_tokens,
+            seed=config.seed,
+            concurrency=config.concurrency,
+        )
+    else:
+        await evaluator.prepare(engine.load_base, engine.load_master)
     result = ESResult()
     if heldout and eval_every:
         result.initial_target = await target_score(engine, heldout, config)
@@ -154,7 +168,10 @@ async def run_es(
         started = time.perf_counter()
         timings = {"load_s": 0.0, "evaluate_s": 0.0, "update_s": 0.0, "target_s": 0.0, "yield_s": 0.0}
         seeds = iteration_seeds(config.seed, iteration, config.pairs)
-        members = await _population(engine, evaluator, seeds, config, iteration, timings, before_member)
+        if distributed:
+            members = await engine.evaluate_population(iteration, seeds, config.sigma, timings, before_member)
+        else:
+            members = await _population(engine, evaluator, seeds, config, iteration, timings, before_member)
         coefficients = pair_coefficients(combine(members, config.fitness_weights))
         t0 = time.perf_counter()
         stats = await engine.apply_update(
@@ -189,6 +206,7 @@ async def run_es(
             target_score=target,
             timings={k: round(v, 3) for k, v in timings.items()},
             wall_s=round(time.perf_counter() - started, 3),
+            workers=engine.work_report() if distributed else None,
         )
         result.records.append(record)
         if on_iteration is not None and (pending := on_iteration(record)) is not None:

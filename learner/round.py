@@ -268,15 +268,31 @@ async def heldout_target(engine: Any, items: RoundItems, config: ESConfig) -> tu
     return fitness.likelihood or 0.0, True
 
 
+def actors_summary(workers: dict[str, dict[str, Any]] | None) -> str:
+    """`` | actors: actor-0 3, actor-1 2 (died: ...)`` for a learner on Ray; empty for one engine.
+
+    >>> actors_summary({"actor-0": {"members": 3, "failures": []}, "actor-1": {"members": 1, "failures": ["boom"]}})
+    ' | actors: actor-0 3, actor-1 1 (failed: boom)'
+    """
+    if not workers:
+        return ""
+    parts = []
+    for name, w in workers.items():
+        failed = f" (failed: {'; '.join(w['failures'])})" if w.get("failures") else ""
+        parts.append(f"{name} {w['members']}{failed}")
+    return " | actors: " + ", ".join(parts)
+
+
 def iteration_recorder(db: Database, run_id: int):
     async def record(it: IterationRecord) -> None:
         log.info(
-            "round %d: iteration %d fitness %.3f drift %.3f (%.1f s)",
+            "round %d: iteration %d fitness %.3f drift %.3f (%.1f s)%s",
             run_id,
             it.iteration,
             it.fitness_mean,
             it.drift,
             it.wall_s,
+            actors_summary(it.workers),
         )
         async with db.sessions() as session:
             await add_iteration(session, run_id=run_id, iteration=it.iteration, metrics=it.to_json())

@@ -265,26 +265,43 @@ class LearnerService:
         return ChatYield(self.chats_in_flight, max_wait_s=self.settings.learner_yield_max_s)
 
     async def _ensure_engine(self) -> Any:
-        from engine.learner_engine import LearnerEngine
         from engine.supervisor import chat_args
 
         engine = self.engine
-        if engine is not None and engine.supervisor is not None and engine.supervisor.pid is None:
+        if engine is not None and (
+            (engine.supervisor is not None and engine.supervisor.pid is None)
+            or getattr(engine, "degraded", False)
+        ):
+            # one engine that died, or a learner on Ray that lost an actor: a full set again
             log.warning("the learner engine died; starting a new one")
             await engine.close()
             engine = None
         if engine is None:
             s = self.settings
-            engine = await LearnerEngine.start(
-                self.base_dir,
+            options = dict(
                 base_dir=self.base_dir,
-                log_file=self.engine_log,
                 # the template and tool parser of serving: members see prompts as clients do
                 extra_args=chat_args(s.chat_template, s.tool_call_parser) + s.learner_engine_args,
                 cpu_threads=s.learner_cpu_threads,
                 prefix_cache=s.learner_prefix_cache,
                 start_timeout_s=s.learner_engine_start_timeout_s,
             )
+            if s.learner_ray:
+                from learner.distributed import RayLearnerEngine
+
+                engine = await RayLearnerEngine.start(
+                    self.base_dir,
+                    address=s.learner_ray,
+                    actors=s.learner_ray_actors,
+                    cpus_per_actor=s.learner_ray_cpus_per_actor,
+                    gpus_per_actor=s.learner_ray_gpus_per_actor,
+                    log_dir=self.engine_log.parent / "learner-ray",
+                    **options,
+                )
+            else:
+                from engine.learner_engine import LearnerEngine
+
+                engine = await LearnerEngine.start(self.base_dir, log_file=self.engine_log, **options)
             self.engine = engine
         return engine
 

@@ -92,6 +92,27 @@ class LearnerSettings(StateSettings):
         "(see README, CPU thread plan).",
     )
 
+    # --- the learner on Ray (optional: pip install 'perennial[ray]'; docs/ray.md) ---------------
+    learner_ray: str | None = Field(
+        None,
+        description="Run each iteration's population over learner engines that are Ray actors: "
+        "local (a private one-machine cluster in this process), auto (the cluster this machine "
+        "joined with `ray start`), or an address (HOST:PORT, ray://HOST:PORT). Unset: one learner "
+        "engine, no Ray.",
+    )
+    learner_ray_actors: int | None = Field(
+        None,
+        ge=1,
+        description="Learner actors (engines) on Ray. Unset: one per GPU of the cluster; without "
+        "GPUs, one per learner_ray_cpus_per_actor CPUs.",
+    )
+    learner_ray_cpus_per_actor: float = Field(1.0, gt=0, description="Ray CPUs each learner actor reserves.")
+    learner_ray_gpus_per_actor: float | None = Field(
+        None,
+        ge=0,
+        description="Ray GPUs each learner actor reserves (unset: 1 if the cluster has GPUs, else 0).",
+    )
+
     # --- the gate ------------------------------------------------------------------------------
     # Defaults and help are learner.gate.Thresholds' (the one declaration; docs/gate.md).
     gate_min_gain: float = Field(_GATE.min_gain, description=_HELP["min_gain"])

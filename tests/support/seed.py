@@ -55,10 +55,36 @@ class Candidate:
     incumbent_target: float = 0.3
     run_id: int | None = None  # set by :func:`seed`
     gate: dict = field(default_factory=dict)  # set by :func:`seed`: the stored gate record
+    on_ray: bool = False  # iterations carry a learner-on-Ray work report (actor-1 dies in the last)
 
     @property
     def approved(self) -> bool:
         return bool(self.gate.get("promote"))
+
+
+def workers_report(actor_dies: bool) -> dict[str, dict]:
+    """Two learner actors' work in one iteration, as ``RayLearnerEngine.work_report`` gives it."""
+    failures = (
+        ["ActorDiedError: The actor died unexpectedly before finishing this task."] if actor_dies else []
+    )
+    return {
+        "actor-0": {
+            "node": "10.0.0.1",
+            "alive": True,
+            "members": 5 if actor_dies else 4,
+            "load_s": 0.4,
+            "evaluate_s": 9.5,
+            "failures": [],
+        },
+        "actor-1": {
+            "node": "10.0.0.2",
+            "alive": not actor_dies,
+            "members": 3 if actor_dies else 4,
+            "load_s": 0.3,
+            "evaluate_s": 7.1,
+            "failures": failures,
+        },
+    }
 
 
 def iteration_rows(c: Candidate) -> list[dict]:
@@ -82,6 +108,7 @@ def iteration_rows(c: Candidate) -> list[dict]:
             target_score=fitness - 0.02,
             timings={"members": 8.0 + i, "update": 2.5},
             wall_s=10.5 + i,
+            workers=workers_report(i == c.iterations - 1) if c.on_ray else None,
         )
         rows.append(record.to_json())
     return rows

@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib.resources
 import json
 import re
+import shlex
 from pathlib import Path
 
 import click
@@ -57,9 +58,32 @@ def parse_cli(args: list[str]) -> click.Context:
     return command.make_context(args[0], list(args[1:]), parent=ctx)
 
 
+def perennial_args(spec: dict) -> list[str] | None:
+    """The ``perennial`` arguments a service runs: its command, or the ``exec perennial ...`` of
+    its shell line (the learner starts a Ray head first); None if it runs none (a Ray worker)."""
+    if spec.get("entrypoint") == ["sh", "-c"]:
+        _, found, rest = " ".join(spec["command"]).partition("exec perennial ")
+        return shlex.split(rest) if found else None
+    return spec["command"]
+
+
 @pytest.mark.parametrize("service", sorted(OURS))
 def test_commands_exist_in_the_cli(service):
-    parse_cli(OURS[service]["command"])
+    args = perennial_args(OURS[service])
+    if args is None:
+        assert service.startswith("ray-")
+        return
+    parse_cli(args)
+
+
+def test_the_learner_heads_a_ray_cluster_that_workers_join_with_the_same_volumes():
+    learner, worker = COMPOSE["services"]["learner"], COMPOSE["services"]["ray-worker"]
+    head = " ".join(learner["command"])
+    assert "ray start --head --port 6379" in head and "--dashboard-host 127.0.0.1" in head
+    ctx = parse_cli(perennial_args(learner))
+    assert ctx.params["ray_address"] == "auto"
+    assert "ray start --address learner:6379" in " ".join(worker["command"])
+    assert set(worker["volumes"]) == set(learner["volumes"])  # actors read and write the same paths
 
 
 def test_cli_check_can_fail():

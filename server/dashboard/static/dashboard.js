@@ -593,10 +593,15 @@ function renderIterations(run) {
     ],
   });
   const timings = (t) => Object.entries(t || {}).map(([k, v]) => `${k} ${fmtNum(v)}`).join(", ");
+  // The learner on Ray: per actor, the members it evaluated and its failures (one engine: "-").
+  const actors = (w) => Object.entries(w || {}).map(([name, a]) =>
+    `${name}${a.node ? ` (${a.node})` : ""}: ${a.members} members, ${fmtNum(a.evaluate_s)} s` +
+    ((a.failures || []).length ? `; ${name} failed: ${a.failures.join("; ")}` : "")).join(" | ") || "-";
   $("iterations-table").tBodies[0].replaceChildren(...its.map((i) => el("tr", {},
     ...[i.iteration, fmtNum(i.fitness_mean), fmtNum(i.fitness_max), fmtNum(i.target_score),
       fmtNum(i.drift), fmtNum(i.update_norm), fmtNum(i.update_sparsity), fmtNum(i.wall_s),
-      timings(i.timings)].map((c) => el("td", {}, String(c))))));
+      timings(i.timings)].map((c) => el("td", {}, String(c))),
+    el("td", {class: "actors"}, actors(i.workers)))));
 }
 
 // ---- rounds and audit tables ------------------------------------------------------------------
