@@ -286,6 +286,7 @@ class RayLearnerEngine:
         if not ray.is_initialized():
             try:
                 if address == "local":
+                    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # never phone home
                     ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
                     owns_ray = True
                 else:
