@@ -14,6 +14,10 @@ Part 1, the learner alone (``--arms``), one arm after the other, a fresh learner
 * ``all+prefix``: plan ``all`` and prompt prefixes cached within a member (the cache dropped
   at every weight change; the items share their chat template's system prompt);
 * ``reload``: thread plan ``auto``, members loaded through vLLM's generic ``reload_weights``;
+* ``all+eager``: plan ``all`` without torch.compile (``--enforce-eager``);
+* ``all+bf16``: plan ``all``, the engine in bfloat16 and eager (the master stays fp32; a
+  member is rounded to bf16 as it is loaded). Not in the default list; its scores are compared
+  like every arm's, and differ where bf16 changes a greedy answer;
 * ``transformers``: the naive baseline of the original ES-at-scale code: a transformers
   model, fresh seeded Gaussians per tensor added in place, batched greedy ``generate``,
   restore by subtraction (the table also reports the drift that leaves).
@@ -90,7 +94,12 @@ ARMS = {
     "all": ("all", "direct", False),
     "all+prefix": ("all", "direct", True),
     "reload": ("auto", "reload", False),
+    "all+eager": ("all", "direct", False),
+    "all+bf16": ("all", "direct", False),
 }
+# arm -> extra vLLM arguments of its learner engine. bf16 runs eager: vLLM's compiled CPU path
+# gives wrong greedy answers in bf16 (bench/bf16_cpu.py); "all+eager" separates the two effects.
+ARM_ARGS = {"all+eager": ["--enforce-eager"], "all+bf16": ["--dtype", "bfloat16", "--enforce-eager"]}
 # setup -> (serving plan, learner plan, learner prefix cache, yield seconds per member)
 SETUPS = {
     "default": ("auto", "auto", False, 0.0),
@@ -105,11 +114,18 @@ CHAT = {"messages": [{"role": "user", "content": "Name three colours."}], "max_t
         "temperature": 0.0, "min_tokens": 16}  # fmt: skip
 
 
-async def start_learner(model_dir: Path, plan: str, load_mode: str, prefix: bool) -> LearnerEngine:
+async def start_learner(
+    model_dir: Path, plan: str, load_mode: str, prefix: bool, extra_args: list[str] | None = None
+) -> LearnerEngine:
     log = Path(tempfile.mkdtemp(prefix="es-bench-")) / "engine.log"
     started = time.monotonic()
     engine = await LearnerEngine.start(
-        model_dir, log_file=log, cpu_threads=plan, noise=NoiseSpec(load_mode=load_mode), prefix_cache=prefix
+        model_dir,
+        log_file=log,
+        cpu_threads=plan,
+        noise=NoiseSpec(load_mode=load_mode),
+        prefix_cache=prefix,
+        extra_args=extra_args,
     )
     threads = (await engine.ping())["threads"]
     print(
@@ -124,7 +140,7 @@ async def engine_arms(model_dir: Path, items: ItemSet, args, arms: list[str]) ->
     results: dict[str, dict] = {}
     for arm in arms:
         plan, load_mode, prefix = ARMS[arm]
-        engine = await start_learner(model_dir, plan, load_mode, prefix)
+        engine = await start_learner(model_dir, plan, load_mode, prefix, ARM_ARGS.get(arm))
         try:
             if engine.init_info["load_mode"] != load_mode:
                 print(f"  {arm}: {load_mode} unavailable ({engine.init_info['rejected']}); skipped")

@@ -203,21 +203,46 @@ def _describe(exc: BaseException) -> str:
 
 
 class ActorClient:
-    """The engine client of the primary actor, for the driver's gate and target scoring."""
+    """The engine client of the actors, for the driver's held-out target, gate suites and KL.
+
+    Outside ``evaluate_population`` every live actor serves the same weights (every load is
+    broadcast), so each OpenAI-route call goes to the live actor with the fewest calls in
+    flight: the gate's suites are scored by all actors at once. ``spread = False`` sends
+    everything to the primary.
+    """
+
+    SPREAD = frozenset({"chat", "completions", "tokenize", "post"})
 
     def __init__(self, owner: RayLearnerEngine):
         self._owner = owner
+        self.spread = True
+        self.in_flight: dict[str, int] = {}
+        self.calls: dict[str, int] = {}  # per actor, since the start
 
     @property
     def base_url(self) -> str:
         return f"ray://{self._owner.primary.name}"
+
+    def _pick(self, method: str) -> ActorState:
+        if not (self.spread and method in self.SPREAD):
+            return self._owner.primary
+        live = self._owner.live
+        if not live:
+            return self._owner.primary  # raises NoActorsLeft
+        return min(live, key=lambda s: self.in_flight.get(s.name, 0))
 
     def __getattr__(self, method: str) -> Callable[..., Awaitable[Any]]:
         if method not in CLIENT_METHODS:
             raise AttributeError(method)
 
         async def call(*args: Any, **kwargs: Any) -> Any:
-            return await self._owner.primary.handle.client_call.remote(method, args, kwargs)
+            state = self._pick(method)
+            self.in_flight[state.name] = self.in_flight.get(state.name, 0) + 1
+            self.calls[state.name] = self.calls.get(state.name, 0) + 1
+            try:
+                return await state.handle.client_call.remote(method, args, kwargs)
+            finally:
+                self.in_flight[state.name] -= 1
 
         return call
 
@@ -228,10 +253,11 @@ class ActorClient:
 class RayLearnerEngine:
     """K learner engines as Ray actors behind the ``LearnerEngine`` interface.
 
-    Weight-changing calls (``init_state``, ``apply_update``, ``load_master``, ``load_base``) go
-    to every live actor; ``load_member`` and ``load_weights_from`` (used by the gate on the
-    driver) and the read-only calls go to the primary. ``evaluate_population`` is the
-    distributed part; ``learner.es_loop.run_es`` uses it when the engine has it.
+    Every weight-changing call (``init_state``, ``apply_update``, the ``load_*`` calls) goes to
+    every live actor, so outside ``evaluate_population`` they all serve the same weights and
+    :class:`ActorClient` spreads the driver's scoring over them; read-only calls go to the
+    primary. ``evaluate_population`` is the distributed part; ``learner.es_loop.run_es`` uses
+    it when the engine has it.
     """
 
     distributed = True
@@ -450,7 +476,7 @@ class RayLearnerEngine:
         return await self._on_primary("ping")
 
     async def load_member(self, seed: int, sigma: float, sign: int) -> dict:
-        return await self._on_primary("load_member", seed=seed, sigma=sigma, sign=sign)
+        return await self._broadcast("load_member", seed=seed, sigma=sigma, sign=sign)
 
     async def load_master(self) -> dict:
         return await self._broadcast("load_master")
@@ -476,7 +502,7 @@ class RayLearnerEngine:
         return await self._on_primary("drift")
 
     async def load_weights_from(self, model_dir: Path) -> dict:
-        return await self._on_primary("load_weights_from", model_dir=str(model_dir))
+        return await self._broadcast("load_weights_from", model_dir=str(model_dir))
 
     async def snapshot(self, out_dir: Path, meta: SnapshotMeta) -> SnapshotMeta:
         """Check every actor's master is the same, then the primary writes it."""

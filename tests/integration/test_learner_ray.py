@@ -94,6 +94,33 @@ async def test_a_distributed_round_equals_the_single_engine_round_bit_for_bit(
         assert all(w["members"] > 0 and not w["failures"] for w in record.workers.values())
 
 
+async def test_the_drivers_scoring_is_spread_over_the_actors_that_serve_the_same_weights(
+    cluster, items, tiny
+):
+    import asyncio
+
+    from learner.fitness import greedy_body
+
+    await cluster.init_state(tiny, tiny)
+    await cluster.load_member(seed=7, sigma=1e-2, sign=1)  # every actor serves this member now
+    bodies = [greedy_body(cluster.served_name, item, 8) for item in items.verifiable] * 12
+
+    async def replies() -> list[str]:
+        answers = await asyncio.gather(*(cluster.client.chat(b) for b in bodies))
+        return [a["choices"][0]["message"]["content"] for a in answers]
+
+    cluster.client.calls.clear()
+    spread = await replies()
+    assert all(cluster.client.calls.get(s.name, 0) > 0 for s in cluster.actors), cluster.client.calls
+    cluster.client.spread = False
+    try:
+        alone = await replies()
+    finally:
+        cluster.client.spread = True
+    assert spread == alone
+    await cluster.load_master()
+
+
 async def test_killing_an_actor_mid_iteration_gives_the_same_weights(
     cluster, items, reference, tiny, tmp_path
 ):
