@@ -36,6 +36,12 @@ def base_suites(arm: dict[str, Any]) -> dict[str, float]:
     return arm.get("base_suites") or arm["base"]["suites"]
 
 
+def awd_lambda(arm: dict[str, Any]) -> float:
+    """The arm's AWD strength (``awd_lambda`` in the round body; ``lambda`` in older runs)."""
+    body = arm["settings"]["round_body"]
+    return body.get("awd_lambda", body.get("lambda", 0.0))
+
+
 def served_suites(record: dict[str, Any]) -> dict[str, float]:
     return record.get("served_suites", record["served_measure"]["suites"])
 
@@ -157,10 +163,10 @@ def table(results: dict[str, Any]) -> str:
     ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, arm in arms.items():
-        s, body = summarize(arm), arm["settings"]["round_body"]
+        s = summarize(arm)
         row = [
             name,
-            num(body.get("awd_lambda", body.get("lambda")), "g"),
+            num(awd_lambda(arm), "g"),
             "on" if arm["settings"]["gate"] else "off",
             f"{s['rounds']} ({s['promoted']} / {s['rejected']} / {s['failed']})",
             f"{s['target_base']:.1f} -> {s['target_final']:.1f} ({s['target_gain']:+.1f})",
@@ -234,7 +240,7 @@ def _scores_axis(ax, name: str, arm: dict[str, Any]) -> None:
             ax.axvspan(r["round"] - 0.15, r["round"] + 0.15, color="red", alpha=0.08)
     gate = "gate on" if arm["settings"]["gate"] else "gate off"
     ax.set(
-        title=f"{name} (lambda {arm['settings']['round_body']['lambda']:g}, {gate})",
+        title=f"{name} (lambda {awd_lambda(arm):g}, {gate})",
         xlabel="round",
         ylabel="served score (points)",
         xticks=xs,
@@ -279,7 +285,7 @@ def plot(results: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     arms = measured(results)
-    fig, axes = plt.subplots(2, max(1, len(arms)), figsize=(5.2 * max(1, len(arms)), 8), squeeze=False)
+    fig, axes = plt.subplots(2, max(1, len(arms)), figsize=(max(8.0, 5.2 * len(arms)), 8), squeeze=False)
     for col, (name, arm) in enumerate(arms.items()):
         _scores_axis(axes[0][col], name, arm)
         _drift_axis(axes[1][col], arm)
