@@ -93,7 +93,7 @@ class LearnerActor:
         }
 
     async def start(self, model_dir: str, base_dir: str, options: dict[str, Any]) -> dict[str, Any]:
-        """Start this actor's engine on ``model_dir`` anchored to ``base_dir``; its ping."""
+        """Start this actor's engine on ``model_dir`` anchored to ``base_dir``; its ping and init info."""
         for path in (model_dir, base_dir):
             if not Path(path).exists():
                 raise FileNotFoundError(
@@ -104,7 +104,7 @@ class LearnerActor:
         options["noise"] = NoiseSpec(**options["noise"])
         options["log_file"] = Path(options["log_file"])
         self.engine = await LearnerEngine.start(Path(model_dir), base_dir=Path(base_dir), **options)
-        return await self.engine.ping()
+        return {**await self.engine.ping(), "init_info": self.engine.init_info}
 
     def _engine(self) -> LearnerEngine:
         if self.engine is None:
@@ -383,6 +383,7 @@ class RayLearnerEngine:
                 state.place["gpus"],
             )
         engine = cls(states, served_name=served_name, owns_ray=owns_ray)
+        engine.init_info = pings[0].get("init_info") or {}
         engine.master_dir = Path(model_dir)
         engine.base_dir = Path(base_dir or model_dir)
         engine.noise = noise

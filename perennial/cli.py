@@ -159,6 +159,13 @@ def es_options(command):
 @es_options
 @click.option("--resume", is_flag=True, help="Continue the run recorded in --out.")
 @click.option("--eager", is_flag=True, help="Start the engine with --enforce-eager (faster start).")
+@click.option(
+    "--ray",
+    "ray_address",
+    metavar="local|auto|ADDRESS",
+    help="Spread the population over learner engines on Ray.",
+)
+@click.option("--ray-actors", type=int, help="Learner engines on Ray (default: one per GPU, or per CPU).")
 def learn(
     model_dir,
     items_path,
@@ -170,6 +177,8 @@ def learn(
     eval_every,
     resume,
     eager,
+    ray_address,
+    ray_actors,
     **overrides,
 ) -> None:
     """ES + AWD on a JSONL item file; writes metrics.jsonl and a snapshot (see perennial/learn.py)."""
@@ -199,6 +208,8 @@ def learn(
                 eval_every=eval_every,
                 resume=resume,
                 engine_args=["--enforce-eager"] if eager else None,
+                ray=ray_address,
+                ray_actors=ray_actors,
             )
         )
     except (ConfigError, ItemError, ValueError, FileNotFoundError) as exc:

@@ -4,6 +4,7 @@
         [--preset paper|cpu] [--config FILE.yaml] [--base DIR] [--heldout FILE] \\
         [--eval-every N] [--population N] [--sigma S] [--alpha A] [--awd-lambda L] \\
         [--awd-kind l2|l1] [--minibatch M] [--max-tokens T] [--seed S] [--resume] [--eager]
+        [--ray local|auto|ADDRESS] [--ray-actors K]
 
 Example (the shipped addition task, CPU settings, L2 AWD):
 
@@ -18,7 +19,7 @@ extension), runs the loop with a progress bar, and writes into ``--out``:
 * ``metrics.jsonl`` one record per iteration (fitness, drift, update norm/sparsity, seeds,
   coefficients, timings, target score when evaluated);
 * ``snapshot/``     the final weights as a HF model directory with ``meta.json``;
-* ``engine.log``    the engine's output.
+* ``engine.log``    the engine's output (with ``--ray``: ``ray/actor-<i>.log``, one per actor).
 
 ``--resume`` re-applies the iterations recorded in ``metrics.jsonl`` (bit-exact) and goes on.
 """
@@ -86,6 +87,8 @@ async def learn(
     resume: bool = False,
     engine_args: list[str] | None = None,
     progress: bool = True,
+    ray: str | None = None,
+    ray_actors: int | None = None,
 ) -> SnapshotMeta:
     """Run ES + AWD and write metrics and a final snapshot under ``out_dir``.
 
@@ -100,6 +103,9 @@ async def learn(
         resume: continue the run recorded in ``out_dir``.
         engine_args: extra vLLM server arguments.
         progress: show a tqdm progress bar.
+        ray: run the population on learner engines that are Ray actors at this address
+            (``local``, ``auto``, ``HOST:PORT``; see docs/ray.md); None: one engine.
+        ray_actors: how many actors (None: one per GPU, or per CPU without GPUs).
 
     Returns:
         The snapshot's ``meta.json`` content.
@@ -128,13 +134,26 @@ async def learn(
 
     _banner("learner engine")
     started = time.monotonic()
-    engine = await LearnerEngine.start(
-        model_dir,
-        base_dir=base_dir,
-        noise=config.noise,
-        log_file=out_dir / "engine.log",
-        extra_args=engine_args,
-    )
+    if ray:
+        from learner.distributed import RayLearnerEngine
+
+        engine = await RayLearnerEngine.start(
+            model_dir,
+            address=ray,
+            actors=ray_actors,
+            base_dir=base_dir,
+            noise=config.noise,
+            log_dir=out_dir / "ray",
+            extra_args=engine_args,
+        )
+    else:
+        engine = await LearnerEngine.start(
+            model_dir,
+            base_dir=base_dir,
+            noise=config.noise,
+            log_file=out_dir / "engine.log",
+            extra_args=engine_args,
+        )
     try:
         log.info(
             "engine ready in %.0f s (%s load)", time.monotonic() - started, engine.init_info.get("load_mode")
