@@ -443,14 +443,13 @@ class RayLearnerEngine:
     async def _on_primary(self, method: str, **kwargs: Any) -> Any:
         return await self.primary.handle.engine_call.remote(method, kwargs)
 
-    async def _broadcast(self, method: str, **kwargs: Any) -> Any:
-        """``method`` on every live actor; the primary's result. An actor that fails is dropped."""
+    async def _on_all(self, call: Callable[[ActorState], Awaitable[Any]]) -> Any:
+        """``call`` for every live actor at once; the first survivor's result. An actor whose
+        call fails is dropped; NoActorsLeft if none is left."""
         live = self.live
         if not live:
             raise NoActorsLeft(self._last_error())
-        results = await asyncio.gather(
-            *(s.handle.engine_call.remote(method, kwargs) for s in live), return_exceptions=True
-        )
+        results = await asyncio.gather(*(call(s) for s in live), return_exceptions=True)
         for state, result in zip(live, results, strict=True):
             if isinstance(result, BaseException):
                 self._drop(state, result)
@@ -458,6 +457,10 @@ class RayLearnerEngine:
         if not ok:
             raise NoActorsLeft(self._last_error())
         return ok[0]
+
+    async def _broadcast(self, method: str, **kwargs: Any) -> Any:
+        """Engine ``method`` on every live actor; the primary's result."""
+        return await self._on_all(lambda s: s.handle.engine_call.remote(method, kwargs))
 
     # --- the LearnerEngine interface -----------------------------------------------------------
 
@@ -517,15 +520,7 @@ class RayLearnerEngine:
 
     async def prepare_fitness(self, items: ItemSet, **options: Any) -> None:
         """Every actor builds the round's evaluator (the local loop's ``FitnessEvaluator(...)`` + ``prepare``)."""
-        live = self.live
-        results = await asyncio.gather(
-            *(s.handle.prepare_fitness.remote(items, options) for s in live), return_exceptions=True
-        )
-        for state, result in zip(live, results, strict=True):
-            if isinstance(result, BaseException):
-                self._drop(state, result)
-        if self.dead:
-            raise NoActorsLeft(self._last_error())
+        await self._on_all(lambda s: s.handle.prepare_fitness.remote(items, options))
 
     async def evaluate_population(
         self,
@@ -540,11 +535,10 @@ class RayLearnerEngine:
         Members go to whichever actor is free. A member whose actor fails is queued again and
         run by another; the failed actor is dropped for the rest of the round.
         """
-        jobs = [(i, seed, sign) for i, (seed, sign) in enumerate((s, g) for s in seeds for g in (1, -1))]
-        results: list[MemberFitness | None] = [None] * len(jobs)
+        pending = [(i, seed, sign) for i, (seed, sign) in enumerate((s, g) for s in seeds for g in (1, -1))]
+        results: list[MemberFitness | None] = [None] * len(pending)
         for state in self.actors:
             state.reset_work()
-        pending = list(jobs)
         while pending:
             live = self.live
             if not live:

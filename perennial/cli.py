@@ -72,16 +72,27 @@ def engine(port, data_dir, model_dir) -> None:
     run(_settings(engine_port=port, data_dir=data_dir, model_dir=model_dir))
 
 
+def ray_options(settings: str):
+    """``--ray`` and ``--ray-actors`` (docs/ray.md); ``settings`` names the settings they set, if any."""
+
+    def decorate(command):
+        command = click.option(
+            "--ray-actors", type=int, help="Learner engines on Ray (default: one per GPU, or per CPU)."
+        )(command)
+        return click.option(
+            "--ray",
+            "ray_address",
+            metavar="local|auto|ADDRESS",
+            help=f"Spread each iteration's population over learner engines on Ray{settings}.",
+        )(command)
+
+    return decorate
+
+
 @main.command("learner")
 @click.option("--data-dir", type=click.Path(path_type=Path), help="State directory (PERENNIAL_DATA_DIR).")
 @click.option("--gateway-url", help="Gateway that promotes candidates (PERENNIAL_GATEWAY_URL).")
-@click.option(
-    "--ray",
-    "ray_address",
-    metavar="local|auto|ADDRESS",
-    help="Spread each round's population over learner engines on Ray (PERENNIAL_LEARNER_RAY).",
-)
-@click.option("--ray-actors", type=int, help="Learner engines on Ray (PERENNIAL_LEARNER_RAY_ACTORS).")
+@ray_options(" (PERENNIAL_LEARNER_RAY, PERENNIAL_LEARNER_RAY_ACTORS)")
 def learner_process(data_dir, gateway_url, ray_address, ray_actors) -> None:
     """Run learner rounds and their scheduler as their own process (production)."""
     from learner.settings import LearnerSettings
@@ -159,13 +170,7 @@ def es_options(command):
 @es_options
 @click.option("--resume", is_flag=True, help="Continue the run recorded in --out.")
 @click.option("--eager", is_flag=True, help="Start the engine with --enforce-eager (faster start).")
-@click.option(
-    "--ray",
-    "ray_address",
-    metavar="local|auto|ADDRESS",
-    help="Spread the population over learner engines on Ray.",
-)
-@click.option("--ray-actors", type=int, help="Learner engines on Ray (default: one per GPU, or per CPU).")
+@ray_options("")
 def learn(
     model_dir,
     items_path,
