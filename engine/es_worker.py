@@ -29,6 +29,7 @@ from typing import Any
 import torch
 
 from engine.group_watch import watch_group_leader
+from engine.idle import idle_spin, sleep_when_idle
 from engine.kernel_load import refresh_tied_lm_head, verified_direct_loader
 from engine.rpc import worker_method
 from engine.threads import worker_threads
@@ -38,6 +39,7 @@ from weights.snapshot import load_tensors, write_snapshot
 
 # this module is loaded in every engine worker: end the engine's processes with their leader
 watch_group_leader()
+sleep_when_idle()  # only where EngineSpec.idle_spin_s asks for it (engine.idle)
 
 LOAD_MODES = ("auto", "direct", "reload")
 
@@ -135,8 +137,13 @@ class ESWorkerExtension:
 
     @worker_method
     def es_ping(self) -> dict:
-        """The worker's pid and thread plan as applied (OpenMP threads and cores)."""
-        return {"extension": type(self).__name__, "pid": os.getpid(), "threads": worker_threads()}
+        """The worker's pid, thread plan as applied (OpenMP threads and cores) and idle spin."""
+        return {
+            "extension": type(self).__name__,
+            "pid": os.getpid(),
+            "threads": worker_threads(),
+            "idle_spin_s": idle_spin(),
+        }
 
     @worker_method
     def es_load_member(self, seed: str, sigma: str, sign: str) -> dict:

@@ -80,6 +80,9 @@ class LearnerEngine:
         start_timeout_s: float = 600.0,
         cpu_threads: str = "auto",
         prefix_cache: bool = False,
+        dtype: str = "auto",
+        idle_spin_s: float | None = None,
+        nice: int = 0,
     ) -> LearnerEngine:
         """Start a learner engine on ``model_dir`` (the parent) anchored to ``base_dir``.
 
@@ -93,6 +96,12 @@ class LearnerEngine:
             start_timeout_s: how long to wait for the engine's health check.
             cpu_threads: the engine's thread plan (see ``engine.threads``).
             prefix_cache: cache prompt prefixes within a member (dropped at every load).
+            dtype: the engine's ``--dtype`` (``engine.supervisor.resolve_dtype``); the ES master
+                stays float32 whatever it is, and a member is rounded to it as it is loaded.
+            idle_spin_s: how long the idle worker polls before it sleeps (``engine.idle``; None:
+                vLLM's own wait).
+            nice: the engine processes' CPU priority (0-19): above 0 it yields the cores to a
+                serving engine on the same machine whenever that one has work.
 
         Returns:
             A ready handle whose engine has the master loaded.
@@ -107,6 +116,9 @@ class LearnerEngine:
             prefix_caching=prefix_cache,
             extra_args=list(extra_args or []),
             cpu_threads=cpu_threads,
+            dtype=dtype,
+            idle_spin_s=idle_spin_s,
+            nice=nice,
         )
         supervisor = EngineSupervisor(spec, start_timeout_s=start_timeout_s, max_restarts=0)
         await supervisor.start()

@@ -19,11 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from engine.group_watch import watch_group_leader
+from engine.idle import sleep_when_idle
 from engine.rpc import worker_method
 from engine.threads import worker_threads
 
 # this module is loaded in every engine worker: end the engine's processes with their leader
 watch_group_leader()
+sleep_when_idle()  # only where EngineSpec.idle_spin_s asks for it (engine.idle)
 
 log = logging.getLogger(__name__)
 

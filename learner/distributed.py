@@ -295,6 +295,9 @@ class RayLearnerEngine:
         start_timeout_s: float = 600.0,
         cpu_threads: str = "all",
         prefix_cache: bool = False,
+        dtype: str = "auto",
+        idle_spin_s: float | None = None,
+        nice: int = 0,
     ) -> RayLearnerEngine:
         """Connect to Ray (``address``: ``local``, ``auto``, ``HOST:PORT`` or ``ray://...``), start the actors.
 
@@ -356,6 +359,9 @@ class RayLearnerEngine:
                 "extra_args": list(extra_args or []),
                 "start_timeout_s": start_timeout_s,
                 "prefix_cache": prefix_cache,
+                "dtype": dtype,
+                "idle_spin_s": idle_spin_s,
+                "nice": nice,
             }
             pings = await asyncio.gather(
                 *(

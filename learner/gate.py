@@ -313,6 +313,28 @@ def decide(candidate: Scores, incumbent: Scores, base: Scores, thresholds: Thres
     return Decision(True, [summary, checks[0].detail, checks[-1].detail], checks)
 
 
+def reject_without_suites(
+    candidate_target: float | None, incumbent_target: float | None, thresholds: Thresholds
+) -> Decision | None:
+    """The verdict when the held-out target check alone decides it, else None.
+
+    A candidate that does not gain on its round's held-out feedback is rejected whatever its
+    suites say, so scoring ~1,000 suite items and the KL for it buys nothing but minutes of a
+    round: the round skips them (``gate_early_reject``) and records this decision, whose
+    ``suites`` check says why no suite was scored. None when the target check passes.
+
+    >>> reject_without_suites(0.5, 0.5, Thresholds()).reasons[0]
+    'held-out target gain +0.0000 (0.5000 -> 0.5000) < min_gain 0.0100'
+    >>> reject_without_suites(0.6, 0.5, Thresholds()) is None
+    True
+    """
+    target = _target_check(Scores(candidate_target), Scores(incumbent_target), thresholds)
+    if target.passed:
+        return None
+    skipped = Check("suites", False, None, None, "suites and KL not scored: the target check decided")
+    return Decision(False, [target.detail], [target, skipped])
+
+
 def mean_scores(suites: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
     """Suite name -> mean item score (for listings next to the per-item scores)."""
     return {name: sum(items.values()) / len(items) for name, items in suites.items() if items}

@@ -27,7 +27,7 @@ from learner.config import ESConfig
 from learner.es_loop import IterationRecord, run_es, target_score
 from learner.feedback_items import RoundItems, build_round_items
 from learner.fitness import Batch, FitnessEvaluator
-from learner.gate import Decision, Scores, decide, mean_scores
+from learner.gate import Decision, Scores, Thresholds, decide, mean_scores, reject_without_suites
 from learner.gate_eval import cached_suite_scores, kl_to_base, load_dir
 from learner.items import ItemSet
 from learner.settings import LearnerSettings
@@ -159,36 +159,28 @@ async def run_round(ctx: RoundContext, run_id: int, overrides: dict[str, Any]) -
 
     # ---- 5. gate: held-out target, prior suites, KL(candidate || base) -----------------------
     await phase("gate", candidate=version_id)
-    suites = trim(await ctx.suites(), s.gate_suite_max_items)
-    cand_suites = await cached_suite_scores(db, engine, suites, version_id)  # master is loaded
-    kl = await kl_to_base(
-        engine, ctx.probes, k=s.gate_kl_samples, max_tokens=s.gate_kl_max_tokens, seed=config.seed
-    )  # leaves the base loaded
-    base_suites = await cached_suite_scores(db, engine, suites, BASE)
-    inc_suites = (
-        base_suites
-        if incumbent.id == BASE
-        else await cached_suite_scores(
-            db, engine, suites, incumbent.id, load=load_dir(engine, Path(incumbent.snapshot_path))
-        )
-    )
     thresholds = s.thresholds(overrides.get("gate"), rated_only=rated_only)
-    decision = decide(
-        Scores(candidate_target, cand_suites, kl.kl),
-        Scores(incumbent_target, inc_suites, None),
-        Scores(None, base_suites, 0.0),
-        thresholds,
+    early = (
+        reject_without_suites(candidate_target, incumbent_target, thresholds) if s.gate_early_reject else None
     )
+    if early is not None:
+        log.info("round %d: %s; suites and KL skipped", run_id, early.reasons[0])
+        decision = early
+        measured: dict[str, Any] = {
+            "scores": {
+                "candidate": {"target": candidate_target},
+                "incumbent": {"id": incumbent.id, "target": incumbent_target},
+            }
+        }
+    else:
+        decision, measured = await suites_gate(
+            ctx, config, incumbent, version_id, thresholds, candidate_target, incumbent_target
+        )
     gate = {
         **decision.to_json(),
         "thresholds": thresholds.to_json(),
-        "kl": kl.to_json(),
         "target_kind": "likelihood" if rated_only else "verifier",
-        "scores": {  # suite means; the per-item scores stay in the suite score cache
-            "candidate": {"target": candidate_target, "suites": mean_scores(cand_suites)},
-            "incumbent": {"id": incumbent.id, "target": incumbent_target, "suites": mean_scores(inc_suites)},
-            "base": {"suites": mean_scores(base_suites)},
-        },
+        **measured,
     }
     async with db.sessions() as session:
         await record_decision(
@@ -213,6 +205,50 @@ async def run_round(ctx: RoundContext, run_id: int, overrides: dict[str, Any]) -
             await enforce(session, s.retention_policy(), can_replay)  # a promotion runs it in the gateway
             await session.commit()
     return RoundOutcome("promoted" if decision.promote else "rejected", version_id, gate)
+
+
+async def suites_gate(
+    ctx: RoundContext,
+    config: ESConfig,
+    incumbent: Any,
+    version_id: str,
+    thresholds: Thresholds,
+    candidate_target: float,
+    incumbent_target: float,
+) -> tuple[Decision, dict[str, Any]]:
+    """The full gate: the candidate's suites and KL, the base's and incumbent's suites (cached).
+
+    Returns the decision and what was measured for the round's record (KL, suite means).
+    """
+    s, db, engine = ctx.settings, ctx.db, ctx.engine
+    suites = trim(await ctx.suites(), s.gate_suite_max_items)
+    cand_suites = await cached_suite_scores(db, engine, suites, version_id)  # master is loaded
+    kl = await kl_to_base(
+        engine, ctx.probes, k=s.gate_kl_samples, max_tokens=s.gate_kl_max_tokens, seed=config.seed
+    )  # leaves the base loaded
+    base_suites = await cached_suite_scores(db, engine, suites, BASE)
+    inc_suites = (
+        base_suites
+        if incumbent.id == BASE
+        else await cached_suite_scores(
+            db, engine, suites, incumbent.id, load=load_dir(engine, Path(incumbent.snapshot_path))
+        )
+    )
+    decision = decide(
+        Scores(candidate_target, cand_suites, kl.kl),
+        Scores(incumbent_target, inc_suites, None),
+        Scores(None, base_suites, 0.0),
+        thresholds,
+    )
+    measured = {
+        "kl": kl.to_json(),
+        "scores": {  # suite means; the per-item scores stay in the suite score cache
+            "candidate": {"target": candidate_target, "suites": mean_scores(cand_suites)},
+            "incumbent": {"id": incumbent.id, "target": incumbent_target, "suites": mean_scores(inc_suites)},
+            "base": {"suites": mean_scores(base_suites)},
+        },
+    }
+    return decision, measured
 
 
 async def room_for_candidate(db: Database, s: LearnerSettings) -> None:

@@ -23,6 +23,7 @@ import contextlib
 import logging
 import os
 import socket
+import time
 import uuid
 from collections.abc import Callable
 from datetime import timedelta
@@ -30,12 +31,13 @@ from pathlib import Path
 from typing import Any
 
 from engine.supervisor import reap_stale
-from evals.suites import load_probes
+from evals.suites import load_probes, trim
 from learner.config import ConfigError
+from learner.gate_eval import cached_suite_scores, load_dir
 from learner.round import Promote, RoundContext, room_for_candidate, run_round
 from learner.settings import LearnerSettings
 from learner.suites_store import enabled_suites, register_builtin_suites
-from learner.yielding import ChatYield
+from learner.yielding import ChatGuard, ChatYield
 from store.db import Database
 from store.learner_runs import (
     acquire_lock,
@@ -50,6 +52,7 @@ from store.learner_runs import (
     update_run,
 )
 from store.models import LearnerRun, utcnow
+from store.versions import BASE, serving_version
 
 log = logging.getLogger(__name__)
 
@@ -191,6 +194,8 @@ class LearnerService:
         return None
 
     async def _loop(self) -> None:
+        if self.settings.learner_prepare:
+            await self.prepare()
         while True:
             try:
                 await self._run_next()
@@ -199,6 +204,40 @@ class LearnerService:
             except Exception:  # noqa: BLE001 - the loop must survive anything
                 log.exception("learner loop error")
             await asyncio.sleep(self.settings.learner_poll_s)
+
+    async def prepare(self) -> None:
+        """While no round runs: start the learner engine and cache the gate's suite scores of
+        the base and of the serving version, so that the first round pays for neither.
+
+        A round that is queued meanwhile waits (the loop runs one thing at a time); a failure is
+        logged and left to the round, which starts the engine and scores what is missing itself.
+        """
+        started = time.perf_counter()
+        try:
+            engine = await self._ensure_engine()
+            suites = trim(await enabled_suites(self.db), self.settings.gate_suite_max_items)
+            async with self.db.sessions() as session:
+                serving = await serving_version(session)
+            async with self._chat_guard(engine):
+                await cached_suite_scores(self.db, engine, suites, BASE, load=engine.load_base)
+                if serving is not None and serving.id != BASE:
+                    await cached_suite_scores(
+                        self.db,
+                        engine,
+                        suites,
+                        serving.id,
+                        load=load_dir(engine, Path(serving.snapshot_path)),
+                    )
+            log.info(
+                "learner prepared in %.0f s (engine up, gate scores of the served versions cached)",
+                time.perf_counter() - started,
+            )
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the first round will do it
+            log.warning(
+                "learner preparation failed (the first round will redo it): %s: %s", type(exc).__name__, exc
+            )
 
     async def _run_next(self) -> None:
         async with self.db.sessions() as session:
@@ -244,7 +283,15 @@ class LearnerService:
                 self.promote,
                 before_member=self._chat_yield(),
             )
-            outcome = await run_round(ctx, run.id, (run.config or {}).get("overrides") or {})
+            async with self._chat_guard(engine) as guard:
+                outcome = await run_round(ctx, run.id, (run.config or {}).get("overrides") or {})
+            if guard is not None:
+                log.info(
+                    "round %d: learner paused %d times for chats, %.1f s in all",
+                    run.id,
+                    guard.pauses,
+                    guard.paused_s,
+                )
             values = {"status": "succeeded", "decision": outcome.decision}
             log.info("round %d: %s %s", run.id, outcome.decision, outcome.candidate)
         except asyncio.CancelledError:
@@ -263,6 +310,22 @@ class LearnerService:
         if self.chats_in_flight is None or self.settings.learner_yield_max_s <= 0:
             return None
         return ChatYield(self.chats_in_flight, max_wait_s=self.settings.learner_yield_max_s)
+
+    def _chat_guard(self, engine: Any) -> contextlib.AbstractAsyncContextManager[ChatGuard | None]:
+        """Pause the learner engine while chats are served (embedded learner, one engine only)."""
+        s = self.settings
+        if (
+            self.chats_in_flight is None
+            or s.learner_chat_pause_max_s <= 0
+            or getattr(engine, "distributed", False)
+        ):
+            return contextlib.nullcontext()
+        return ChatGuard(
+            self.chats_in_flight,
+            engine.client,
+            max_pause_s=s.learner_chat_pause_max_s,
+            min_run_s=s.learner_chat_pause_min_run_s,
+        )
 
     async def _ensure_engine(self) -> Any:
         from engine.supervisor import chat_args
@@ -284,6 +347,8 @@ class LearnerService:
                 extra_args=chat_args(s.chat_template, s.tool_call_parser) + s.learner_engine_args,
                 cpu_threads=s.learner_cpu_threads,
                 prefix_cache=s.learner_prefix_cache,
+                dtype=s.engine_dtype,  # members are judged in the numerics that serve them
+                nice=s.learner_nice,
                 start_timeout_s=s.learner_engine_start_timeout_s,
             )
             if s.learner_ray:

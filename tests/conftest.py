@@ -68,6 +68,8 @@ def server(tmp_path_factory, model_dir) -> RunningServer:
         "PERENNIAL_GATE_SUITE_MAX_ITEMS": "8",
         "PERENNIAL_GATE_KL_SAMPLES": "1",
         "PERENNIAL_GATE_KL_MAX_TOKENS": "16",
+        # the default: the learner engine starts and scores the base's gate suites at boot
+        "PERENNIAL_LEARNER_PREPARE": "true",
         # tool calling on (tests/integration/test_openai_surface.py); the shipped template
         # renders a chat without tools token for token as the model's own does
         "PERENNIAL_CHAT_TEMPLATE": "chatml-tools",

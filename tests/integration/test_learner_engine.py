@@ -22,6 +22,7 @@ from learner.es_loop import run_es
 from learner.fitness import FitnessEvaluator
 from learner.items import load_items
 from learner.round import snapshot_meta
+from learner.yielding import ChatGuard
 from weights.es import NoiseTable, es_step, tensors_sha256
 from weights.lineage import Generation, rebuild
 from weights.meta import SnapshotMeta
@@ -93,6 +94,30 @@ async def test_loading_the_master_after_members_restores_base_outputs_exactly(en
     assert (await engine.checksum())["master"] == sums["master"]  # a member never touches it
     assert await greedy(engine.client, engine.served_name) == base_text
     assert await logprobs(engine.client, engine.served_name) == base_lp  # bit for bit
+
+
+async def test_the_chat_guard_freezes_the_engine_mid_request_and_the_replies_are_unchanged(
+    engine, base_outputs
+):
+    """While chats are in flight the learner engine schedules nothing; its requests wait and end the same."""
+    base_text, _ = base_outputs
+    await engine.load_base()
+    chats = {"n": 1}
+    async with ChatGuard(
+        lambda: chats["n"], engine.client, max_pause_s=600, min_run_s=0, poll_s=0.005
+    ) as guard:
+        for _ in range(500):
+            if guard.pauses:
+                break
+            await asyncio.sleep(0.01)
+        assert await engine.client.is_paused()
+        replies = asyncio.create_task(greedy(engine.client, engine.served_name))
+        await asyncio.sleep(2.0)
+        assert not replies.done()  # frozen, not refused
+        chats["n"] = 0
+        assert await asyncio.wait_for(replies, 300) == base_text
+    assert not await engine.client.is_paused()
+    assert guard.pauses == 1 and guard.paused_s >= 2.0
 
 
 async def test_the_thread_plan_is_applied_and_members_score_the_same(engine, model_dir, tmp_path):

@@ -76,6 +76,21 @@ def greedy(server) -> tuple[list[str], set[str]]:
     return [r[1] for r in replies], {r[2] for r in replies}
 
 
+def test_the_learner_prepares_at_boot_so_no_round_scores_the_base(server):
+    """At boot (``learner_prepare``) the learner engine starts and the base's gate scores are cached."""
+    deadline = time.monotonic() + 900
+    while "learner prepared in" not in server.log_file.read_text():
+        assert time.monotonic() < deadline, "the learner never reported its preparation"
+        time.sleep(2)
+    log = server.log_file.read_text()
+    scored = [line for line in log.splitlines() if "scored base on" in line]
+    assert len(scored) == 1 and log.index(scored[0]) < log.index("learner prepared in"), scored
+    enabled = [s for s in get(server, "/admin/suites?model_version=base")["data"] if s["enabled"]]
+    assert enabled and all(s["score"] is not None for s in enabled), enabled
+    # the learner engine yields the cores to serving (PERENNIAL_LEARNER_NICE, default 19)
+    assert os.getpriority(os.PRIO_PROCESS, learner_engine_pid(server)) == 19
+
+
 def test_round_promotes_then_rejects_then_survives_a_crash(restores_base):
     server = restores_base
     before, versions = greedy(server)
@@ -113,6 +128,17 @@ def test_round_promotes_then_rejects_then_survives_a_crash(restores_base):
     assert {v["id"]: v for v in get(server, "/admin/versions")["data"]}[rejected]["status"] == "rejected"
     refused = post(server, f"/admin/versions/{rejected}/promote")
     assert refused.status_code == 409 and refused.json()["error"]["code"] == "gate_not_passed"
+
+    # --- no held-out gain: rejected at once, without suites or KL (gate_early_reject) ---------
+    give_feedback(server, 6, 150)
+    run = post(server, "/admin/learner/rounds", {**SMALL, "gate": {"min_gain": 1.0}}).json()
+    done = wait_round(server, run["id"])
+    assert done["status"] == "succeeded" and done["decision"] == "rejected", done
+    record = done["gate"]["checks"]  # the decision's record: its checks, thresholds, what was measured
+    checks = {c["name"]: c for c in record["checks"]}
+    assert set(checks) == {"target_gain", "suites"} and not checks["target_gain"]["passed"], checks
+    assert "kl" not in record and "min_gain" in done["gate"]["reasons"][0]
+    assert greedy(server) == (after, {candidate})
 
     # --- a round whose learner engine dies mid-way: failed, serving untouched ------------------
     give_feedback(server, 6, 200)

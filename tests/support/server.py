@@ -69,6 +69,9 @@ def start_server(data_dir: Path, env: dict[str, str], *, timeout: float = 400) -
     data_dir.mkdir(parents=True, exist_ok=True)
     log_file = data_dir / "serve.log"
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("PERENNIAL_")}
+    # A server's learner engine starts with its first round, not at boot, unless the test asks:
+    # most test servers never run a round, and several run side by side on a 2-core machine.
+    full_env["PERENNIAL_LEARNER_PREPARE"] = "false"
     full_env.update(env)
     full_env["PYTHONUNBUFFERED"] = "1"
     cmd = [sys.executable, "-m", "perennial.cli", "serve", "--port", str(port), "--data-dir", str(data_dir)]

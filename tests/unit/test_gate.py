@@ -12,7 +12,15 @@ import math
 
 import pytest
 
-from learner.gate import Decision, Scores, Thresholds, decide, mean_scores, paired_interval
+from learner.gate import (
+    Decision,
+    Scores,
+    Thresholds,
+    decide,
+    mean_scores,
+    paired_interval,
+    reject_without_suites,
+)
 
 # explicit, so the table does not move when the documented defaults are retuned
 T = Thresholds(min_gain=0.01, margin=0.03, max_total_drop=0.05, confidence=0.95, max_kl=None)
@@ -263,3 +271,17 @@ def test_default_thresholds_are_coherent_and_serialise():
 
 def test_mean_scores():
     assert mean_scores({"qa": suite(4, 3), "empty": {}}) == {"qa": 0.75}
+
+
+def test_a_candidate_without_target_gain_is_rejected_before_its_suites_are_scored():
+    t = Thresholds()
+    assert reject_without_suites(0.60, 0.50, t) is None  # gains: the suites decide
+    early = reject_without_suites(0.50, 0.50, t)
+    assert early is not None and not early.promote
+    assert [c.name for c in early.checks] == ["target_gain", "suites"]
+    assert early.reasons == [early.checks[0].detail] and "< min_gain" in early.reasons[0]
+    assert reject_without_suites(None, 0.5, t).checks[0].detail.startswith("held-out target gain: unknown")
+    # the same verdict the full gate reaches on the same targets, whatever the suites say
+    same = {"qa": {"a": 1.0, "b": 0.0}}
+    assert not decide(Scores(0.50, same, 0.0), Scores(0.50, same), Scores(None, same, 0.0), t).promote
+    json.dumps(early.to_json())

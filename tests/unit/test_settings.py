@@ -8,6 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from engine.supervisor import EngineSpec, resolve_dtype
+from learner.settings import LearnerSettings
 from server.settings import Settings
 
 
@@ -106,3 +107,18 @@ def test_engine_command_binds_loopback_and_loads_our_extension(tmp_path):
     assert "--no-enable-prefix-caching" not in cmd
     env = spec.environment()
     assert env["VLLM_SERVER_DEV_MODE"] == "1" and not any(k.startswith("PERENNIAL_") for k in env)
+
+
+def test_bf16_on_a_cpu_runs_eager_and_the_learner_follows_the_serving_dtype(tmp_path, monkeypatch):
+    import engine.supervisor as supervisor
+
+    monkeypatch.setattr(supervisor, "cpu_build", lambda: True)
+    spec = lambda **kw: EngineSpec(model_dir=tmp_path, served_name="m", log_file=tmp_path / "log", **kw)  # noqa: E731
+    assert "--enforce-eager" not in spec(dtype="float32").command(1)
+    bf16 = spec(dtype="bfloat16").command(1)
+    assert bf16[bf16.index("--dtype") + 1] == "bfloat16" and bf16.count("--enforce-eager") == 1
+    assert spec(dtype="bfloat16", extra_args=["--enforce-eager"]).command(1).count("--enforce-eager") == 1
+    monkeypatch.setattr(supervisor, "cpu_build", lambda: False)  # a GPU build compiles bf16 as usual
+    assert "--enforce-eager" not in spec(dtype="bfloat16").command(1)
+    monkeypatch.setenv("PERENNIAL_ENGINE_DTYPE", "bfloat16")
+    assert LearnerSettings().engine_dtype == "bfloat16"

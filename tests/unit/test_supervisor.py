@@ -34,3 +34,34 @@ def test_reap_stale_kills_a_recorded_engine_group_and_only_that(tmp_path):
     finally:
         if child.poll() is None:
             child.kill()
+
+
+def test_an_engine_started_nice_runs_at_that_cpu_priority_and_so_do_its_children(tmp_path):
+    import functools
+    import os
+    import subprocess
+    import sys
+
+    from engine.supervisor import EngineSpec, _start_child
+
+    code = "import os, subprocess, sys; print(os.nice(0), subprocess.check_output([sys.executable, '-c', 'import os; print(os.nice(0))']).decode().strip())"
+    base = os.nice(0)
+    out = subprocess.check_output([sys.executable, "-c", code], preexec_fn=functools.partial(_start_child, 7))
+    assert out.split() == [str(base + 7).encode(), str(base + 7).encode()]
+    assert EngineSpec(model_dir=tmp_path, served_name="m", log_file=tmp_path / "log").nice == 0  # serving
+
+
+def test_sleep_when_idle_shortens_the_queue_readers_poll_and_says_so(monkeypatch):
+    from vllm.distributed.device_communicators.shm_broadcast import SpinCondition
+
+    from engine.idle import IDLE_SPIN_ENV, idle_spin, sleep_when_idle
+
+    default = SpinCondition.__init__.__defaults__
+    try:
+        monkeypatch.delenv(IDLE_SPIN_ENV, raising=False)
+        assert sleep_when_idle() == {"idle_spin_s": None, "patched_queues": 0}  # not an engine
+        assert idle_spin() == 1.0  # vLLM's own: a second of polling after every step
+        monkeypatch.setenv(IDLE_SPIN_ENV, "0.005")
+        assert sleep_when_idle()["idle_spin_s"] == 0.005 and idle_spin() == 0.005
+    finally:
+        SpinCondition.__init__.__defaults__ = default
