@@ -2,7 +2,7 @@
 and what a learner costs the chats served beside it.
 
     .venv/bin/python bench/es_throughput.py [--members 8] [--prompts 16] [--max-tokens 16]
-        [--arms auto,all,all+prefix,reload,transformers] [--setups default,split,all,all+yield,all+passive]
+        [--arms auto,all,all+prefix,reload,transformers] [--setups default,split,all,all+yield,all+passive,all+pause,all+pause+chunk]
         [--chat-seconds 30] [--ray 1,2] [--ray-iterations 3] [--out FILE]
 
 Part 1, the learner alone (``--arms``), one arm after the other, a fresh learner engine each:
@@ -38,12 +38,29 @@ learner engine is idle, then while it evaluates members. Setups (serving plan / 
 * ``all+yield``: ``all`` / ``all``, and the learner waits before each member while a chat is
   in flight (up to 2 s; ``learner.yielding.ChatYield``, as the embedded learner does);
 * ``all+passive``: ``all`` / ``all`` with ``OMP_WAIT_POLICY=PASSIVE`` for both engines
-  (waiting OpenMP threads sleep instead of spinning on the cores the other engine needs).
+  (waiting OpenMP threads sleep instead of spinning on the cores the other engine needs);
+* ``all+pause``: ``all`` / ``all``, and the learner engine's scheduler is paused (requests
+  kept) while a chat is in flight, at most 2 s at a time with at least 0.5 s of learner work
+  between pauses (``learner.yielding.ChatGuard``, as the embedded learner does);
+* ``all+spin``, ``all+pause+spin``: ``all`` and ``all+pause`` with vLLM's own idle wait in
+  both engines' workers (polling for 1 s after every step; ``engine.idle``: the others sleep
+  after 5 ms);
+* ``all+nice``: ``all+spin`` with the learner engine at CPU priority nice 19 (the kernel gives
+  the serving engine the cores whenever it has work);
+* ``all+nice+sleep``: ``all+nice`` with the learner's worker sleeping when idle (the
+  embedded learner's default: serving keeps vLLM's wait);
+* ``all+nice+sleep+pause``: ``all+nice+sleep`` and the chat pause (``all+pause``);
+* ``all+pause+chunk``: ``all+pause`` with the learner's prefill in chunks of 256 tokens
+  (``--max-num-batched-tokens 256``; vLLM's CPU default is 2048, so a member's 16 prompts are
+  one step, and a pause waits for it).
 
-Part 3, the learner on Ray (``--ray 1,2``: actor counts; off unless given): whole ES
+Part 3, whole iterations and the learner on Ray (``--ray 1,2``; off unless given): whole ES
 iterations through ``learner.es_loop.run_es`` (N = ``--members``, the same prompts), first on
-one learner engine without Ray (plan ``all``), then on K learner actors of a private local Ray
-cluster (``learner.distributed``; with plan ``all`` each actor gets its share of the cores).
+one learner engine without Ray (float32, plan ``all``), then each arm of ``--ray``:
+``K[+bf16][+auto]`` is K learner actors of a private local Ray cluster (``learner.distributed``;
+with plan ``all`` each actor gets its share of the cores), K = 0 one engine without Ray,
+``+bf16`` the engines in eager bf16 (the master stays float32), ``+auto`` vLLM's own thread
+binding (the plan before thread plans existed).
 Members per minute = N / the iteration's population wall time (load + evaluate, the update
 excluded), median over ``--ray-iterations``; ``same weights`` compares the final master's
 checksum with the one-engine run's (same seeds; it differs only where a thread count changed a
@@ -73,11 +90,12 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from engine.client import EngineClient  # noqa: E402
+from engine.idle import IDLE_SPIN_S  # noqa: E402
 from engine.learner_engine import LearnerEngine, NoiseSpec  # noqa: E402
 from engine.supervisor import EngineSpec, EngineSupervisor  # noqa: E402
 from learner.fitness import FitnessEvaluator  # noqa: E402
 from learner.items import ItemSet, load_items  # noqa: E402
-from learner.yielding import ChatYield  # noqa: E402
+from learner.yielding import ChatGuard, ChatYield  # noqa: E402
 from tests.support.server import shared_model_dir  # noqa: E402
 from weights.es import iteration_seeds, zscore  # noqa: E402
 
@@ -107,6 +125,34 @@ SETUPS = {
     "all": ("all", "all", False, 0.0),
     "all+yield": ("all", "all", False, 2.0),
     "all+passive": ("all", "all", False, 0.0),
+    "all+pause": ("all", "all", False, 0.0),
+    "all+pause+chunk": ("all", "all", False, 0.0),
+    "all+spin": ("all", "all", False, 0.0),
+    "all+pause+spin": ("all", "all", False, 0.0),
+    "all+nice": ("all", "all", False, 0.0),
+    "all+nice+sleep": ("all", "all", False, 0.0),
+    "all+nice+sleep+pause": ("all", "all", False, 0.0),
+}
+# setup -> (serving worker's idle spin s, learner worker's idle spin s, learner niceness).
+# vLLM's own idle wait polls the queue for 1 s after every step; engine.idle makes a worker
+# sleep after IDLE_SPIN_S instead. Setups not listed: both workers sleep, nice 0.
+SPIN_NICE = {
+    "all+spin": (1.0, 1.0, 0),
+    "all+pause+spin": (1.0, 1.0, 0),
+    "all+nice": (1.0, 1.0, 19),
+    "all+nice+sleep": (1.0, IDLE_SPIN_S, 19),
+    "all+nice+sleep+pause": (1.0, IDLE_SPIN_S, 19),
+}
+# setup -> extra vLLM arguments of its learner engine: prefill in chunks of 256 tokens, so that
+# a pause takes effect within a short step (a member's 16 prompts are one ~750-token step)
+SETUP_ARGS = {"all+pause+chunk": ["--max-num-batched-tokens", "256"]}
+# setups whose learner engine is paused (requests kept) while a chat is in flight:
+# setup -> (longest pause s, shortest run between pauses s), learner.yielding.ChatGuard
+PAUSE = {
+    "all+pause": (2.0, 0.5),
+    "all+pause+chunk": (2.0, 0.5),
+    "all+pause+spin": (2.0, 0.5),
+    "all+nice+sleep+pause": (2.0, 0.5),
 }
 # setups whose engines' OpenMP threads sleep instead of spinning when they wait
 PASSIVE = {"all+passive"}
@@ -115,7 +161,13 @@ CHAT = {"messages": [{"role": "user", "content": "Name three colours."}], "max_t
 
 
 async def start_learner(
-    model_dir: Path, plan: str, load_mode: str, prefix: bool, extra_args: list[str] | None = None
+    model_dir: Path,
+    plan: str,
+    load_mode: str,
+    prefix: bool,
+    extra_args: list[str] | None = None,
+    idle_spin_s: float = IDLE_SPIN_S,
+    nice: int = 0,
 ) -> LearnerEngine:
     log = Path(tempfile.mkdtemp(prefix="es-bench-")) / "engine.log"
     started = time.monotonic()
@@ -126,6 +178,8 @@ async def start_learner(
         noise=NoiseSpec(load_mode=load_mode),
         prefix_cache=prefix,
         extra_args=extra_args,
+        idle_spin_s=idle_spin_s,
+        nice=nice,
     )
     threads = (await engine.ping())["threads"]
     print(
@@ -248,17 +302,37 @@ async def setups(model_dir: Path, items: ItemSet, args, names: list[str]) -> dic
         else:
             os.environ.pop("OMP_WAIT_POLICY", None)
         log = Path(tempfile.mkdtemp(prefix="es-bench-serving-")) / "engine.log"
-        spec = EngineSpec(model_dir=model_dir, served_name="served", log_file=log, cpu_threads=serving_plan)
+        serving_spin, learner_spin, nice = SPIN_NICE.get(name, (IDLE_SPIN_S, IDLE_SPIN_S, 0))
+        spec = EngineSpec(
+            model_dir=model_dir,
+            served_name="served",
+            log_file=log,
+            cpu_threads=serving_plan,
+            idle_spin_s=serving_spin,
+        )
         serving = EngineSupervisor(spec, start_timeout_s=900, max_restarts=0)
         await serving.start()
         client = EngineClient(serving.url)
-        learner = await start_learner(model_dir, learner_plan, "direct", prefix)
+        learner = await start_learner(
+            model_dir, learner_plan, "direct", prefix, SETUP_ARGS.get(name), learner_spin, nice
+        )
         try:
             chats = ClosedLoopChats(client, "served")
             await chats.measure(5)  # warm-up
             idle = await chats.measure(args.chat_seconds)
             hook = ChatYield(lambda c=chats: c.in_flight, max_wait_s=yield_s) if yield_s else None
-            busy = await chats.measure(during=_engine_arm(learner, items, args, before_member=hook))
+            guard = (
+                ChatGuard(
+                    lambda c=chats: c.in_flight,
+                    learner.client,
+                    max_pause_s=PAUSE[name][0],
+                    min_run_s=PAUSE[name][1],
+                )
+                if name in PAUSE
+                else contextlib.nullcontext()
+            )
+            async with guard:
+                busy = await chats.measure(during=_engine_arm(learner, items, args, before_member=hook))
             results[name] = {
                 "serving_plan": serving_plan,
                 "learner_plan": learner_plan,
@@ -268,6 +342,11 @@ async def setups(model_dir: Path, items: ItemSet, args, names: list[str]) -> dic
                 "during": busy["chat"],
                 "learner": busy["learner"],
                 "p50_ratio": round(busy["chat"]["p50_s"] / idle["chat"]["p50_s"], 2),
+                "serving_idle_spin_s": serving_spin,
+                "learner_idle_spin_s": learner_spin,
+                "learner_nice": nice,
+                "paused_s": round(getattr(guard, "paused_s", 0.0), 2),
+                "pauses": getattr(guard, "pauses", 0),
             }
             r = results[name]
             print(
@@ -347,7 +426,23 @@ def transformers_arm(model_dir: Path, items: ItemSet, args) -> dict:
     return _summary(rows, update_s, {"mean_score": statistics.fmean(scores), "restore_max_abs_error": drift})
 
 
-async def ray_arms(model_dir: Path, items: ItemSet, args, counts: list[int]) -> dict[str, dict]:
+def ray_arm(spec: str) -> tuple[str, int, str, str]:
+    """``K[+bf16][+auto]`` -> (name, actors, dtype, thread plan); K = 0: one engine without Ray."""
+    count, *flags = spec.split("+")
+    unknown = set(flags) - {"bf16", "auto"}
+    if unknown:
+        raise SystemExit(f"--ray {spec}: unknown flag(s) {sorted(unknown)}; use +bf16 and +auto")
+    k = int(count)
+    name = "one engine" if k == 0 else f"ray, {k} actor{'s' if k > 1 else ''}"
+    dtype = "bfloat16" if "bf16" in flags else "auto"
+    plan = "auto" if "auto" in flags else "all"
+    suffix = ", ".join(
+        x for x in (dtype != "auto" and "bf16 eager", plan == "auto" and "vLLM's auto binding") if x
+    )
+    return (f"{name}, {suffix}" if suffix else name), k, dtype, plan
+
+
+async def ray_arms(model_dir: Path, items: ItemSet, args, counts: list[str]) -> dict[str, dict]:
     """Whole ES iterations on one engine (no Ray), then on K Ray actors, same seeds and items."""
     from learner.config import ESConfig
     from learner.distributed import RayLearnerEngine
@@ -364,14 +459,18 @@ async def ray_arms(model_dir: Path, items: ItemSet, args, counts: list[int]) -> 
         awd_lambda=0.0,
     )
     results: dict[str, dict] = {}
-    arms = [("one engine", None), *((f"ray, {k} actor{'s' if k > 1 else ''}", k) for k in counts)]
-    for name, count in arms:
+    arms = [("one engine", 0, "auto", "all"), *(ray_arm(spec) for spec in counts)]
+    for name, count, dtype, plan in arms:
         started = time.monotonic()
         logs = Path(tempfile.mkdtemp(prefix="es-bench-ray-"))
-        if count is None:
-            engine = await LearnerEngine.start(model_dir, log_file=logs / "engine.log", cpu_threads="all")
+        if not count:
+            engine = await LearnerEngine.start(
+                model_dir, log_file=logs / "engine.log", cpu_threads=plan, dtype=dtype
+            )
         else:
-            engine = await RayLearnerEngine.start(model_dir, address="local", actors=count, log_dir=logs)
+            engine = await RayLearnerEngine.start(
+                model_dir, address="local", actors=count, log_dir=logs, cpu_threads=plan, dtype=dtype
+            )
         print(f"{name}: up in {time.monotonic() - started:.0f} s")
         try:
             result = await run_es(
@@ -386,7 +485,9 @@ async def ray_arms(model_dir: Path, items: ItemSet, args, counts: list[int]) -> 
         walls = [r.wall_s - r.timings["update_s"] - r.timings["target_s"] for r in result.records]
         per_member = [r.timings["evaluate_s"] / config.population for r in result.records]
         results[name] = {
-            "actors": count or 0,
+            "actors": count,
+            "dtype": dtype,
+            "plan": plan,
             "population_wall_s": round(statistics.median(walls), 2),
             "members_per_min": round(60 * config.population / statistics.median(walls), 2),
             "evaluate_per_member_s": round(statistics.median(per_member), 3),
@@ -435,13 +536,13 @@ def print_setups(results: dict[str, dict]) -> None:
         return
     print(
         "\n| setup (serving / learner plan) | chat p50 idle | chat p50 during | ratio | chat p95 idle "
-        "| chat p95 during | learner members/min (wall) |\n|---|---|---|---|---|---|---|"
+        "| chat p95 during | learner members/min (wall) | learner paused s |\n|---|---|---|---|---|---|---|---|"
     )
     for name, r in results.items():
         print(
             f"| {name} ({r['serving_plan']} / {r['learner_plan']}) | {r['idle']['p50_s']:.2f} "
             f"| {r['during']['p50_s']:.2f} | {r['p50_ratio']:.2f}x | {r['idle']['p95_s']:.2f} "
-            f"| {r['during']['p95_s']:.2f} | {r['learner']['wall_members_per_min']:.1f} |"
+            f"| {r['during']['p95_s']:.2f} | {r['learner']['wall_members_per_min']:.1f} | {r.get('paused_s', 0):.1f} |"
         )
 
 
@@ -453,7 +554,13 @@ def main() -> None:
     parser.add_argument("--arms", default="auto,all,all+prefix,reload,transformers")
     parser.add_argument("--setups", default="split,all,all+yield,all+passive")
     parser.add_argument("--chat-seconds", type=float, default=30.0)
-    parser.add_argument("--ray", default="", help="actor counts of the learner-on-Ray part, e.g. 1,2")
+    parser.add_argument(
+        "--ray",
+        default="",
+        help="arms of the whole-iteration part after the one-engine baseline: K[+bf16][+auto], "
+        "K actors on Ray (0: one engine without Ray), +bf16 eager bf16, +auto vLLM's thread binding; "
+        "e.g. 1,2 or 0+auto,0+bf16,2,2+bf16",
+    )
     parser.add_argument("--ray-iterations", type=int, default=3)
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "es_throughput.json")
     args = parser.parse_args()
@@ -468,7 +575,7 @@ def main() -> None:
     names = [n for n in args.setups.split(",") if n]
     beside = asyncio.run(setups(model_dir, items, args, names)) if names else {}
     print_setups(beside)
-    counts = [int(k) for k in args.ray.split(",") if k]
+    counts = [k for k in args.ray.split(",") if k]
     on_ray = asyncio.run(ray_arms(model_dir, items, args, counts)) if counts else {}
     print_ray(on_ray)
     report = {
