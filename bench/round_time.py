@@ -16,8 +16,16 @@ embedded learner, every learner and gate default) on its own data directory:
 
 Arms (the learner's settings; everything else default):
 
-* ``before``: both engines as they were: vLLM's auto thread binding;
-* ``after``: today's defaults (see README, CPU thread plan).
+* ``before``: both engines as they were: vLLM's auto thread binding, equal CPU priority, no
+  preparation at boot, the full gate for every candidate;
+* ``after``: today's defaults (see README, CPU thread plan): the learner engine at nice 19, the
+  learner prepares at boot (its engine up, the base's gate scores cached; the bench waits for
+  that before the round, as a scheduled round finds it done, and reports its time), and a
+  candidate without target gain is rejected before its suites are scored;
+* ``after+pause``: ``after``, and the learner engine paused while chats are in flight
+  (``PERENNIAL_LEARNER_CHAT_PAUSE_MAX_S=2``);
+* ``after+bf16``: ``after`` with both engines in bf16 (eager on a CPU; the ES master stays
+  float32): what the dtype buys, and what it does to the gate's scores.
 
 Prints a table (round seconds and its phases, iterations/s, chat p50/p95 idle and during) and
 writes ``bench/results/round_time.json``. One round per arm: a round is many members, and the
@@ -29,6 +37,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -50,9 +60,17 @@ ARMS = {
         "PERENNIAL_LEARNER_CPU_THREADS": "auto",
         "PERENNIAL_LEARNER_PREFIX_CACHE": "false",
         "PERENNIAL_LEARNER_YIELD_MAX_S": "0",
+        "PERENNIAL_LEARNER_PREPARE": "false",
+        "PERENNIAL_LEARNER_CHAT_PAUSE_MAX_S": "0",
+        "PERENNIAL_GATE_EARLY_REJECT": "false",
+        "PERENNIAL_LEARNER_NICE": "0",
     },
-    "after": {},
+    "after": {"PERENNIAL_LEARNER_PREPARE": "true"},
+    "after+pause": {"PERENNIAL_LEARNER_PREPARE": "true", "PERENNIAL_LEARNER_CHAT_PAUSE_MAX_S": "2"},
+    "after+bf16": {"PERENNIAL_LEARNER_PREPARE": "true", "PERENNIAL_ENGINE_DTYPE": "bfloat16"},
 }
+PREPARED = re.compile(r"learner prepared in (\d+) s")
+PAUSED = re.compile(r"learner paused (\d+) times for chats, ([\d.]+) s in all")
 HEADERS = {"authorization": f"Bearer {ADMIN_KEY}"}
 
 
@@ -126,9 +144,16 @@ def run_arm(name: str, args, work: Path) -> dict:
         "PERENNIAL_LEARNER_INTERVAL_S": "0",
         **ARMS[name],
     }
+    shutil.rmtree(work / name, ignore_errors=True)  # a fresh data dir: the newcomer's first round
     server = start_server(work / name, env, timeout=1200)
     try:
         simulate(server.url, args.feedback)
+        prepared_s = None
+        if env.get("PERENNIAL_LEARNER_PREPARE") == "true":
+            while not (found := PREPARED.search(server.log_file.read_text())):
+                time.sleep(5)
+            prepared_s = int(found.group(1))
+            print(f"[{name}] learner prepared in {prepared_s} s", flush=True)
         client = ClosedLoop(server.url, args.think)
         client.start()
         time.sleep(args.chat_seconds)
@@ -147,6 +172,7 @@ def run_arm(name: str, args, work: Path) -> dict:
         round_end = time.time()
         client.stop.set()
         client.join(timeout=300)
+        paused = PAUSED.findall(server.log_file.read_text())
     finally:
         server.stop()
     its = run.get("iterations") or []
@@ -171,6 +197,10 @@ def run_arm(name: str, args, work: Path) -> dict:
         if timings
         else {},
         "phases_at": phases,
+        "phase_s": phase_seconds(phases, run.get("seconds"), run.get("started_at")),
+        "prepared_s": prepared_s,
+        "chat_pauses": int(paused[-1][0]) if paused else 0,
+        "chat_paused_s": float(paused[-1][1]) if paused else 0.0,
         "chat_idle": stats(idle),
         "chat_during": stats(during),
         "chat_failed": client.failed,
@@ -179,6 +209,22 @@ def run_arm(name: str, args, work: Path) -> dict:
     if result["chat_idle"]["p50_s"] and result["chat_during"]["p50_s"]:
         result["p50_ratio"] = round(result["chat_during"]["p50_s"] / result["chat_idle"]["p50_s"], 2)
     return result
+
+
+def phase_seconds(
+    phases: dict[str, float], seconds: float | None, started_at: str | None
+) -> dict[str, float]:
+    """Seconds per phase (engine start = round start to its first phase; the last runs to the end)."""
+    from datetime import datetime
+
+    if not phases or seconds is None or not started_at:
+        return {}
+    start = datetime.fromisoformat(started_at).timestamp()
+    marks = sorted(phases.items(), key=lambda kv: kv[1])
+    out = {"engine": round(marks[0][1] - start, 1)}
+    for (name, at), (_, nxt) in zip(marks, [*marks[1:], ("end", start + seconds)], strict=True):
+        out[name] = round(nxt - at, 1)
+    return out
 
 
 def main() -> None:
@@ -195,14 +241,18 @@ def main() -> None:
         results[name] = run_arm(name, args, work)
         print(json.dumps(results[name], indent=2), flush=True)
     print(
-        "\n| arm | round s | iterations | s / iteration | evaluate s / it | chat p50 idle | "
-        "chat p50 during | ratio | chat p95 during |\n|---|---|---|---|---|---|---|---|---|"
+        "\n| arm | prepared at boot s | round s | engine start s | ES s | gate s | s / iteration | "
+        "evaluate s / it | chat p50 idle | chat p50 during | ratio | chat p95 during | learner paused s |"
+        "\n|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     )
     for name, r in results.items():
+        ph = r.get("phase_s") or {}
         print(
-            f"| {name} | {r['seconds']:.0f} | {r['iterations']} | {r['iteration_s']} | "
+            f"| {name} | {r.get('prepared_s') or '-'} | {r['seconds']:.0f} | {ph.get('engine', '-')} | "
+            f"{ph.get('es', '-')} | {ph.get('gate', '-')} | {r['iteration_s']} | "
             f"{r['per_iteration'].get('evaluate_s')} | {r['chat_idle']['p50_s']} | "
-            f"{r['chat_during']['p50_s']} | {r.get('p50_ratio')} | {r['chat_during']['p95_s']} |"
+            f"{r['chat_during']['p50_s']} | {r.get('p50_ratio')} | {r['chat_during']['p95_s']} | "
+            f"{r.get('chat_paused_s')} |"
         )
     for name, r in results.items():
         gate = r.get("gate") or {}
