@@ -55,7 +55,8 @@ class ChatGuard:
     so a chat that arrives inside one shares the cores with it for the rest of it. This guard
     watches the same in-flight count every ``poll_s`` and, while it is above 0, pauses the
     learner engine with vLLM's ``/pause?mode=keep``: the engine finishes the step it is in
-    (tens of ms on a CPU), then schedules nothing; its requests stay queued with their KV cache
+    (a decode step, or a whole prefill: vLLM's CPU default takes up to 2,048 prompt tokens, a
+    member's 16 prompts, in one step), then schedules nothing; its requests stay queued with their KV cache
     and go on at ``/resume``. Nothing is recomputed or dropped, so the round's numbers are the
     same (only later). Weight loads and updates are RPCs, not scheduled steps: they still run.
 
