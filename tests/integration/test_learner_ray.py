@@ -24,7 +24,13 @@ from tests.support.tiny_model import write_tiny_model  # noqa: E402
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
 
-EAGER = ["--enforce-eager"]  # no torch.compile: a tiny model starts in seconds without it
+# no torch.compile: a tiny model starts in seconds without it. One sequence per engine step:
+# vLLM's float32 results for a request depend on which other requests share its step (the
+# matmul's shape), and which do depends on when each HTTP request arrives. The tiny random
+# model's members differ by ~1e-4 in log-likelihood, so that rounding moved a coefficient by 0.1
+# on a slow CI machine. Alone in every step, each request's numbers depend on the weights only,
+# which is what this module compares.
+EAGER = ["--enforce-eager", "--max-num-seqs", "1"]
 ROWS = [
     {"prompt": "Capital of Italy?", "completion": "The capital of Italy is Rome.", "reward": 1.0},
     {"prompt": "Name a color.", "completion": "Blue.", "reward": 1.0},

@@ -71,8 +71,10 @@ def gateway(tmp_path_factory, tiny, shared_state):
         "PERENNIAL_ENGINE_EXTRA_ARGS": "--enforce-eager",
         "PERENNIAL_ENGINE_START_TIMEOUT_S": "900",
         "PERENNIAL_LEARNER_MODE": "off",
-        # a window between the replicas, for the failed-rollout test to act in
-        "PERENNIAL_ROLLOUT_SETTLE_S": "2",
+        # a window between the replicas, for the failed-rollout and second-gateway tests to act
+        # in: long enough that a loaded CI machine's second gateway hears engine-0's swap and
+        # asks for its own before the first gateway has finished (2 s was not, in CI)
+        "PERENNIAL_ROLLOUT_SETTLE_S": "6",
     }
     running = start_server(tmp_path_factory.mktemp("replicas"), env, timeout=960)
     yield running
