@@ -115,9 +115,14 @@ ARMS = {
     "all+eager": ("all", "direct", False),
     "all+bf16": ("all", "direct", False),
 }
-# arm -> extra vLLM arguments of its learner engine. bf16 runs eager: vLLM's compiled CPU path
-# gives wrong greedy answers in bf16 (bench/bf16_cpu.py); "all+eager" separates the two effects.
-ARM_ARGS = {"all+eager": ["--enforce-eager"], "all+bf16": ["--dtype", "bfloat16", "--enforce-eager"]}
+# arm -> extra vLLM arguments of its learner engine, and its dtype. bf16 runs eager (the
+# supervisor adds --enforce-eager on a CPU: vLLM's compiled CPU path gives wrong greedy answers
+# in bf16, bench/bf16_cpu.py); "all+eager" separates the two effects.
+ARM_ARGS = {"all+eager": ["--enforce-eager"]}
+ARM_DTYPE = {"all+bf16": "bfloat16"}
+# Every engine of this bench runs float32 unless its arm says bf16: the engines' own ``auto`` is
+# bf16 on CPUs with native bf16, and the arms keep their meaning on every machine.
+DTYPE = "float32"
 # setup -> (serving plan, learner plan, learner prefix cache, yield seconds per member)
 SETUPS = {
     "default": ("auto", "auto", False, 0.0),
@@ -168,6 +173,7 @@ async def start_learner(
     extra_args: list[str] | None = None,
     idle_spin_s: float = IDLE_SPIN_S,
     nice: int = 0,
+    dtype: str = DTYPE,
 ) -> LearnerEngine:
     log = Path(tempfile.mkdtemp(prefix="es-bench-")) / "engine.log"
     started = time.monotonic()
@@ -180,6 +186,7 @@ async def start_learner(
         extra_args=extra_args,
         idle_spin_s=idle_spin_s,
         nice=nice,
+        dtype=dtype,
     )
     threads = (await engine.ping())["threads"]
     print(
@@ -194,7 +201,9 @@ async def engine_arms(model_dir: Path, items: ItemSet, args, arms: list[str]) ->
     results: dict[str, dict] = {}
     for arm in arms:
         plan, load_mode, prefix = ARMS[arm]
-        engine = await start_learner(model_dir, plan, load_mode, prefix, ARM_ARGS.get(arm))
+        engine = await start_learner(
+            model_dir, plan, load_mode, prefix, ARM_ARGS.get(arm), dtype=ARM_DTYPE.get(arm, DTYPE)
+        )
         try:
             if engine.init_info["load_mode"] != load_mode:
                 print(f"  {arm}: {load_mode} unavailable ({engine.init_info['rejected']}); skipped")
@@ -309,6 +318,7 @@ async def setups(model_dir: Path, items: ItemSet, args, names: list[str]) -> dic
             log_file=log,
             cpu_threads=serving_plan,
             idle_spin_s=serving_spin,
+            dtype=DTYPE,
         )
         serving = EngineSupervisor(spec, start_timeout_s=900, max_restarts=0)
         await serving.start()
@@ -434,10 +444,10 @@ def ray_arm(spec: str) -> tuple[str, int, str, str]:
         raise SystemExit(f"--ray {spec}: unknown flag(s) {sorted(unknown)}; use +bf16 and +auto")
     k = int(count)
     name = "one engine" if k == 0 else f"ray, {k} actor{'s' if k > 1 else ''}"
-    dtype = "bfloat16" if "bf16" in flags else "auto"
+    dtype = "bfloat16" if "bf16" in flags else DTYPE
     plan = "auto" if "auto" in flags else "all"
     suffix = ", ".join(
-        x for x in (dtype != "auto" and "bf16 eager", plan == "auto" and "vLLM's auto binding") if x
+        x for x in (dtype == "bfloat16" and "bf16 eager", plan == "auto" and "vLLM's auto binding") if x
     )
     return (f"{name}, {suffix}" if suffix else name), k, dtype, plan
 

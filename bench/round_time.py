@@ -24,8 +24,9 @@ Arms (the learner's settings; everything else default):
   candidate without target gain is rejected before its suites are scored;
 * ``after+pause``: ``after``, and the learner engine paused while chats are in flight
   (``PERENNIAL_LEARNER_CHAT_PAUSE_MAX_S=2``);
-* ``after+bf16``: ``after`` with both engines in bf16 (eager on a CPU; the ES master stays
-  float32): what the dtype buys, and what it does to the gate's scores.
+* ``after+bf16`` / ``after+float32``: ``after`` with both engines in that dtype (bf16 runs
+  eager on a CPU; the ES master stays float32). ``auto`` is bf16 on CPUs with native bf16 and
+  float32 on other CPUs, so one of the two equals ``after`` on any machine.
 
 Prints a table (round seconds and its phases, iterations/s, chat p50/p95 idle and during) and
 writes ``bench/results/round_time.json``. One round per arm: a round is many members, and the
@@ -68,6 +69,7 @@ ARMS = {
     "after": {"PERENNIAL_LEARNER_PREPARE": "true"},
     "after+pause": {"PERENNIAL_LEARNER_PREPARE": "true", "PERENNIAL_LEARNER_CHAT_PAUSE_MAX_S": "2"},
     "after+bf16": {"PERENNIAL_LEARNER_PREPARE": "true", "PERENNIAL_ENGINE_DTYPE": "bfloat16"},
+    "after+float32": {"PERENNIAL_LEARNER_PREPARE": "true", "PERENNIAL_ENGINE_DTYPE": "float32"},
 }
 PREPARED = re.compile(r"learner prepared in (\d+) s")
 PAUSED = re.compile(r"learner paused (\d+) times for chats, ([\d.]+) s in all")
