@@ -26,7 +26,10 @@ Arms (the learner's settings; everything else default):
   (``PERENNIAL_LEARNER_CHAT_PAUSE_MAX_S=2``);
 * ``after+bf16`` / ``after+float32``: ``after`` with both engines in that dtype (bf16 runs
   eager on a CPU; the ES master stays float32). ``auto`` is bf16 on CPUs with native bf16 and
-  float32 on other CPUs, so one of the two equals ``after`` on any machine.
+  float32 on other CPUs, so one of the two equals ``after`` on any machine;
+* ``after+serving_sleep``: ``after`` with the serving engine's idle worker polling 5 ms
+  instead of vLLM's 1 s before it sleeps (``PERENNIAL_ENGINE_IDLE_SPIN_S``): after each chat
+  the serving worker otherwise holds a core for a second that the learner could use.
 
 Prints a table (round seconds and its phases, iterations/s, chat p50/p95 idle and during) and
 writes ``bench/results/round_time.json``. One round per arm: a round is many members, and the
@@ -70,6 +73,7 @@ ARMS = {
     "after+pause": {"PERENNIAL_LEARNER_PREPARE": "true", "PERENNIAL_LEARNER_CHAT_PAUSE_MAX_S": "2"},
     "after+bf16": {"PERENNIAL_LEARNER_PREPARE": "true", "PERENNIAL_ENGINE_DTYPE": "bfloat16"},
     "after+float32": {"PERENNIAL_LEARNER_PREPARE": "true", "PERENNIAL_ENGINE_DTYPE": "float32"},
+    "after+serving_sleep": {"PERENNIAL_LEARNER_PREPARE": "true", "PERENNIAL_ENGINE_IDLE_SPIN_S": "0.005"},
 }
 PREPARED = re.compile(r"learner prepared in (\d+) s")
 PAUSED = re.compile(r"learner paused (\d+) times for chats, ([\d.]+) s in all")

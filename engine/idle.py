@@ -6,13 +6,20 @@ falls back to waiting on a notification socket. On a 2-core machine shared by a 
 and a learner engine that poll takes part in deciding who gets the cores, so it was a suspect
 for slow chats beside a learner. ``EngineSpec.idle_spin_s`` (passed to the worker as
 ``ENGINE_IDLE_SPIN_S``) shortens it. Measured with ``bench/es_throughput.py`` (a closed-loop
-chat client beside a learner), it does not help, and no engine uses it by default:
+chat client beside a learner), it does not help chats, and no engine uses it by default:
 
 * both workers sleeping after 5 ms (setup ``all``) against vLLM's poll (``all+spin``): the
   chats' p50 went from 1.08x to 2.42x of idle (the serving worker, woken at every decode step,
   waited for the busy cores), the learner's speed stayed within 5%;
 * with the learner at nice 19 (``learner_nice``), a sleeping learner worker (``all+nice+sleep``)
-  ran 5.3 members/min against 13.7 polling (``all+nice``), at the same chat p50 (1.07x).
+  ran 5.3 members/min against 13.7 polling (``all+nice``), at the same chat p50 (1.07x);
+* over a whole default round (``bench/round_time.py --arms after+serving_sleep``: eager bf16,
+  the learner at nice 19, a chat every ~4.5 s) the serving worker sleeping after 5 ms
+  (``PERENNIAL_ENGINE_IDLE_SPIN_S=0.005``) gave the learner the core it spins on after each
+  chat: the round took 449 s instead of 575 s, and the chats' p50 went to 2.41x of idle.
+
+So the serving engine offers it as a setting (unset by default) for machines where rounds
+matter more than chat latency.
 
 The patch sets the default of ``SpinCondition``'s ``busy_loop_s`` when the worker imports our
 extension, which vLLM does before it builds the worker's message queues, and sets it on any

@@ -82,6 +82,7 @@ def build_engine(
         port=settings.engine_port + index if settings.engine_port else 0,
         extra_args=settings.engine_extra_args,
         cpu_threads=cpu_threads or replica_plans(settings.engine_cpu_threads, 1)[0],
+        idle_spin_s=settings.engine_idle_spin_s,
         chat_template=settings.chat_template,
         tool_call_parser=settings.tool_call_parser,
     )

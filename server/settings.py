@@ -95,6 +95,13 @@ class Settings(StateSettings):
     engine_max_restarts: int = Field(
         5, ge=0, description="Restarts of a dying engine before the supervisor gives up."
     )
+    engine_idle_spin_s: float | None = Field(
+        None,
+        ge=0,
+        description="How long the serving engine's idle worker polls for the next step before it "
+        "sleeps (unset: vLLM's own 1 s). A short poll hands the cores back to the learner between "
+        "chats; see README, Chats come first.",
+    )
     engine_cpu_threads: ReplicaPlans = Field(
         "all",
         description="CPU thread plan of the serving engine: all (OpenMP on every core; with "
