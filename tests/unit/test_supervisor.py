@@ -65,3 +65,17 @@ def test_sleep_when_idle_shortens_the_queue_readers_poll_and_says_so(monkeypatch
         assert sleep_when_idle()["idle_spin_s"] == 0.005 and idle_spin() == 0.005
     finally:
         SpinCondition.__init__.__defaults__ = default
+
+
+def test_the_serving_engines_idle_poll_comes_from_its_setting(tmp_path, monkeypatch):
+    """PERENNIAL_ENGINE_IDLE_SPIN_S reaches the serving engine's environment; unset, vLLM's own."""
+    from engine.idle import IDLE_SPIN_ENV
+    from server.app import build_engine
+    from server.settings import Settings
+
+    monkeypatch.delenv(IDLE_SPIN_ENV, raising=False)
+    unset = build_engine(Settings(data_dir=tmp_path), "m", tmp_path)
+    assert IDLE_SPIN_ENV not in unset.supervisor.spec.environment()
+    monkeypatch.setenv("PERENNIAL_ENGINE_IDLE_SPIN_S", "0.005")
+    short = build_engine(Settings(data_dir=tmp_path), "m", tmp_path)
+    assert short.supervisor.spec.environment()[IDLE_SPIN_ENV] == "0.005"
