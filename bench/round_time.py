@@ -16,20 +16,23 @@ embedded learner, every learner and gate default) on its own data directory:
 
 Arms (the learner's settings; everything else default):
 
-* ``before``: both engines as they were: vLLM's auto thread binding, equal CPU priority, no
-  preparation at boot, the full gate for every candidate;
+* ``before``: both engines as they were: float32, vLLM's auto thread binding and its 1 s idle
+  poll, equal CPU priority, no preparation at boot, the full gate for every candidate;
 * ``after``: today's defaults (see README, CPU thread plan): the learner engine at nice 19, the
   learner prepares at boot (its engine up, the base's gate scores cached; the bench waits for
-  that before the round, as a scheduled round finds it done, and reports its time), and a
-  candidate without target gain is rejected before its suites are scored;
+  that before the round, as a scheduled round finds it done, and reports its time), a
+  candidate without target gain is rejected before its suites are scored, the serving worker
+  sleeps after 50 ms idle, and both engines run eager bf16 on a CPU with native bf16;
 * ``after+pause``: ``after``, and the learner engine paused while chats are in flight
   (``PERENNIAL_LEARNER_CHAT_PAUSE_MAX_S=2``);
 * ``after+bf16`` / ``after+float32``: ``after`` with both engines in that dtype (bf16 runs
   eager on a CPU; the ES master stays float32). ``auto`` is bf16 on CPUs with native bf16 and
   float32 on other CPUs, so one of the two equals ``after`` on any machine;
-* ``after+serving_sleep``: ``after`` with the serving engine's idle worker polling 5 ms
-  instead of vLLM's 1 s before it sleeps (``PERENNIAL_ENGINE_IDLE_SPIN_S``): after each chat
-  the serving worker otherwise holds a core for a second that the learner could use.
+* ``after+serving_sleep`` / ``after+serving_sleep50`` / ``after+serving_poll``: ``after``
+  with the serving engine's idle worker polling 5 ms / 50 ms (the default) / vLLM's 1 s
+  before it sleeps (``PERENNIAL_ENGINE_IDLE_SPIN_S``). After each chat a polling worker holds
+  a core the learner could use; 50 ms outlasts the gap between two steps of one chat, so the
+  worker sleeps between chats but not between their steps, where 5 ms sleeps at every step.
 
 Prints a table (round seconds and its phases, iterations/s, chat p50/p95 idle and during) and
 writes ``bench/results/round_time.json``. One round per arm: a round is many members, and the
@@ -68,12 +71,16 @@ ARMS = {
         "PERENNIAL_LEARNER_CHAT_PAUSE_MAX_S": "0",
         "PERENNIAL_GATE_EARLY_REJECT": "false",
         "PERENNIAL_LEARNER_NICE": "0",
+        "PERENNIAL_ENGINE_IDLE_SPIN_S": "",
+        "PERENNIAL_ENGINE_DTYPE": "float32",
     },
     "after": {"PERENNIAL_LEARNER_PREPARE": "true"},
     "after+pause": {"PERENNIAL_LEARNER_PREPARE": "true", "PERENNIAL_LEARNER_CHAT_PAUSE_MAX_S": "2"},
     "after+bf16": {"PERENNIAL_LEARNER_PREPARE": "true", "PERENNIAL_ENGINE_DTYPE": "bfloat16"},
     "after+float32": {"PERENNIAL_LEARNER_PREPARE": "true", "PERENNIAL_ENGINE_DTYPE": "float32"},
     "after+serving_sleep": {"PERENNIAL_LEARNER_PREPARE": "true", "PERENNIAL_ENGINE_IDLE_SPIN_S": "0.005"},
+    "after+serving_sleep50": {"PERENNIAL_LEARNER_PREPARE": "true", "PERENNIAL_ENGINE_IDLE_SPIN_S": "0.05"},
+    "after+serving_poll": {"PERENNIAL_LEARNER_PREPARE": "true", "PERENNIAL_ENGINE_IDLE_SPIN_S": ""},
 }
 PREPARED = re.compile(r"learner prepared in (\d+) s")
 PAUSED = re.compile(r"learner paused (\d+) times for chats, ([\d.]+) s in all")

@@ -68,14 +68,20 @@ def test_sleep_when_idle_shortens_the_queue_readers_poll_and_says_so(monkeypatch
 
 
 def test_the_serving_engines_idle_poll_comes_from_its_setting(tmp_path, monkeypatch):
-    """PERENNIAL_ENGINE_IDLE_SPIN_S reaches the serving engine's environment; unset, vLLM's own."""
+    """PERENNIAL_ENGINE_IDLE_SPIN_S reaches the serving engine (default 50 ms); empty: vLLM's own."""
     from engine.idle import IDLE_SPIN_ENV
     from server.app import build_engine
     from server.settings import Settings
 
+    def spin(value: str | None) -> str | None:
+        if value is None:
+            monkeypatch.delenv("PERENNIAL_ENGINE_IDLE_SPIN_S", raising=False)
+        else:
+            monkeypatch.setenv("PERENNIAL_ENGINE_IDLE_SPIN_S", value)
+        runtime = build_engine(Settings(data_dir=tmp_path), "m", tmp_path)
+        return runtime.supervisor.spec.environment().get(IDLE_SPIN_ENV)
+
     monkeypatch.delenv(IDLE_SPIN_ENV, raising=False)
-    unset = build_engine(Settings(data_dir=tmp_path), "m", tmp_path)
-    assert IDLE_SPIN_ENV not in unset.supervisor.spec.environment()
-    monkeypatch.setenv("PERENNIAL_ENGINE_IDLE_SPIN_S", "0.005")
-    short = build_engine(Settings(data_dir=tmp_path), "m", tmp_path)
-    assert short.supervisor.spec.environment()[IDLE_SPIN_ENV] == "0.005"
+    assert spin(None) == "0.05"
+    assert spin("0.005") == "0.005"
+    assert spin("") is None  # vLLM's own second of polling
