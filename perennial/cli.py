@@ -170,6 +170,14 @@ def es_options(command):
 @es_options
 @click.option("--resume", is_flag=True, help="Continue the run recorded in --out.")
 @click.option("--eager", is_flag=True, help="Start the engine with --enforce-eager (faster start).")
+@click.option(
+    "--dtype",
+    default="auto",
+    envvar="PERENNIAL_ENGINE_DTYPE",
+    show_default=True,
+    help="The learner engine's vLLM --dtype (auto: bfloat16 on GPUs and on CPUs with native bf16, "
+    "eager on a CPU; float32 on other CPUs). The master and the snapshot stay float32.",
+)
 @ray_options("")
 def learn(
     model_dir,
@@ -182,6 +190,7 @@ def learn(
     eval_every,
     resume,
     eager,
+    dtype,
     ray_address,
     ray_actors,
     **overrides,
@@ -213,6 +222,7 @@ def learn(
                 eval_every=eval_every,
                 resume=resume,
                 engine_args=["--enforce-eager"] if eager else None,
+                dtype=dtype,
                 ray=ray_address,
                 ray_actors=ray_actors,
             )

@@ -86,6 +86,7 @@ async def learn(
     eval_every: int = 0,
     resume: bool = False,
     engine_args: list[str] | None = None,
+    dtype: str = "auto",
     progress: bool = True,
     ray: str | None = None,
     ray_actors: int | None = None,
@@ -102,6 +103,7 @@ async def learn(
         eval_every: evaluate ``heldout`` every N iterations (0: only before and after).
         resume: continue the run recorded in ``out_dir``.
         engine_args: extra vLLM server arguments.
+        dtype: the learner engine's vLLM ``--dtype`` (``engine.supervisor.resolve_dtype``).
         progress: show a tqdm progress bar.
         ray: run the population on learner engines that are Ray actors at this address
             (``local``, ``auto``, ``HOST:PORT``; see docs/ray.md); None: one engine.
@@ -145,6 +147,7 @@ async def learn(
             noise=config.noise,
             log_dir=out_dir / "ray",
             extra_args=engine_args,
+            dtype=dtype,
         )
     else:
         engine = await LearnerEngine.start(
@@ -153,6 +156,7 @@ async def learn(
             noise=config.noise,
             log_file=out_dir / "engine.log",
             extra_args=engine_args,
+            dtype=dtype,
         )
     try:
         log.info(

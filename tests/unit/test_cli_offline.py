@@ -178,3 +178,32 @@ def test_versions_table_marks_the_serving_version_and_keeps_columns_aligned():
     assert "fail: suite arithmetic dropped 0.10 > tolerance 0.02  2026-01-02 03:04:05" in lines[1]
     assert lines[1].endswith("seed log 2.3 kB") and lines[2].endswith("538 MB")  # dropped / stored
     assert lines[2].split()[4] == "pass"
+
+
+def test_learn_takes_its_engine_dtype_from_the_flag_or_the_environment(tmp_path, monkeypatch):
+    """``perennial learn --dtype`` (or PERENNIAL_ENGINE_DTYPE) reaches the learner engine; a FAKE
+    ``perennial.learn.learn`` records what it was given instead of starting an engine."""
+    import perennial.learn
+
+    seen: list[str] = []
+
+    async def fake_learn(*args, dtype: str = "auto", **kwargs):
+        seen.append(dtype)
+        raise ValueError("fake: no engine")
+
+    monkeypatch.setattr(perennial.learn, "learn", fake_learn)
+    (tmp_path / "items.jsonl").write_text("")
+    base = [
+        "learn",
+        "--model",
+        str(tmp_path),
+        "--items",
+        str(tmp_path / "items.jsonl"),
+        "--out",
+        str(tmp_path),
+    ]
+    unset = {"PERENNIAL_ENGINE_DTYPE": None}
+    assert run(*base, env=unset).exit_code == 1
+    assert run(*base, "--dtype", "float32", env=unset).exit_code == 1
+    assert run(*base, env={"PERENNIAL_ENGINE_DTYPE": "bfloat16"}).exit_code == 1
+    assert seen == ["auto", "float32", "bfloat16"]
