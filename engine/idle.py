@@ -6,7 +6,8 @@ falls back to waiting on a notification socket. On a 2-core machine shared by a 
 and a learner engine that poll takes part in deciding who gets the cores, so it was a suspect
 for slow chats beside a learner. ``EngineSpec.idle_spin_s`` (passed to the worker as
 ``ENGINE_IDLE_SPIN_S``) shortens it. Measured with ``bench/es_throughput.py`` (a closed-loop
-chat client beside a learner), it does not help chats, and no engine uses it by default:
+chat client beside a learner), and over whole default rounds (``bench/round_time.py``), what
+matters is whether the worker sleeps between the steps of one chat:
 
 * both workers sleeping after 5 ms (setup ``all``) against vLLM's poll (``all+spin``): the
   chats' p50 went from 1.08x to 2.42x of idle (the serving worker, woken at every decode step,
@@ -16,10 +17,13 @@ chat client beside a learner), it does not help chats, and no engine uses it by 
 * over a whole default round (``bench/round_time.py --arms after+serving_sleep``: eager bf16,
   the learner at nice 19, a chat every ~4.5 s) the serving worker sleeping after 5 ms
   (``PERENNIAL_ENGINE_IDLE_SPIN_S=0.005``) gave the learner the core it spins on after each
-  chat: the round took 449 s instead of 575 s, and the chats' p50 went to 2.41x of idle.
+  chat: the round took 449 s instead of 575 s, and the chats' p50 went to 2.41x of idle;
+* the same with 50 ms (``--arms after``), longer than the gap between two steps of one chat:
+  ES iterations took 26.8 s against 34.2 s with vLLM's poll, and the chats' p50 stayed at
+  1.11x of idle (1.09x with vLLM's poll).
 
-So the serving engine offers it as a setting (unset by default) for machines where rounds
-matter more than chat latency.
+So the serving engine sleeps after 50 ms by default (``PERENNIAL_ENGINE_IDLE_SPIN_S``; empty
+restores vLLM's poll), and the learner engine keeps vLLM's poll.
 
 The patch sets the default of ``SpinCondition``'s ``busy_loop_s`` when the worker imports our
 extension, which vLLM does before it builds the worker's message queues, and sets it on any

