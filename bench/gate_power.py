@@ -47,9 +47,9 @@ sys.path.insert(0, str(REPO))
 from bench.suite_baseline import MODEL, engine, load, perturbed_copy, table  # noqa: E402
 from engine.client import EngineClient  # noqa: E402
 from evals.scoring import score_suites  # noqa: E402
-from evals.suites import Suite, load_builtin_suites, load_probes, trim  # noqa: E402
+from evals.suites import Suite, load_builtin_suites, load_probes, split_looks, trim  # noqa: E402
 from learner.drift import kl_estimate, sample_continuations, score_samples  # noqa: E402
-from learner.gate import Scores, Thresholds, decide, suite_check_of  # noqa: E402
+from learner.gate import Scores, Thresholds, decide, interim, suite_check_of  # noqa: E402
 from tests.support.server import shared_model_dir  # noqa: E402
 
 RESULTS = REPO / "bench" / "results" / "gate_power.json"
@@ -131,11 +131,35 @@ def todays_rule(
     return failed
 
 
+def two_looks(cand_items, base_items, kl: float, thresholds: Thresholds, first: dict[str, set[str]]) -> dict:
+    """The default sequential gate on the same item scores: the first half of every suite
+    (``split_looks``), ``interim``; if unsettled, all items, ``decide`` at the looks' level."""
+
+    def half(items):
+        return {n: {i: v for i, v in got.items() if i in first.get(n, ())} for n, got in items.items()}
+
+    base = Scores(0.0, half(base_items), 0.0)
+    decision = interim(Scores(1.0, half(cand_items), kl), base, base, thresholds, looks=2)
+    if decision is not None:
+        return {"rejected": not decision.promote, "look": 1}
+    base = Scores(0.0, base_items, 0.0)
+    decision = decide(Scores(1.0, cand_items, kl), base, base, thresholds, looks=2)
+    return {"rejected": not decision.promote, "look": 2}
+
+
 def judge(
-    kind: str, label: str, cand_items, base_items, kl: float, thresholds: Thresholds, extra: dict
+    kind: str,
+    label: str,
+    cand_items,
+    base_items,
+    kl: float,
+    thresholds: Thresholds,
+    extra: dict,
+    first: dict[str, set[str]],
 ) -> dict:
     base = Scores(0.0, base_items, 0.0)
     decision = decide(Scores(1.0, cand_items, kl), base, base, thresholds)
+    looks = two_looks(cand_items, base_items, kl, thresholds, first)
     suites = {}
     for check in decision.checks:
         parsed = suite_check_of(check.name)
@@ -152,6 +176,8 @@ def judge(
         "label": label,
         "kl": kl,
         "rejected": not decision.promote,
+        "two_looks_rejected": looks["rejected"],
+        "two_looks_decided_at": looks["look"],
         "failed": sorted({c.name.split(":")[1] for c in decision.checks if not c.passed and ":" in c.name}),
         "today_40_failed": todays_rule(cand_items, base_items, kl, TODAY["items"]),
         "today_full_failed": todays_rule(cand_items, base_items, kl, None),
@@ -160,6 +186,7 @@ def judge(
     }
     print(
         f"{kind:7s} {label:28s} KL {kl:.4f}  gate {'REJECT' if row['rejected'] else 'pass  '} {row['failed']}  "
+        f"two looks {'REJECT' if looks['rejected'] else 'pass  '} at look {looks['look']}  "
         f"today(40) {row['today_40_failed']}",
         flush=True,
     )
@@ -229,6 +256,8 @@ async def run(args: argparse.Namespace) -> dict:
     }
     probes = load_probes()[: args.probes]
     thresholds = Thresholds()
+    # the items of the sequential gate's first look (PERENNIAL_GATE_LOOKS=2, the default)
+    first = {s.name: {i.id for i in s.items} for s in split_looks(list(suites.values()), 2)[0]}
     rows: list[dict] = []
     async with engine(args.engine_url, model_dir) as url:
         client = EngineClient(url, timeout_s=900)
@@ -267,6 +296,7 @@ async def run(args: argparse.Namespace) -> dict:
                                 "scoring_s": got["scoring_s"],
                                 "unseen": unseen,
                             },
+                            first,
                         )
                     )
                     for n, u in unseen.items():
@@ -295,6 +325,7 @@ async def run(args: argparse.Namespace) -> dict:
                             kl,
                             thresholds,
                             {"suite": name, "lr": lr, "unseen_drop": unseen, **info},
+                            first,
                         )
                     )
                     save_partial(args, rows)
@@ -348,7 +379,8 @@ def report(result: dict) -> None:
         if not group:
             continue
         for label, key in (
-            ("this gate", "rejected"),
+            ("this gate, one look", "rejected"),
+            ("this gate, two looks (the default)", "two_looks_rejected"),
             ("today, 40 items", "today_40_failed"),
             ("today, whole suites", "today_full_failed"),
         ):
@@ -363,6 +395,13 @@ def report(result: dict) -> None:
                 ]
             )
     table("Rejections", ["candidates", "rule", "rejected", "share", "95% upper bound"], out)
+    for kind in ("noise", "damage"):
+        group = [r for r in result["candidates"] if r["kind"] == kind and "two_looks_decided_at" in r]
+        if group:
+            early = sum(r["two_looks_decided_at"] == 1 for r in group)
+            print(
+                f"two looks, {kind}: {early}/{len(group)} settled at the first look (half of every suite's items)"
+            )
     dmg = [
         [
             r["label"],

@@ -275,7 +275,24 @@ def _kl_check(candidate: Scores, t: Thresholds) -> Check:
     )
 
 
-def decide(candidate: Scores, incumbent: Scores, base: Scores, thresholds: Thresholds) -> Decision:
+def look_confidence(confidence: float, looks: int) -> float:
+    """The two-sided level of every look's intervals when the suites are looked at ``looks`` times.
+
+    Each look may promote, so each spends a share of the one-sided error ``(1 - confidence) / 2``
+    (the chance that a suite whose true loss exceeds its margin passes): Bonferroni's equal split
+    keeps that chance, summed over the looks, within what one look at ``confidence`` allows.
+
+    >>> round(look_confidence(0.95, 2), 6)
+    0.975
+    """
+    if looks < 1:
+        raise ValueError("looks must be >= 1")
+    return 1 - (1 - confidence) / looks
+
+
+def decide(
+    candidate: Scores, incumbent: Scores, base: Scores, thresholds: Thresholds, *, looks: int = 1
+) -> Decision:
     """Decide whether ``candidate`` replaces ``incumbent``. Pure: no I/O, no clock.
 
     Args:
@@ -283,12 +300,15 @@ def decide(candidate: Scores, incumbent: Scores, base: Scores, thresholds: Thres
         incumbent: the version now served (the base itself on the first promotion).
         base: the deployed base (theta0).
         thresholds: the rules' limits.
+        looks: how many looks at the suites the gate may take (``interim``); every suite
+            interval is then at ``look_confidence(thresholds.confidence, looks)``.
     Returns:
         A :class:`Decision`: ``promote`` only if every check passed; ``reasons`` lists every
         failed check's sentence (or one summary line on success); ``checks`` holds them all,
         each suite check with its interval.
     """
     t = thresholds
+    level = look_confidence(t.confidence, looks)
     checks = [_target_check(candidate, incumbent, t)]
     names = sorted(set(candidate.suites) | set(incumbent.suites) | set(base.suites))
     if not names:
@@ -296,13 +316,11 @@ def decide(candidate: Scores, incumbent: Scores, base: Scores, thresholds: Thres
     for name in names:
         value = candidate.suites.get(name)
         checks.append(
-            _suite_check(
-                name, "incumbent", value, incumbent.suites.get(name), "margin", t.margin, t.confidence
-            )
+            _suite_check(name, "incumbent", value, incumbent.suites.get(name), "margin", t.margin, level)
         )
         checks.append(
             _suite_check(
-                name, "base", value, base.suites.get(name), "max_total_drop", t.max_total_drop, t.confidence
+                name, "base", value, base.suites.get(name), "max_total_drop", t.max_total_drop, level
             )
         )
     checks.append(_kl_check(candidate, t))
@@ -311,6 +329,28 @@ def decide(candidate: Scores, incumbent: Scores, base: Scores, thresholds: Thres
         return Decision(False, failed, checks)
     summary = f"all {len(checks)} checks passed ({len(names)} suites)"
     return Decision(True, [summary, checks[0].detail, checks[-1].detail], checks)
+
+
+def interim(
+    candidate: Scores, incumbent: Scores, base: Scores, thresholds: Thresholds, *, looks: int
+) -> Decision | None:
+    """An interim look of the sequential gate: the decision if the items scored so far settle it,
+    else None (score the next slice of every suite and look again).
+
+    * promote: every check passes at the looks' level (``decide`` with ``looks``), so over all
+      looks the chance of promoting a suite's real loss stays within one look's at ``confidence``;
+    * reject: some suite's interval lies wholly below its margin (even its upper bound): the
+      candidate lost more than the margin there, and more items would only narrow the interval.
+
+    A check that fails short of that (a lower bound under the margin, the upper one above it)
+    leaves the question to the next look, as do the target and KL checks, which more suite items
+    cannot change but which the final look reports with everything else.
+    """
+    decision = decide(candidate, incumbent, base, thresholds, looks=looks)
+    if decision.promote:
+        return decision
+    lost = [c for c in decision.checks if c.interval is not None and c.interval.high < c.limit - EPS]
+    return decision if lost else None
 
 
 def reject_without_suites(

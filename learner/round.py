@@ -22,12 +22,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from evals.suites import Probe, Suite, trim
+from evals.suites import Probe, Suite, split_looks, trim
 from learner.config import ESConfig
 from learner.es_loop import IterationRecord, run_es, target_score
 from learner.feedback_items import RoundItems, build_round_items
 from learner.fitness import Batch, FitnessEvaluator
-from learner.gate import Decision, Scores, Thresholds, decide, mean_scores, reject_without_suites
+from learner.gate import (
+    Decision,
+    Scores,
+    Thresholds,
+    decide,
+    interim,
+    look_confidence,
+    mean_scores,
+    reject_without_suites,
+)
 from learner.gate_eval import cached_suite_scores, kl_to_base, load_dir
 from learner.items import ItemSet
 from learner.settings import LearnerSettings
@@ -216,39 +225,77 @@ async def suites_gate(
     candidate_target: float,
     incumbent_target: float,
 ) -> tuple[Decision, dict[str, Any]]:
-    """The full gate: the candidate's suites and KL, the base's and incumbent's suites (cached).
+    """The gate's suites and KL, in ``gate_looks`` looks.
 
-    Returns the decision and what was measured for the round's record (KL, suite means).
+    Look ``j`` scores the ``j``-th slice of every suite (``evals.suites.split_looks``) for the
+    candidate, and for the base and the incumbent where the cache lacks it (the learner scores
+    them at boot), then judges every item scored so far. An interim look stops when that settles
+    it (``learner.gate.interim``: a clear pass, or a suite clearly below its margin); the last
+    look decides. KL(candidate || base) is measured once, at the first look.
+
+    Returns the decision and what was measured for the round's record (KL, suite means, looks).
     """
     s, db, engine = ctx.settings, ctx.db, ctx.engine
-    suites = trim(await ctx.suites(), s.gate_suite_max_items)
-    cand_suites = await cached_suite_scores(db, engine, suites, version_id)  # master is loaded
-    kl = await kl_to_base(
-        engine, ctx.probes, k=s.gate_kl_samples, max_tokens=s.gate_kl_max_tokens, seed=config.seed
-    )  # leaves the base loaded
-    base_suites = await cached_suite_scores(db, engine, suites, BASE)
-    inc_suites = (
-        base_suites
-        if incumbent.id == BASE
-        else await cached_suite_scores(
-            db, engine, suites, incumbent.id, load=load_dir(engine, Path(incumbent.snapshot_path))
+    looks = split_looks(trim(await ctx.suites(), s.gate_suite_max_items), s.gate_looks)
+    cand: dict[str, dict[str, float]] = {}
+    base: dict[str, dict[str, float]] = {}
+    inc = base if incumbent.id == BASE else {}
+    kl = None
+    decision: Decision | None = None
+    look = 0
+    for look, part in enumerate(looks, start=1):
+        if look > 1:  # the KL and the references' scoring left other weights loaded
+            await engine.load_master()
+        _merge(cand, await cached_suite_scores(db, engine, part, version_id))
+        if kl is None:
+            kl = await kl_to_base(
+                engine, ctx.probes, k=s.gate_kl_samples, max_tokens=s.gate_kl_max_tokens, seed=config.seed
+            )  # leaves the base loaded
+        _merge(base, await cached_suite_scores(db, engine, part, BASE, load=engine.load_base))
+        if incumbent.id != BASE:
+            load = load_dir(engine, Path(incumbent.snapshot_path))
+            _merge(inc, await cached_suite_scores(db, engine, part, incumbent.id, load=load))
+        scores = (
+            Scores(candidate_target, cand, kl.kl),
+            Scores(incumbent_target, inc, None),
+            Scores(None, base, 0.0),
         )
-    )
-    decision = decide(
-        Scores(candidate_target, cand_suites, kl.kl),
-        Scores(incumbent_target, inc_suites, None),
-        Scores(None, base_suites, 0.0),
-        thresholds,
+        if look < len(looks):
+            decision = interim(*scores, thresholds, looks=len(looks))
+        else:
+            decision = decide(*scores, thresholds, looks=len(looks))
+        if decision is not None:
+            break
+    assert decision is not None and kl is not None  # the last look always decides
+    items = {name: len(got) for name, got in cand.items()}
+    log.info(
+        "gate of %s decided at look %d of %d (%d of %d suite items)",
+        version_id,
+        look,
+        len(looks),
+        sum(items.values()),
+        sum(len(suite.items) for part in looks for suite in part),
     )
     measured = {
         "kl": kl.to_json(),
         "scores": {  # suite means; the per-item scores stay in the suite score cache
-            "candidate": {"target": candidate_target, "suites": mean_scores(cand_suites)},
-            "incumbent": {"id": incumbent.id, "target": incumbent_target, "suites": mean_scores(inc_suites)},
-            "base": {"suites": mean_scores(base_suites)},
+            "candidate": {"target": candidate_target, "suites": mean_scores(cand)},
+            "incumbent": {"id": incumbent.id, "target": incumbent_target, "suites": mean_scores(inc)},
+            "base": {"suites": mean_scores(base)},
+        },
+        "looks": {
+            "looks": len(looks),
+            "decided_at": look,
+            "confidence": look_confidence(thresholds.confidence, len(looks)),
+            "items": items,
         },
     }
     return decision, measured
+
+
+def _merge(into: dict[str, dict[str, float]], scores: dict[str, dict[str, float]]) -> None:
+    for name, items in scores.items():
+        into.setdefault(name, {}).update(items)
 
 
 async def room_for_candidate(db: Database, s: LearnerSettings) -> None:

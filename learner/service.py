@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.supervisor import reap_stale
-from evals.suites import load_probes, trim
+from evals.suites import load_probes, split_looks, trim
 from learner.config import ConfigError
 from learner.gate_eval import cached_suite_scores, load_dir
 from learner.round import Promote, RoundContext, room_for_candidate, run_round
@@ -219,15 +219,16 @@ class LearnerService:
             async with self.db.sessions() as session:
                 serving = await serving_version(session)
             async with self._chat_guard(engine):
-                await cached_suite_scores(self.db, engine, suites, BASE, load=engine.load_base)
-                if serving is not None and serving.id != BASE:
-                    await cached_suite_scores(
-                        self.db,
-                        engine,
-                        suites,
-                        serving.id,
-                        load=load_dir(engine, Path(serving.snapshot_path)),
-                    )
+                for part in split_looks(suites, self.settings.gate_looks):  # cached as the gate reads them
+                    await cached_suite_scores(self.db, engine, part, BASE, load=engine.load_base)
+                    if serving is not None and serving.id != BASE:
+                        await cached_suite_scores(
+                            self.db,
+                            engine,
+                            part,
+                            serving.id,
+                            load=load_dir(engine, Path(serving.snapshot_path)),
+                        )
             log.info(
                 "learner prepared in %.0f s (engine up, gate scores of the served versions cached)",
                 time.perf_counter() - started,

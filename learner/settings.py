@@ -160,6 +160,15 @@ class LearnerSettings(StateSettings):
         "shuffled, so a prefix mixes every kind of item; 200 keeps a candidate's scoring near 3 min "
         "on 2 CPU cores (all 2,455 items: ~10 min), see docs/gate.md.",
     )
+    gate_looks: int = Field(
+        2,
+        ge=1,
+        le=4,
+        description="Looks at the suites: each scores the next 1/looks of every suite's items and "
+        "stops the gate once that settles it (a clear pass, or a suite clearly below its margin). "
+        "Each look's intervals are at 1 - (1 - gate_confidence) / looks, so the chance of promoting "
+        "a real loss stays within one look's; 1: score every item, then decide.",
+    )
     gate_early_reject: bool = Field(
         True,
         description="Reject a candidate without scoring suites or KL when it fails the held-out "

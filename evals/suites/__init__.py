@@ -88,6 +88,7 @@ from evals.suites.registry import (
     load_probes,
     load_suite_file,
     parse_suite_jsonl,
+    split_looks,
     trim,
 )
 
@@ -102,5 +103,6 @@ __all__ = [
     "load_probes",
     "load_suite_file",
     "parse_suite_jsonl",
+    "split_looks",
     "trim",
 ]

@@ -461,6 +461,34 @@ def trim(suites: Sequence[Suite], max_items: int) -> list[Suite]:
     return [s if len(s.items) <= max_items else _cut(s, max_items) for s in suites]
 
 
-def _cut(suite: Suite, n: int) -> Suite:
-    items = tuple(suite.items[:n])
+def _cut(suite: Suite, n: int, start: int = 0) -> Suite:
+    items = tuple(suite.items[start:n])
     return replace(suite, items=items, sha256=_items_sha256(items, suite.scoring))
+
+
+def split_looks(suites: Sequence[Suite], looks: int) -> list[list[Suite]]:
+    """The items each look of a sequential gate adds: look ``j`` holds every suite's ``j``-th
+    slice of about ``len(items) / looks`` consecutive items. The first look holds every suite
+    (a suite too short for every look skips the last ones).
+
+    A slice is a suite of its own, with its own sha: its scores are cached apart, so a version
+    scored at one look is never scored again on the same items at a later one. One look: the
+    suites themselves.
+
+    >>> line = '{"id": "i%d", "prompt": "Say hi.", "reference": "hi", "verifier": "contains"}'
+    >>> suite = parse_suite_jsonl("\\n".join(line % k for k in range(5)), name="demo", version=1)
+    >>> [[len(s.items) for s in look] for look in split_looks([suite], 2)]
+    [[3], [2]]
+    """
+    if looks < 1:
+        raise ValueError("looks must be >= 1")
+    if looks == 1:
+        return [list(suites)]
+    out: list[list[Suite]] = [[] for _ in range(looks)]
+    for suite in suites:
+        n = len(suite.items)
+        bounds = [-(-n * j // looks) for j in range(looks + 1)]  # ceil: look 1 gets one at least
+        for j in range(looks):
+            if bounds[j + 1] > bounds[j]:
+                out[j].append(_cut(suite, bounds[j + 1], bounds[j]))
+    return out

@@ -82,9 +82,11 @@ def test_the_learner_prepares_at_boot_so_no_round_scores_the_base(server):
     while "learner prepared in" not in server.log_file.read_text():
         assert time.monotonic() < deadline, "the learner never reported its preparation"
         time.sleep(2)
-    log = server.log_file.read_text()
-    scored = [line for line in log.splitlines() if "scored base on" in line]
-    assert len(scored) == 1 and log.index(scored[0]) < log.index("learner prepared in"), scored
+    lines = server.log_file.read_text().splitlines()
+    prepared = next(k for k, line in enumerate(lines) if "learner prepared in" in line)
+    scored = [k for k, line in enumerate(lines) if "scored base on" in line]
+    # once per look of the gate (PERENNIAL_GATE_LOOKS, default 2: each half of every suite)
+    assert len(scored) == 2 and max(scored) < prepared, [lines[k] for k in scored]
     enabled = [s for s in get(server, "/admin/suites?model_version=base")["data"] if s["enabled"]]
     assert enabled and all(s["score"] is not None for s in enabled), enabled
     # the learner engine yields the cores to serving (PERENNIAL_LEARNER_NICE, default 19)
@@ -105,6 +107,8 @@ def test_round_promotes_then_rejects_then_survives_a_crash(restores_base):
     done = wait_round(server, run.json()["id"])
     assert done["status"] == "succeeded", done
     assert done["decision"] == "promoted" and done["gate"]["promote"] is True
+    looks = done["gate"]["checks"]["looks"]  # a clear pass is settled on each suite's first half
+    assert looks["looks"] == 2 and looks["decided_at"] == 1 and set(looks["items"].values()) == {4}, looks
     candidate = done["candidate_version"]
     assert len(done["iterations"]) == SMALL["iterations"]
     assert done["iterations"][-1]["drift"] > 0
@@ -128,6 +132,18 @@ def test_round_promotes_then_rejects_then_survives_a_crash(restores_base):
     assert {v["id"]: v for v in get(server, "/admin/versions")["data"]}[rejected]["status"] == "rejected"
     refused = post(server, f"/admin/versions/{rejected}/promote")
     assert refused.status_code == 409 and refused.json()["error"]["code"] == "gate_not_passed"
+    assert done["gate"]["checks"]["looks"]["decided_at"] == 1  # every suite clearly below its margin
+
+    # --- suites pass, the KL veto fails: unsettled at the first look, decided at the second ----
+    give_feedback(server, 6, 120)
+    run = post(server, "/admin/learner/rounds", {**SMALL, "gate": {**ALWAYS, "max_kl": 0.0}}).json()
+    done = wait_round(server, run["id"])
+    record = done["gate"]["checks"]
+    if record["kl"]["kl"] > 1e-9:  # a sampled estimate: a moved candidate's is positive
+        assert done["decision"] == "rejected" and "max_kl" in " ".join(done["gate"]["reasons"]), done
+        looks = record["looks"]
+        assert looks["decided_at"] == 2 and set(looks["items"].values()) == {8}, looks
+        assert greedy(server) == (after, {candidate})
 
     # --- no held-out gain: rejected at once, without suites or KL (gate_early_reject) ---------
     give_feedback(server, 6, 150)

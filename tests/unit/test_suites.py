@@ -16,6 +16,8 @@ from evals.suites import (
     load_probes,
     load_suite_file,
     parse_suite_jsonl,
+    split_looks,
+    trim,
 )
 from evals.suites.registry import _items_sha256
 from evals.verifiers import parse_verifier, score
@@ -372,3 +374,36 @@ def test_no_v1_suite_is_shipped_next_to_its_v2():
     for suite in SUITES.values():
         assert suite.version >= 2
         assert f"{suite.name}.v1.jsonl" not in names
+
+
+@pytest.mark.parametrize("looks", [1, 2, 3])
+def test_looks_cover_every_item_once_and_each_slice_is_cached_apart(looks):
+    suites = trim(list(load_builtin_suites().values()), 200) + [
+        parse_suite_jsonl(
+            '{"id": "only", "prompt": "Say hi.", "reference": "hi", "verifier": "contains"}', name="one"
+        )
+    ]
+    parts = split_looks(suites, looks)
+    assert len(parts) == looks
+    assert {s.name for s in parts[0]} == {s.name for s in suites}  # the first look sees every suite
+    for suite in suites:
+        slices = [s for part in parts for s in part if s.name == suite.name]
+        assert [i for s in slices for i in s.items] == list(suite.items)  # in order, each once
+        shas = [s.sha256 for s in slices]
+        assert len(set(shas)) == len(shas)
+        assert (shas == [suite.sha256]) == (len(slices) == 1)
+    with pytest.raises(ValueError):
+        split_looks(suites, 0)
+
+
+def test_the_admin_listing_joins_the_slices_cached_for_a_version():
+    from types import SimpleNamespace
+
+    from server.admin.suites import version_scores
+
+    rows = [
+        SimpleNamespace(suite="qa", suite_version="2", score=1.0, details={"items": {"a": 1.0, "b": 1.0}}),
+        SimpleNamespace(suite="qa", suite_version="2", score=0.0, details={"items": {"c": 0.0, "d": 0.0}}),
+        SimpleNamespace(suite="old", suite_version="1", score=0.25, details={}),
+    ]
+    assert version_scores(rows) == {("qa", "2"): 0.5, ("old", "1"): 0.25}
