@@ -18,7 +18,7 @@ from evals.scoring import score_suites
 from evals.suites import Probe, Suite
 from learner.drift import DriftEstimate, measure_kl
 from store.db import Database
-from store.suites import cached_score, store_score
+from store.suites import cached_items, store_score
 
 log = logging.getLogger(__name__)
 
@@ -47,14 +47,13 @@ async def cached_suite_scores(
     missing: list[Suite] = []
     async with db.sessions() as session:
         for suite in suites:
-            row = await cached_score(
+            items = await cached_items(
                 session,
                 suite=suite.name,
                 suite_version=str(suite.version),
                 sha256=suite.sha256,
                 model_version=model_version,
             )
-            items = (row.details or {}).get("items") if row is not None else None
             if items is None:  # not scored yet, or cached before item scores were kept
                 missing.append(suite)
             else:
@@ -79,14 +78,8 @@ async def cached_suite_scores(
                 suite_version=str(suite.version),
                 sha256=suite.sha256,
                 model_version=model_version,
-                score=result.score,
-                n=result.n,
-                details={
-                    "failed": result.failed,
-                    "wall_s": result.wall_s,
-                    "accuracy": result.accuracy,
-                    "items": result.items,
-                },
+                items=result.items,
+                details={"failed": result.failed, "wall_s": result.wall_s, "accuracy": result.accuracy},
             )
         await session.commit()
     return scores

@@ -51,16 +51,17 @@ async def upsert_suite(
     return row
 
 
-async def cached_score(
+async def cached_items(
     session: AsyncSession, *, suite: str, suite_version: str, sha256: str, model_version: str
-) -> SuiteScore | None:
-    stmt = select(SuiteScore).where(
-        SuiteScore.suite == suite,
-        SuiteScore.suite_version == suite_version,
-        SuiteScore.model_version == model_version,
-    )
-    row = await session.scalar(stmt)
-    return row if row is not None and (row.details or {}).get("sha256") == sha256 else None
+) -> dict[str, float] | None:
+    """A version's item scores on the suite content ``sha256`` (a whole suite, or one slice of
+    it that the sequential gate scores at one look), or None if that content is not cached."""
+    row = await _row(session, suite, suite_version, model_version)
+    details = (row.details or {}) if row is not None else {}
+    items, ids = details.get("items") or {}, _slices(details).get(sha256)
+    if ids is None or any(i not in items for i in ids):
+        return None
+    return {i: items[i] for i in ids}
 
 
 async def store_score(
@@ -70,21 +71,46 @@ async def store_score(
     suite_version: str,
     sha256: str,
     model_version: str,
-    score: float,
-    n: int,
+    items: dict[str, float],
     details: dict[str, Any] | None = None,
 ) -> None:
+    """Cache a version's item scores on the suite content ``sha256``.
+
+    One row per (suite, suite version, model version) holds every slice scored for it: the
+    item scores joined, and each content's sha with its item ids, so a slice cached at one look
+    is found again at the next round's. ``score`` and ``n`` are over every item held.
+    """
+    row = await _row(session, suite, suite_version, model_version)
+    if row is None:
+        row = SuiteScore(suite=suite, suite_version=suite_version, model_version=model_version)
+        session.add(row)
+    old = row.details or {}
+    joined = {**(old.get("items") or {}), **items}
+    slices = {**_slices(old), sha256: list(items)}
+    row.score, row.n = (sum(joined.values()) / len(joined) if joined else 0.0), len(joined)
+    # a new dict, so that the JSON column is written
+    row.details = {**(details or {}), "sha256": sha256, "items": joined, "slices": slices}
+    await session.flush()
+
+
+async def _row(
+    session: AsyncSession, suite: str, suite_version: str, model_version: str
+) -> SuiteScore | None:
     stmt = select(SuiteScore).where(
         SuiteScore.suite == suite,
         SuiteScore.suite_version == suite_version,
         SuiteScore.model_version == model_version,
     )
-    row = await session.scalar(stmt)
-    if row is None:
-        row = SuiteScore(suite=suite, suite_version=suite_version, model_version=model_version)
-        session.add(row)
-    row.score, row.n, row.details = score, n, {**(details or {}), "sha256": sha256}
-    await session.flush()
+    return await session.scalar(stmt)
+
+
+def _slices(details: dict[str, Any]) -> dict[str, list[str]]:
+    if "slices" in details:
+        return details["slices"]
+    # written before slices were kept: one content, its sha and all its items
+    if "sha256" in details and "items" in details:
+        return {details["sha256"]: list(details["items"])}
+    return {}
 
 
 async def scores_for_version(session: AsyncSession, *, model_version: str) -> list[SuiteScore]:

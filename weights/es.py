@@ -42,6 +42,9 @@ from weights.meta import AWD_KINDS, NOISE_TABLE_SIZE
 
 Params = Mapping[str, torch.Tensor]
 SPARSITY_EPS = 1e-6
+# values per slice of an ES step on a CPU (es_step): 1 MB of fp32, so a slice's working set fits
+# in a core's L2 cache
+STEP_CHUNK = 1 << 18
 
 
 class NoiseTable:
@@ -140,8 +143,8 @@ def awd_(theta: torch.Tensor, theta0: torch.Tensor, alpha: float, lam: float, ki
     if lam == 0:
         return
     shrink = alpha * lam
-    if kind == "l2":
-        theta.copy_(theta0 + (1 - shrink) * (theta - theta0))
+    if kind == "l2":  # theta0 + (1 - shrink) * (theta - theta0), in place: the same roundings
+        theta.sub_(theta0).mul_(1 - shrink).add_(theta0)
     else:
         delta = theta - theta0
         theta.copy_(theta0 + delta.sign() * (delta.abs() - shrink).clamp_min(0))
@@ -158,6 +161,7 @@ def es_step(
     population: int,
     awd_lambda: float = 0.0,
     awd_kind: str = "l2",
+    chunk: int | None = None,
 ) -> StepStats:
     """``theta += alpha/N * sum_i c_i eps_i``, then AWD towards ``theta0``; in place.
 
@@ -171,6 +175,12 @@ def es_step(
         population: N, the number of members (2 * pairs for antithetic sampling).
         awd_lambda: AWD strength; 0 is plain ES.
         awd_kind: ``"l2"`` or ``"l1"``.
+        chunk: values per slice of a tensor the whole step runs on before the next (default
+            ``STEP_CHUNK`` on a CPU, whole tensors on a GPU). Every value goes through the same
+            operations in the same order whatever the slicing, so the weights are the same bit
+            for bit; on a CPU a slice's working set (theta, theta0, the noise slices, the
+            temporaries) stays in the core's cache instead of streaming each operation through
+            memory (``bench/es_math.py``).
 
     Returns:
         StepStats with the update norm and sparsity and the drift from ``theta0``.
@@ -179,21 +189,30 @@ def es_step(
         raise ValueError("one coefficient per seed")
     if population <= 0:
         raise ValueError("population must be positive")
+    if awd_kind not in AWD_KINDS:
+        raise ValueError(f"awd kind must be one of {AWD_KINDS}")
     scale = alpha / population
     upd_sq = drift_sq = 0.0
     upd_small = drift_small = numel = 0
     for name, tensor in theta.items():
-        before = tensor.clone()
-        for seed, coef in zip(seeds, coefficients, strict=True):
-            if coef != 0.0:
-                tensor.add_(table.noise(seed, name, tensor.shape), alpha=scale * coef)
-        awd_(tensor, theta0[name], alpha, awd_lambda, awd_kind)
-        delta = before.sub_(tensor).neg_()
-        drift = tensor - theta0[name]
-        upd_sq += float(torch.linalg.vector_norm(delta, dtype=torch.float64)) ** 2
-        drift_sq += float(torch.linalg.vector_norm(drift, dtype=torch.float64)) ** 2
-        upd_small += int((delta.abs() < SPARSITY_EPS).sum())
-        drift_small += int((drift.abs() < SPARSITY_EPS).sum())
+        steps = [(seed, scale * coef) for seed, coef in zip(seeds, coefficients, strict=True) if coef != 0.0]
+        noise = [(table.noise(seed, name, tensor.shape).reshape(-1), a) for seed, a in steps]
+        flat, anchor = tensor.view(-1), theta0[name].reshape(-1)
+        size = chunk or (STEP_CHUNK if tensor.device.type == "cpu" else flat.numel())
+        for start in range(0, flat.numel(), size):
+            part = flat[start : start + size]
+            before = part.clone()
+            for eps, a in noise:
+                part.add_(eps[start : start + size], alpha=a)
+            base = anchor[start : start + size]
+            awd_(part, base, alpha, awd_lambda, awd_kind)
+            delta = before.sub_(part).neg_()
+            drift = part - base
+            # a slice's norm in float32 (about 1e-6 relative at most), the slices' squares summed in float64
+            upd_sq += float(torch.linalg.vector_norm(delta)) ** 2
+            drift_sq += float(torch.linalg.vector_norm(drift)) ** 2
+            upd_small += int(torch.count_nonzero(delta.abs() < SPARSITY_EPS))
+            drift_small += int(torch.count_nonzero(drift.abs() < SPARSITY_EPS))
         numel += tensor.numel()
     return StepStats(
         update_norm=math.sqrt(upd_sq),

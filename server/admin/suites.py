@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -38,32 +36,16 @@ def suite_json(row) -> dict:
     }
 
 
-def version_scores(rows: list[Any]) -> dict[tuple[str, str], float]:
-    """(suite, version) -> a version's mean item score over every item cached for it.
-
-    The gate caches each look's slice of a suite as a row of its own (and a change of
-    ``gate_suite_max_items`` adds rows for other prefixes): the listing joins their items, so
-    it shows one score over all of them, not whichever slice was cached last.
-    """
-    items: dict[tuple[str, str], dict[str, float]] = {}
-    plain: dict[tuple[str, str], float] = {}
-    for row in rows:
-        key = (row.suite, row.suite_version)
-        scored = (row.details or {}).get("items")
-        if scored:
-            items.setdefault(key, {}).update(scored)
-        else:  # cached before item scores were kept
-            plain[key] = row.score
-    return {**plain, **{key: sum(got.values()) / len(got) for key, got in items.items()}}
-
-
 @router.get("")
 async def suites(db: DB, model_version: str | None = Query(None, max_length=64)) -> dict:
     """Every registered suite; with ``model_version``, that version's cached scores too."""
     async with db.sessions() as session:
         data = [suite_json(r) for r in await list_suites(session)]
         if model_version:
-            scores = version_scores(await scores_for_version(session, model_version=model_version))
+            scores = {
+                (s.suite, s.suite_version): s.score
+                for s in await scores_for_version(session, model_version=model_version)
+            }
             for item in data:
                 item["score"] = scores.get((item["name"], item["version"]))
     return {"object": "list", "data": data}

@@ -178,7 +178,9 @@ async def test_es_iterations_change_the_weights_reproducibly(engine, trained, mo
     assert all(r.failed_items == 0 for r in result.records)
     assert any(c != 0 for r in result.records for c in r.coefficients)
     drift = await engine.drift()
-    assert drift["drift"] > 0 and drift["drift"] == pytest.approx(result.records[-1].drift, rel=1e-9)
+    assert drift["drift"] > 0 and drift["drift"] == pytest.approx(
+        result.records[-1].drift, rel=1e-5
+    )  # es_step: float32 norms of slices
     sums = await engine.checksum()
     assert sums["master"] != sums["base"] and sums["loaded"] == "master"
     # The seed log is the audit trail: replaying it on the parent gives the same bits.

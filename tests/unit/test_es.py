@@ -178,7 +178,9 @@ def test_awd_reduces_drift_and_reports_it(table):
         stats = es_step(
             decayed, theta0, table, seeds, [1.0, -1.0], alpha=0.1, population=4, awd_lambda=2.0, awd_kind="l2"
         )
-    assert stats.drift == pytest.approx(l2_distance(decayed, theta0), rel=1e-9)
+    assert stats.drift == pytest.approx(
+        l2_distance(decayed, theta0), rel=1e-5
+    )  # the step sums float32 norms of slices
     assert l2_distance(decayed, theta0) < l2_distance(plain, theta0)
 
 
@@ -197,7 +199,7 @@ def test_step_stats_report_norm_and_sparsity(table):
     theta = clone(theta0)
     before = clone(theta)
     stats = es_step(theta, theta0, table, [7], [2.0], alpha=0.1, population=2)
-    assert stats.update_norm == pytest.approx(l2_distance(theta, before), rel=1e-9)
+    assert stats.update_norm == pytest.approx(l2_distance(theta, before), rel=1e-5)
     assert stats.numel == sum(math.prod(s) for s in SHAPES.values())
     assert stats.update_sparsity < 0.01
 
@@ -207,3 +209,21 @@ def test_tensors_sha256_sees_every_bit():
     digest = tensors_sha256(p)
     p["a.weight"][0, 0] = torch.nextafter(p["a.weight"][0, 0], torch.tensor(10.0))
     assert tensors_sha256(p) != digest
+
+
+@pytest.mark.parametrize(("kind", "lam"), [("l2", 2.0), ("l1", 0.05), ("l2", 0.0)])
+def test_a_step_in_slices_gives_the_same_weights_bit_for_bit(table, kind, lam):
+    """The CPU step runs each tensor in cache-sized slices: the same operations per value in the
+    same order, so the master (and a replay of the seed log) is the same whatever the slicing.
+    Slices of 100 values cut every tensor here mid-row and off the vector width."""
+    theta0 = params(2)
+    whole, sliced = params(), params()
+    seeds, coefficients = iteration_seeds(3, 0, 4), [0.7, -1.3, 0.0, 2.2]
+    args = dict(alpha=0.05, population=8, awd_lambda=lam, awd_kind=kind)
+    a = es_step(whole, theta0, table, seeds, coefficients, chunk=10**9, **args)
+    b = es_step(sliced, theta0, table, seeds, coefficients, chunk=100, **args)
+    assert tensors_sha256(whole) == tensors_sha256(sliced)
+    assert tensors_sha256(whole) != tensors_sha256(params())  # the step moved it
+    assert (a.update_sparsity, a.drift_sparsity, a.numel) == (b.update_sparsity, b.drift_sparsity, b.numel)
+    assert a.update_norm == pytest.approx(b.update_norm, rel=1e-5)
+    assert a.drift == pytest.approx(b.drift, rel=1e-5)

@@ -394,16 +394,3 @@ def test_looks_cover_every_item_once_and_each_slice_is_cached_apart(looks):
         assert (shas == [suite.sha256]) == (len(slices) == 1)
     with pytest.raises(ValueError):
         split_looks(suites, 0)
-
-
-def test_the_admin_listing_joins_the_slices_cached_for_a_version():
-    from types import SimpleNamespace
-
-    from server.admin.suites import version_scores
-
-    rows = [
-        SimpleNamespace(suite="qa", suite_version="2", score=1.0, details={"items": {"a": 1.0, "b": 1.0}}),
-        SimpleNamespace(suite="qa", suite_version="2", score=0.0, details={"items": {"c": 0.0, "d": 0.0}}),
-        SimpleNamespace(suite="old", suite_version="1", score=0.25, details={}),
-    ]
-    assert version_scores(rows) == {("qa", "2"): 0.5, ("old", "1"): 0.25}
