@@ -81,6 +81,23 @@ def child(dtype: str, mode: str, repeats: int, prompts: int, tokens: int) -> dic
     }
 
 
+def run_child(cmd: list[str], what: str) -> dict:
+    """Run a bench's ``--child`` (an offline vLLM engine on every core, none reserved) and return
+    the JSON of its ``RESULT`` line."""
+    cores = os.cpu_count() or 1
+    env = {
+        **os.environ,
+        "VLLM_CPU_KVCACHE_SPACE": "1",
+        "VLLM_CPU_OMP_THREADS_BIND": f"0-{cores - 1}",
+        "VLLM_CPU_NUM_OF_RESERVED_CPU": "0",
+    }
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1200)
+    line = next((x for x in out.stdout.splitlines() if x.startswith("RESULT ")), None)
+    if line is None:
+        raise SystemExit(f"{what} failed:\n{out.stderr[-3000:]}")
+    return json.loads(line[len("RESULT ") :])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--configs", default="float32:compile,bfloat16:compile,bfloat16:eager")
@@ -95,22 +112,12 @@ def main() -> None:
         print("RESULT " + json.dumps(child(dtype, mode, args.repeats, args.prompts, args.tokens)), flush=True)
         return
     cores = os.cpu_count() or 1
-    env = {
-        **os.environ,
-        "VLLM_CPU_KVCACHE_SPACE": "1",
-        "VLLM_CPU_OMP_THREADS_BIND": f"0-{cores - 1}",
-        "VLLM_CPU_NUM_OF_RESERVED_CPU": "0",
-    }
     rows = []
     for config in args.configs.split(","):
         print(f"{config}: starting an engine ...", flush=True)
         cmd = [sys.executable, __file__, "--child", config, "--repeats", str(args.repeats)]
         cmd += ["--prompts", str(args.prompts), "--tokens", str(args.tokens)]
-        out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1200)
-        line = next((x for x in out.stdout.splitlines() if x.startswith("RESULT ")), None)
-        if line is None:
-            raise SystemExit(f"{config} failed:\n{out.stderr[-3000:]}")
-        rows.append(json.loads(line[len("RESULT ") :]))
+        rows.append(run_child(cmd, config))
         print(f"{config}: median {rows[-1]['median_s']:.3f} s per batch", flush=True)
     first = rows[0]
     print(f"\n{args.prompts} prompts x {args.tokens} greedy tokens, median of {args.repeats}; {cores} cores")

@@ -187,6 +187,11 @@ def _fmt(x: float | None) -> str:
     return f"{x:.4f}" if _finite(x) else "missing"
 
 
+def _percent(level: float) -> str:
+    """95% or 97.5%: a confidence level as people write it."""
+    return f"{100 * level:.1f}".removesuffix(".0") + "%"
+
+
 def _points(x: float) -> str:
     return f"{100 * x:+.1f}"
 
@@ -224,7 +229,7 @@ def _suite_check(
         ok,
         ci.low,
         -margin,
-        f"{label}: {_points(ci.mean)} points [{confidence:.0%} CI {_points(ci.low)}, {_points(ci.high)}] "
+        f"{label}: {_points(ci.mean)} points [{_percent(confidence)} CI {_points(ci.low)}, {_points(ci.high)}] "
         f"over {ci.n} items; lower bound {'>=' if ok else '<'} -{margin_name} {_points(-margin)}",
         ci,
     )
