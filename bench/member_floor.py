@@ -137,12 +137,13 @@ def main() -> None:
     print("| step | s | generated tokens | note |")
     print("|---|---|---|---|")
     print(f"| matrix products at the prefill's shapes | {floor:.3f} | - | {rate:.0f} GFLOP/s ({rates}) |")
+    notes = {
+        "prefill": f"{prefill / floor:.2f}x the products' floor",
+        "16 tokens": f"{1000 * (engine['cases']['16 tokens']['median_s'] - prefill) / 15:.0f} ms per decode step",
+        "at EOS": f"{engine['cases']['at EOS']['generated_tokens'] / args.prompts:.1f} tokens per reply on average",
+    }
     for name, case in engine["cases"].items():
-        note = f"{case['median_s'] / floor:.2f}x the products' floor" if name == "prefill" else ""
-        if name != "prefill":
-            steps = 15
-            note = f"{1000 * (case['median_s'] - prefill) / steps:.0f} ms per decode step after the prefill"
-        print(f"| {name} | {case['median_s']:.3f} | {case['generated_tokens']} | {note} |")
+        print(f"| {name} | {case['median_s']:.3f} | {case['generated_tokens']} | {notes[name]} |")
     result = {
         "cores": cores,
         "dtype": args.dtype,
