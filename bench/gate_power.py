@@ -49,7 +49,7 @@ from engine.client import EngineClient  # noqa: E402
 from evals.scoring import score_suites  # noqa: E402
 from evals.suites import Suite, load_builtin_suites, load_probes, split_looks, trim  # noqa: E402
 from learner.drift import kl_estimate, sample_continuations, score_samples  # noqa: E402
-from learner.gate import Scores, Thresholds, decide, interim, suite_check_of  # noqa: E402
+from learner.gate import Scores, Thresholds, at_look, decide, suite_check_of  # noqa: E402
 from tests.support.server import shared_model_dir  # noqa: E402
 
 RESULTS = REPO / "bench" / "results" / "gate_power.json"
@@ -133,18 +133,19 @@ def todays_rule(
 
 def two_looks(cand_items, base_items, kl: float, thresholds: Thresholds, first: dict[str, set[str]]) -> dict:
     """The default sequential gate on the same item scores: the first half of every suite
-    (``split_looks``), ``interim``; if unsettled, all items, ``decide`` at the looks' level."""
+    (``split_looks``), then, if that did not settle it, all items (``learner.gate.at_look``)."""
 
     def half(items):
         return {n: {i: v for i, v in got.items() if i in first.get(n, ())} for n, got in items.items()}
 
-    base = Scores(0.0, half(base_items), 0.0)
-    decision = interim(Scores(1.0, half(cand_items), kl), base, base, thresholds, looks=2)
-    if decision is not None:
-        return {"rejected": not decision.promote, "look": 1}
-    base = Scores(0.0, base_items, 0.0)
-    decision = decide(Scores(1.0, cand_items, kl), base, base, thresholds, looks=2)
-    return {"rejected": not decision.promote, "look": 2}
+    for look, (cand, ref) in enumerate(
+        [(half(cand_items), half(base_items)), (cand_items, base_items)], start=1
+    ):
+        base = Scores(0.0, ref, 0.0)
+        decision = at_look(Scores(1.0, cand, kl), base, base, thresholds, look=look, looks=2)
+        if decision is not None:
+            return {"rejected": not decision.promote, "look": look}
+    raise AssertionError("the last look always decides")
 
 
 def judge(

@@ -358,6 +358,16 @@ def interim(
     return decision if lost else None
 
 
+def at_look(
+    candidate: Scores, incumbent: Scores, base: Scores, thresholds: Thresholds, *, look: int, looks: int
+) -> Decision | None:
+    """The gate at look ``look`` of ``looks`` on the items scored so far: ``interim`` before the
+    last look (None: score the next slice), ``decide`` at it (always a decision)."""
+    if look < looks:
+        return interim(candidate, incumbent, base, thresholds, looks=looks)
+    return decide(candidate, incumbent, base, thresholds, looks=looks)
+
+
 def reject_without_suites(
     candidate_target: float | None, incumbent_target: float | None, thresholds: Thresholds
 ) -> Decision | None:

@@ -31,8 +31,7 @@ from learner.gate import (
     Decision,
     Scores,
     Thresholds,
-    decide,
-    interim,
+    at_look,
     look_confidence,
     mean_scores,
     reject_without_suites,
@@ -260,10 +259,7 @@ async def suites_gate(
             Scores(incumbent_target, inc, None),
             Scores(None, base, 0.0),
         )
-        if look < len(looks):
-            decision = interim(*scores, thresholds, looks=len(looks))
-        else:
-            decision = decide(*scores, thresholds, looks=len(looks))
+        decision = at_look(*scores, thresholds, look=look, looks=len(looks))
         if decision is not None:
             break
     assert decision is not None and kl is not None  # the last look always decides

@@ -89,7 +89,7 @@ async def store_score(
     slices = {**_slices(old), sha256: list(items)}
     row.score, row.n = (sum(joined.values()) / len(joined) if joined else 0.0), len(joined)
     # a new dict, so that the JSON column is written
-    row.details = {**(details or {}), "sha256": sha256, "items": joined, "slices": slices}
+    row.details = {**(details or {}), "items": joined, "slices": slices}
     await session.flush()
 
 

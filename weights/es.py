@@ -194,8 +194,8 @@ def es_step(
     scale = alpha / population
     upd_sq = drift_sq = 0.0
     upd_small = drift_small = numel = 0
+    steps = [(seed, scale * coef) for seed, coef in zip(seeds, coefficients, strict=True) if coef != 0.0]
     for name, tensor in theta.items():
-        steps = [(seed, scale * coef) for seed, coef in zip(seeds, coefficients, strict=True) if coef != 0.0]
         noise = [(table.noise(seed, name, tensor.shape).reshape(-1), a) for seed, a in steps]
         flat, anchor = tensor.view(-1), theta0[name].reshape(-1)
         size = chunk or (STEP_CHUNK if tensor.device.type == "cpu" else flat.numel())

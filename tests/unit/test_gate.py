@@ -17,6 +17,7 @@ from learner.gate import (
     Decision,
     Scores,
     Thresholds,
+    at_look,
     decide,
     interim,
     look_confidence,
@@ -327,6 +328,13 @@ def test_an_interim_look_leaves_an_unsettled_suite_to_the_next_one():
     unsure = cand(qa=flip(QA, lose=8))  # -2 points: the interval straddles -3
     assert not decide(unsure, INCUMBENT, BASE, T, looks=2).promote
     assert interim(unsure, INCUMBENT, BASE, T, looks=2) is None
+
+
+def test_the_last_look_always_decides_what_an_interim_one_leaves_open():
+    unsure = cand(qa=flip(QA, lose=8))
+    assert at_look(unsure, INCUMBENT, BASE, T, look=1, looks=2) is None
+    last = at_look(unsure, INCUMBENT, BASE, T, look=2, looks=2)
+    assert last is not None and not last.promote
 
 
 def test_two_looks_keep_the_chance_of_promoting_a_real_loss():
