@@ -170,31 +170,15 @@ def run(run_id: int) -> Call[Round]:
     )
 
 
-def round_overrides(
-    *,
-    iterations: int | None = None,
-    population: int | None = None,
-    sigma: float | None = None,
-    alpha: float | None = None,
-    awd_lambda: float | None = None,
-    awd_kind: str | None = None,
-    minibatch: int | None = None,
-    max_tokens: int | None = None,
-    gate: Mapping[str, float] | None = None,
-) -> dict[str, Any]:
-    """The JSON body of ``POST /admin/learner/rounds`` (unset values are left to the server)."""
-    body = {
-        "iterations": iterations,
-        "population": population,
-        "sigma": sigma,
-        "alpha": alpha,
-        "awd_lambda": awd_lambda,
-        "awd_kind": awd_kind,
-        "minibatch": minibatch,
-        "max_tokens": max_tokens,
-        "gate": {k: v for k, v in gate.items() if v is not None} if gate else None,
-    }
-    return {k: v for k, v in body.items() if v not in (None, {})}
+def round_overrides(*, gate: Mapping[str, Any] | None = None, **knobs: Any) -> dict[str, Any]:
+    """The JSON body of ``POST /admin/learner/rounds``: ES knobs by name, and ``gate`` thresholds.
+
+    Unset (None) values are left to the server, which knows the knobs, their ranges and
+    defaults; an unknown or invalid one comes back as its 400 (``InvalidRequestError``).
+    """
+    body = {k: v for k, v in knobs.items() if v is not None}
+    gate = {k: v for k, v in (gate or {}).items() if v is not None}
+    return {**body, "gate": gate} if gate else body
 
 
 def trigger(body: Mapping[str, Any]) -> Call[Round]:

@@ -215,26 +215,15 @@ def _with_wait_options(fn):
 
 
 @runs.command("trigger")
-@click.option("--iterations", type=click.IntRange(1), help="ES iterations (K).")
-@click.option("--population", type=click.IntRange(2), help="Population size (N).")
-@click.option("--sigma", type=float, help="Noise scale.")
-@click.option("--alpha", type=float, help="Learning rate.")
-@click.option("--awd-lambda", type=click.FloatRange(0), help="AWD strength (0 = plain ES).")
-@click.option("--awd-kind", type=click.Choice(["l1", "l2"]), help="AWD form.")
-@click.option("--minibatch", type=click.IntRange(1), help="Items per fitness evaluation.")
-@click.option("--max-tokens", type=click.IntRange(1), help="Tokens per generation.")
-@click.option("--gate-min-gain", type=float, help="Gate: minimum held-out target gain.")
-@click.option("--gate-margin", type=float, help="Gate: a suite's lower CI bound vs the incumbent >= -margin.")
-@click.option(
-    "--gate-max-total-drop", type=float, help="Gate: a suite's lower CI bound vs the base >= -this."
-)
-@click.option("--gate-confidence", type=click.FloatRange(0.5, 0.999), help="Gate: level of the paired CIs.")
-@click.option("--gate-max-kl", type=float, help="Gate: veto above this KL(candidate || base).")
 @click.option("--wait", is_flag=True, help="Wait for the round, with a progress bar.")
 @_with_wait_options
 @admin_options
 def runs_trigger(wait, wait_timeout, poll, url, timeout, as_json, admin_key, **overrides) -> None:
-    """Queue a learner round now (409 while one is active); --wait follows it to the end."""
+    """Queue a learner round now (409 while one is active); --wait follows it to the end.
+
+    The ES and ``--gate-*`` flags are added by ``perennial.cli`` from the knobs' one declaration;
+    their values pass through to the server, which answers an invalid one with a 400.
+    """
     gate = {k.removeprefix("gate_"): overrides.pop(k) for k in list(overrides) if k.startswith("gate_")}
     with connect(url, timeout, admin_key=admin_key) as client:
         run = client.admin.trigger_round(gate=gate, **overrides)

@@ -34,60 +34,15 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 
+from evals.thresholds import Thresholds
+
 EPS = 1e-9
 BOOTSTRAP_RESAMPLES = 4000
-
-
-@dataclass(frozen=True)
-class Thresholds:
-    """The gate's rules (scores are fractions in [0, 1]; KL in nats per token).
-
-    Defaults and the measurements behind them are in ``docs/gate.md`` (``bench/gate_power.py``:
-    the share of noise-only candidates rejected and of really forgetting ones caught).
-    """
-
-    min_gain: float = field(
-        default=0.01, metadata={"help": "Held-out target gain over the incumbent needed to promote."}
-    )
-    margin: float = field(
-        default=0.03,
-        metadata={
-            "help": "Non-inferiority margin per suite against the incumbent: the lower confidence "
-            "bound of candidate - incumbent must be >= -margin."
-        },
-    )
-    max_total_drop: float = field(
-        default=0.05,
-        metadata={
-            "help": "Non-inferiority margin per suite against the base: the lower confidence bound "
-            "of candidate - base must be >= -max_total_drop, however many promotions led there."
-        },
-    )
-    confidence: float = field(
-        default=0.95, metadata={"help": "Two-sided level of the paired confidence intervals (0.5-0.999)."}
-    )
-    max_kl: float | None = field(
-        default=None,
-        metadata={
-            "help": "Veto a candidate whose mean KL(candidate || base) exceeds this (nats/token); "
-            "unset: KL is measured and reported, not a veto."
-        },
-    )
-
-    def __post_init__(self) -> None:
-        if not 0.5 <= self.confidence <= 0.999:
-            raise ValueError(f"confidence must be in [0.5, 0.999], got {self.confidence}")
-
-    def to_json(self) -> dict[str, float | None]:
-        return asdict(self)
-
-
-GATE_KNOBS: tuple[tuple[str, str], ...] = tuple((f.name, f.metadata["help"]) for f in fields(Thresholds))
 
 
 @dataclass(frozen=True)

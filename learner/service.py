@@ -32,7 +32,6 @@ from typing import Any
 
 from engine.supervisor import reap_stale
 from evals.suites import load_probes, split_looks, trim
-from learner.config import ConfigError
 from learner.gate_eval import cached_suite_scores, load_dir
 from learner.round import Promote, RoundContext, room_for_candidate, run_round
 from learner.settings import LearnerSettings
@@ -53,6 +52,7 @@ from store.learner_runs import (
 )
 from store.models import LearnerRun, utcnow
 from store.versions import BASE, serving_version
+from weights.config import ConfigError
 
 log = logging.getLogger(__name__)
 

@@ -12,19 +12,26 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, create_model, field_validator
 from pydantic_settings import NoDecode
 
 from engine.threads import ThreadPlan
-from learner.config import ESConfig
-from learner.gate import GATE_KNOBS, Thresholds
+from evals.thresholds import Thresholds
 from store.settings import StateSettings, split_csv
+from weights.config import ROUND_KNOBS, ESConfig, optional_fields
 
-_GATE = Thresholds()
-_HELP = dict(GATE_KNOBS)
+# The round's knobs as settings, derived from their one declaration (ESConfig and Thresholds:
+# same types, ranges and help): PERENNIAL_LEARNER_<KNOB> (unset: the preset's value) and
+# PERENNIAL_GATE_<THRESHOLD> (default: the declared one).
+_RoundKnobs = create_model(
+    "_RoundKnobs",
+    __base__=StateSettings,
+    **optional_fields(ESConfig, (*ROUND_KNOBS, "seed"), prefix="learner_"),
+    **optional_fields(Thresholds, prefix="gate_", keep_default=True),
+)
 
 
-class LearnerSettings(StateSettings):
+class LearnerSettings(_RoundKnobs):
     """One typed configuration of the learner (the scheduler, rounds, the learner engine).
 
     ``data_dir``, ``model_dir``, ``database_url`` and ``admin_key`` come from
@@ -58,17 +65,8 @@ class LearnerSettings(StateSettings):
         120.0, gt=5, description="Round lock lifetime; renewed while a round runs."
     )
 
-    # --- ES defaults of a round (an admin trigger may override per round) ----------------------
-    learner_preset: Literal["paper", "cpu"] = Field("cpu", description="ES preset (see learner/config.py).")
-    learner_iterations: int | None = Field(None, ge=1, description="ES iterations per round.")
-    learner_population: int | None = Field(None, ge=2, description="ES population N (even).")
-    learner_sigma: float | None = Field(None, gt=0, description="ES noise scale.")
-    learner_alpha: float | None = Field(None, gt=0, description="ES learning rate.")
-    learner_awd_lambda: float | None = Field(10.0, ge=0, description="AWD strength (0: plain ES).")
-    learner_awd_kind: Literal["l1", "l2"] = Field("l2", description="AWD form.")
-    learner_minibatch: int | None = Field(None, ge=1, description="Items scored per iteration.")
-    learner_max_tokens: int | None = Field(None, ge=1, description="Generation budget per item.")
-    learner_seed: int = Field(0, description="Base seed; each round adds its run id.")
+    # --- ES defaults of a round: the learner_* knobs of _RoundKnobs (an admin trigger may override) ---
+    learner_preset: Literal["paper", "cpu"] = Field("cpu", description="ES preset (see weights/config.py).")
 
     # --- the learner engine --------------------------------------------------------------------
     learner_engine_args: Annotated[list[str], NoDecode] = Field(
@@ -143,16 +141,10 @@ class LearnerSettings(StateSettings):
         description="Ray GPUs each learner actor reserves (unset: 1 if the cluster has GPUs, else 0).",
     )
 
-    # --- the gate ------------------------------------------------------------------------------
-    # Defaults and help are learner.gate.Thresholds' (the one declaration; docs/gate.md).
-    gate_min_gain: float = Field(_GATE.min_gain, description=_HELP["min_gain"])
+    # --- the gate: the gate_* thresholds of _RoundKnobs, and how the gate scores --------------
     gate_min_likelihood_gain: float = Field(
         0.0, description="Held-out gain needed when a round has only rated replies (nats/token)."
     )
-    gate_margin: float = Field(_GATE.margin, description=_HELP["margin"])
-    gate_max_total_drop: float = Field(_GATE.max_total_drop, description=_HELP["max_total_drop"])
-    gate_confidence: float = Field(_GATE.confidence, ge=0.5, le=0.999, description=_HELP["confidence"])
-    gate_max_kl: float | None = Field(_GATE.max_kl, description=_HELP["max_kl"])
     gate_suite_max_items: int = Field(
         200,
         ge=0,
@@ -188,25 +180,19 @@ class LearnerSettings(StateSettings):
         return split_csv(value)
 
     def es_config(self, run_id: int, overrides: dict[str, Any] | None = None) -> ESConfig:
-        """The round's ES config: preset, then these settings, then the admin's overrides."""
-        values = {
-            "iterations": self.learner_iterations,
-            "population": self.learner_population,
-            "sigma": self.learner_sigma,
-            "alpha": self.learner_alpha,
-            "awd_lambda": self.learner_awd_lambda,
-            "awd_kind": self.learner_awd_kind,
-            "minibatch": self.learner_minibatch,
-            "max_tokens": self.learner_max_tokens,
-            "seed": self.learner_seed + run_id,
-        }
+        """The round's ES config: preset, then these settings, then the admin's overrides.
+
+        The seed is ``learner_seed`` (0 when unset) plus the round's id, so rounds differ.
+        """
+        values: dict[str, Any] = {name: getattr(self, f"learner_{name}") for name in ROUND_KNOBS}
+        values["seed"] = (self.learner_seed or 0) + run_id
         values.update({k: v for k, v in (overrides or {}).items() if v is not None})
         return ESConfig.preset(self.learner_preset, **values)
 
     def thresholds(self, overrides: dict[str, Any] | None = None, *, rated_only: bool = False) -> Thresholds:
         """The round's gate rules: these settings, then the admin's overrides."""
-        values = {name: getattr(self, f"gate_{name}") for name, _ in GATE_KNOBS}
+        values = {name: getattr(self, f"gate_{name}") for name in Thresholds.model_fields}
         if rated_only:
             values["min_gain"] = self.gate_min_likelihood_gain
-        values.update({k: float(v) for k, v in (overrides or {}).items() if v is not None})
+        values.update({k: v for k, v in (overrides or {}).items() if v is not None})
         return Thresholds(**values)

@@ -147,15 +147,28 @@ def ingest(consumers) -> None:
 _PATH = click.Path(path_type=Path)
 
 
-def es_options(command):
-    """A ``--flag`` per scalar ES knob, named, typed and described by ``ESConfig`` itself."""
-    from learner.config import ES_KNOBS
-    from weights.meta import AWD_KINDS
+def knob_options(command, model, names=None, *, prefix: str = ""):
+    """A ``--flag`` per scalar knob of ``model`` (``ESConfig`` or ``Thresholds``), named, typed
+    and described by the field itself; its range is checked by the model (or the server's 400)."""
+    from weights.config import scalar_type
 
-    for name, kind, help_text in reversed(ES_KNOBS):
-        choice = click.Choice(list(AWD_KINDS)) if name == "awd_kind" else kind
-        command = click.option(f"--{name.replace('_', '-')}", name, type=choice, help=help_text)(command)
+    for name in reversed(list(names if names is not None else model.model_fields)):
+        declared = model.model_fields[name]
+        kind, choices = scalar_type(declared.annotation)
+        if kind is None:  # a mapping (fitness_weights): set it in a YAML file
+            continue
+        flag = f"--{prefix}{name}".replace("_", "-")
+        click_type = click.Choice(list(choices)) if choices else kind
+        command = click.option(
+            flag, prefix.replace("-", "_") + name, type=click_type, help=declared.description
+        )(command)
     return command
+
+
+def es_options(command):
+    from weights.config import ESConfig
+
+    return knob_options(command, ESConfig)
 
 
 @main.command()
@@ -199,9 +212,9 @@ def learn(
     import asyncio
     import logging
 
-    from learner.config import ConfigError, ESConfig
     from learner.items import ItemError
     from perennial.learn import learn as run_learn
+    from weights.config import ConfigError, ESConfig
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per engine request otherwise
@@ -233,8 +246,20 @@ def learn(
 
 
 from clients.cli import chat, feedback  # noqa: E402  (loads no SDK yet)
-from clients.cli_admin import promote, rollback, runs, suites, versions  # noqa: E402
+from clients.cli_admin import promote, rollback, runs, runs_trigger, suites, versions  # noqa: E402
 
+
+def _round_flags() -> None:
+    # The round's flags, derived from the knobs' one declaration (the clients package may not
+    # import it: it passes them through, and the server answers a bad value with a 400).
+    from evals.thresholds import Thresholds
+    from weights.config import ROUND_KNOBS, ESConfig
+
+    knob_options(runs_trigger, ESConfig, ROUND_KNOBS)
+    knob_options(runs_trigger, Thresholds, prefix="gate-")
+
+
+_round_flags()
 for _command in (chat, feedback, versions, promote, rollback, runs, suites):
     main.add_command(_command)
 

@@ -11,12 +11,12 @@ from __future__ import annotations
 from typing import Any
 
 from learner import service as learner_service
-from learner.config import ConfigError
 from learner.service import LearnerService
 from learner.settings import LearnerSettings
 from server.rounds import InvalidRound, RoundBusy
 from store.db import Database
 from store.models import LearnerRun
+from weights.config import ConfigError
 
 
 class LearnerRounds:

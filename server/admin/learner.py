@@ -2,51 +2,48 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from fastapi import APIRouter, Depends, Query
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
+from evals.thresholds import Thresholds
 from server.deps import DB, LearnerRounds, admin_caller
 from server.errors import APIError
 from server.openapi import doc
 from server.rounds import InvalidRound, RoundBusy
 from store.learner_runs import get_run, iterations, list_runs
 from store.versions import latest_decision
+from weights.config import ROUND_KNOBS, ESConfig, optional_fields
 
 router = APIRouter(prefix="/admin/learner", dependencies=[Depends(admin_caller)])
 
 
-class GateOverrides(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    # learner.gate.Thresholds' fields (the gateway may not import the learner; test_knobs checks).
-    min_gain: float | None = None
-    margin: float | None = None
-    max_total_drop: float | None = None
-    confidence: float | None = Field(None, ge=0.5, le=0.999)
-    max_kl: float | None = Field(None, ge=0)
+# The body's fields are derived from the one declaration of each knob (same type, range and help;
+# all optional): the ES knobs of weights.config.ESConfig and the thresholds of evals.thresholds.
+GateOverrides = create_model(
+    "GateOverrides", __config__=ConfigDict(extra="forbid"), **optional_fields(Thresholds)
+)
 
 
-class RoundRequest(BaseModel):
+class _RoundBody(BaseModel):
     """Overrides of this round's ES settings (and gate thresholds); all optional."""
 
     model_config = ConfigDict(extra="forbid")
-
-    iterations: int | None = Field(None, ge=1, le=10_000)
-    population: int | None = Field(None, ge=2, le=1024)
-    sigma: float | None = Field(None, gt=0, le=1)
-    alpha: float | None = Field(None, gt=0, le=1)
-    awd_lambda: float | None = Field(None, ge=0)
-    awd_kind: Literal["l1", "l2"] | None = None
-    minibatch: int | None = Field(None, ge=1, le=4096)
-    max_tokens: int | None = Field(None, ge=1, le=1024)
-    gate: GateOverrides | None = None
 
     def overrides(self) -> dict[str, Any]:
         es = self.model_dump(exclude={"gate"}, exclude_none=True)
         gate = self.gate.model_dump(exclude_none=True) if self.gate else {}
         return {k: v for k, v in (("es", es), ("gate", gate)) if v}
+
+
+RoundRequest = create_model(
+    "RoundRequest",
+    __base__=_RoundBody,
+    __doc__=_RoundBody.__doc__,
+    **optional_fields(ESConfig, ROUND_KNOBS),
+    gate=(GateOverrides | None, Field(None, description="Overrides of the gate's thresholds.")),
+)
 
 
 def run_json(run, decision=None, its=None) -> dict[str, Any]:

@@ -6,13 +6,13 @@ import json
 
 import pytest
 
-from learner.config import ConfigError, ESConfig
+from weights.config import ConfigError, ESConfig
 from learner.items import ItemError, RatedItem, VerifiableItem, load_items, parse_item
 
 
 def test_defaults_are_the_papers():
     c = ESConfig()
-    assert (c.population, c.sigma, c.alpha, c.awd_lambda) == (30, 1e-3, 5e-4, 0.0)
+    assert (c.population, c.sigma, c.alpha, c.awd_lambda, c.awd_kind) == (30, 1e-3, 5e-4, 10.0, "l2")
     assert c.pairs == 15
 
 
