@@ -19,6 +19,7 @@ COPY engine ./engine
 COPY weights ./weights
 COPY evals ./evals
 COPY store ./store
+COPY harness ./harness
 COPY migrations ./migrations
 
 # editable: the Alembic migrations directory is found next to the packages

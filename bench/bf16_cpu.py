@@ -47,7 +47,7 @@ def child(dtype: str, mode: str, repeats: int, prompts: int, tokens: int) -> dic
     from vllm import LLM, SamplingParams
 
     sys.path.insert(0, str(REPO))
-    from tests.support.server import shared_model_dir
+    from harness.processes import shared_model_dir
 
     started = time.perf_counter()
     llm = LLM(

@@ -36,8 +36,8 @@ from engine.learner_engine import LearnerEngine  # noqa: E402
 from engine.supervisor import resolve_dtype  # noqa: E402
 from evals.scoring import score_suites  # noqa: E402
 from evals.suites import load_builtin_suites, trim  # noqa: E402
+from harness.processes import shared_model_dir  # noqa: E402
 from learner.gate import paired_interval  # noqa: E402
-from tests.support.server import shared_model_dir  # noqa: E402
 
 RESULTS = REPO / "bench" / "results" / "dtype_scores.json"
 MOVED = 0.01  # an item whose score moved more than this counts as moved

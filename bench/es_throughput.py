@@ -93,10 +93,10 @@ from engine.client import EngineClient  # noqa: E402
 from engine.idle import IDLE_SPIN_S  # noqa: E402
 from engine.learner_engine import LearnerEngine, NoiseSpec  # noqa: E402
 from engine.supervisor import EngineSpec, EngineSupervisor  # noqa: E402
+from harness.processes import shared_model_dir  # noqa: E402
 from learner.fitness import FitnessEvaluator  # noqa: E402
 from learner.items import ItemSet, load_items  # noqa: E402
 from learner.yielding import ChatGuard, ChatYield  # noqa: E402
-from tests.support.server import shared_model_dir  # noqa: E402
 from weights.es import iteration_seeds, zscore  # noqa: E402
 
 SIGMA, ALPHA = 3e-3, 4e-3
@@ -454,7 +454,7 @@ def ray_arm(spec: str) -> tuple[str, int, str, str]:
 
 async def ray_arms(model_dir: Path, items: ItemSet, args, counts: list[str]) -> dict[str, dict]:
     """Whole ES iterations on one engine (no Ray), then on K Ray actors, same seeds and items."""
-    from learner.config import ESConfig
+    from weights.config import ESConfig
     from learner.distributed import RayLearnerEngine
     from learner.es_loop import run_es
 

@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from engine.supervisor import EngineSpec, EngineSupervisor, resolve_dtype  # noqa: E402
-from tests.support.server import shared_model_dir, start_server  # noqa: E402
+from harness.processes import shared_model_dir, start_server  # noqa: E402
 
 MODEL = "smollm2-135m-instruct"
 TOKENS = 16

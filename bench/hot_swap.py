@@ -32,10 +32,10 @@ import httpx
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from harness.processes import shared_model_dir, start_server  # noqa: E402
+from harness.snapshots import perturbed_snapshot  # noqa: E402
 from store.db import Database  # noqa: E402
 from store.versions import add_candidate, record_decision  # noqa: E402
-from tests.support.server import shared_model_dir, start_server  # noqa: E402
-from tests.support.snapshots import perturbed_snapshot  # noqa: E402
 
 MODEL = "smollm2-135m-instruct"
 ADMIN_KEY = "pk-bench-admin"

@@ -47,11 +47,10 @@ sys.path.insert(0, str(REPO))
 from sqlalchemy import func, select  # noqa: E402
 
 from engine.supervisor import EngineSpec, EngineSupervisor, resolve_dtype  # noqa: E402
+from harness.processes import RunningServer, shared_model_dir, start_ingest_worker, start_server  # noqa: E402
+from harness.stores import PG_SERVER, REDIS_URL, create_database, delete_prefix, drop_database  # noqa: E402
 from store.db import Database  # noqa: E402
 from store.models import Feedback  # noqa: E402
-from tests.support.server import RunningServer, shared_model_dir, start_server  # noqa: E402
-from tests.support.services import start_ingest_worker  # noqa: E402
-from tests.support.stores import PG_SERVER, REDIS_URL, create_database, delete_prefix, drop_database  # noqa: E402
 
 MODEL = "smollm2-135m-instruct"
 KEY = "sk-bench"
@@ -181,7 +180,7 @@ async def chat_latency(session, arms: dict[str, RunningServer], pairs: int) -> d
 async def recorder_cost(n: int = 20_000) -> dict:
     """Time ``StoreRecorder.record`` itself on a realistic interaction (direct sink, SQLite)."""
     from server.chat.recorder import StoreRecorder
-    from server.chat.serving import Interaction
+    from server.chat.service import Interaction
     from store.db import upgrade
     from store.sink import IngestSink
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import json
 import os
 import sys
@@ -35,10 +34,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from engine.learner_engine import LearnerEngine  # noqa: E402
-from learner.config import ESConfig  # noqa: E402
+from harness.processes import shared_model_dir  # noqa: E402
 from learner.es_loop import replay, run_es, target_score  # noqa: E402
 from learner.items import load_items  # noqa: E402
-from tests.support.server import shared_model_dir  # noqa: E402
+from weights.config import ESConfig  # noqa: E402
 from weights.meta import SnapshotMeta  # noqa: E402
 
 TASK = REPO / "evals" / "tasks" / "addition"
@@ -95,7 +94,7 @@ async def run_arm(engine, model_dir: Path, name: str, config: ESConfig, items, h
         result = await run_es(
             engine,
             items,
-            dataclasses.replace(config, iterations=end),
+            config.model_copy(update={"iterations": end}),
             start_iteration=start,
             on_iteration=lambda r: _append(log, r.to_json()),
         )
@@ -177,7 +176,7 @@ async def main_async(args) -> dict:
     items = load_items(TASK / "train.jsonl")
     heldout = load_items(TASK / "heldout.jsonl").verifiable
     es = ESConfig.preset("cpu", iterations=args.iterations, seed=args.seed)
-    awd = dataclasses.replace(es, awd_lambda=args.awd_lambda, awd_kind=args.awd_kind)
+    awd = es.model_copy(update={"awd_lambda": args.awd_lambda, "awd_kind": args.awd_kind})
     WORK.mkdir(parents=True, exist_ok=True)
     engine = await LearnerEngine.start(model_dir, log_file=WORK / "engine.log")
     try:

@@ -56,7 +56,7 @@ def child(dtype: str, repeats: int, n: int) -> dict:
     from vllm import LLM, SamplingParams
     from vllm.inputs import TokensPrompt
 
-    from tests.support.server import shared_model_dir
+    from harness.processes import shared_model_dir
 
     model_dir = str(shared_model_dir())
     ids = _prompts(model_dir, n)
@@ -103,7 +103,7 @@ def matmul_rate(dtype: str, rows: int, repeats: int) -> dict:
 
 def _body_params() -> int:
     """Weights every prompt token is multiplied by: q, k, v, o and the MLP of every layer."""
-    from tests.support.server import shared_model_dir
+    from harness.processes import shared_model_dir
 
     c = json.loads((shared_model_dir() / "config.json").read_text())
     h, kv = c["hidden_size"], c["hidden_size"] // c["num_attention_heads"] * c["num_key_value_heads"]

@@ -85,7 +85,7 @@ from bench.online_plot import num, render  # noqa: E402
 from clients.sim_tasks import ReferenceTask, load_items  # noqa: E402
 from clients.simulator import SimulationConfig, simulate  # noqa: E402
 from evals.suites import load_builtin_suites  # noqa: E402
-from tests.support.server import RunningServer, shared_model_dir, start_server  # noqa: E402
+from harness.processes import RunningServer, shared_model_dir, start_server  # noqa: E402
 
 TASK = REPO / "evals" / "tasks" / "addition"
 WORK = REPO / "bench" / ".work" / "online"

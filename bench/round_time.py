@@ -58,7 +58,7 @@ import httpx
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.support.server import shared_model_dir, start_server  # noqa: E402
+from harness.processes import shared_model_dir, start_server  # noqa: E402
 
 ADMIN_KEY = "pk-bench-admin"
 ARMS = {

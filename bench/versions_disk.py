@@ -35,8 +35,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.suite_baseline import table  # noqa: E402
+from harness.processes import shared_model_dir  # noqa: E402
 from store.retention import RetentionPolicy, VersionDisk, plan, weights_bytes  # noqa: E402
-from tests.support.server import shared_model_dir  # noqa: E402
 
 RESULTS = REPO / "bench" / "results" / "versions_disk.json"
 

@@ -1,7 +1,8 @@
 """Alembic environment: online migrations against the URL given by the caller.
 
 The URL comes from, in order: ``config.attributes["url"]`` (set by ``store.db.upgrade``, which
-the gateway runs at start), ``alembic -x url=...``, the gateway settings. On Postgres the
+the gateway runs at start), ``alembic -x url=...``, the shared state settings
+(``PERENNIAL_DATABASE_URL``, else the SQLite file in ``PERENNIAL_DATA_DIR``). On Postgres the
 migration holds a transaction-scoped advisory lock, so gateways starting together migrate one
 after the other instead of racing. SQLite runs in batch mode (ALTER through table copies).
 """
@@ -25,9 +26,9 @@ def target_url() -> URL:
     given = context.get_x_argument(as_dictionary=True).get("url")
     if given:
         return sync_url(given)
-    from server.settings import Settings  # only when run by hand: the configured database
+    from store.settings import StateSettings  # only when run by hand: the configured database
 
-    return sync_url(Settings().resolved_database_url)
+    return sync_url(StateSettings().resolved_database_url)
 
 
 def run_migrations_online() -> None:

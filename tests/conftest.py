@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.server import RunningServer, shared_model_dir, start_server
+from harness.processes import RunningServer, shared_model_dir, start_server
 
 API_KEYS = ("sk-test-alpha", "sk-test-beta")
 ADMIN_KEY = "pk-test-admin"

@@ -25,11 +25,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from harness.processes import SERVED_MODEL
+from harness.stores import PG_SERVER, REDIS_URL, create_database, delete_prefix, drop_database
 from store.db import upgrade
 from tests.conftest import ADMIN_KEY
-from tests.support.server import SERVED_MODEL
 from tests.support.services import PrivatePostgres, PrivateRedis
-from tests.support.stores import PG_SERVER, REDIS_URL, create_database, delete_prefix, drop_database
 
 
 @pytest.fixture(scope="session")

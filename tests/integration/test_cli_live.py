@@ -15,10 +15,10 @@ import pytest
 from click.testing import CliRunner
 
 from clients import Perennial
+from harness.processes import REPO
+from harness.snapshots import perturbed_snapshot
 from perennial.cli import main
 from tests.conftest import ADMIN_KEY, API_KEYS
-from tests.support.server import REPO
-from tests.support.snapshots import perturbed_snapshot
 from tests.support.versions import insert_version
 from tests.support.waiting import eventually
 

@@ -21,9 +21,9 @@ import time
 import httpx
 import pytest
 
+from harness.processes import REPO, SERVED_MODEL
 from server.auth import key_id
 from tests.conftest import ADMIN_KEY, API_KEYS
-from tests.support.server import REPO, SERVED_MODEL
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.integration

@@ -16,9 +16,9 @@ import httpx
 import pytest
 from playwright.sync_api import expect
 
+from harness.snapshots import perturbed_snapshot
 from tests.conftest import ADMIN_KEY
 from tests.support.seed import BASE_SUITES, Candidate, seed
-from tests.support.snapshots import perturbed_snapshot
 
 pytestmark = pytest.mark.integration
 

@@ -15,8 +15,8 @@ import pytest
 
 from evals.scoring import score_suite, score_suites
 from evals.suites import load_builtin_suites, load_probes, trim
+from harness.processes import SERVED_MODEL as MODEL
 from learner.drift import kl_estimate, measure_kl, sample_continuations, score_samples
-from tests.support.server import SERVED_MODEL as MODEL
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
 

@@ -10,8 +10,8 @@ import httpx
 import openai
 import pytest
 
+from harness.processes import start_server
 from tests.conftest import ADMIN_KEY
-from tests.support.server import start_server
 
 pytestmark = pytest.mark.integration
 

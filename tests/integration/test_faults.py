@@ -50,7 +50,7 @@ async def test_redis_stopped_while_traffic_keeps_arriving(pg_url, private_redis)
 
 @pytest.mark.parametrize("mode", ["redis", "direct"])
 async def test_postgres_briefly_unavailable(private_postgres, redis_prefix, mode):
-    from tests.support.stores import REDIS_URL
+    from harness.stores import REDIS_URL
 
     db = Database.connect(private_postgres.url)
     redis = connect(REDIS_URL) if mode == "redis" else None

@@ -14,10 +14,10 @@ import uuid
 import httpx
 import pytest
 
+from harness.processes import start_server
+from harness.stores import REDIS_URL, delete_prefix
 from server.auth import key_id
 from tests.conftest import ADMIN_KEY, API_KEYS
-from tests.support.server import start_server
-from tests.support.stores import REDIS_URL, delete_prefix
 
 pytestmark = pytest.mark.integration
 

@@ -14,13 +14,12 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
+from harness.processes import start_ingest_worker, start_server
+from harness.stores import REDIS_URL, delete_prefix
 from store import queries
 from store.db import Database
 from store.models import Feedback, Interaction
 from tests.integration.test_feedback_api import ADMIN, USER, all_feedback, chat, gateway_env, poll, post
-from tests.support.server import start_server
-from tests.support.services import start_ingest_worker
-from tests.support.stores import REDIS_URL, delete_prefix
 
 pytestmark = pytest.mark.integration
 

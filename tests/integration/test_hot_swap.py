@@ -11,9 +11,9 @@ import pytest
 from engine.client import EngineClient
 from engine.replicas import Replica, ReplicaSet
 from engine.runtime import EngineRuntime
-from server.chat.serving import ServedModel
+from harness.snapshots import perturbed_snapshot
+from server.chat.service import ServedModel
 from server.versions.swap import HotSwapper, SwapError, SwapTarget
-from tests.support.snapshots import perturbed_snapshot
 
 pytestmark = pytest.mark.integration
 

@@ -15,9 +15,9 @@ import time
 import httpx
 import pytest
 
+from harness.processes import REPO, start_server
 from tests.conftest import ADMIN_KEY
 from tests.integration.test_online_loop import ALWAYS, SMALL, give_feedback, wait_round
-from tests.support.server import REPO, start_server
 
 pytestmark = pytest.mark.integration
 

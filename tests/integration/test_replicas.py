@@ -19,9 +19,9 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
+from harness.processes import start_server
+from harness.stores import PG_SERVER, REDIS_URL, create_database, delete_prefix, drop_database
 from tests.conftest import ADMIN_KEY
-from tests.support.server import start_server
-from tests.support.stores import PG_SERVER, REDIS_URL, create_database, delete_prefix, drop_database
 from tests.support.tiny_model import write_tiny_model
 from tests.support.versions import insert_version
 from weights.prep import weights_sha256

@@ -15,12 +15,12 @@ import time
 import pytest
 from redis.asyncio import Redis
 
-from server.chat.serving import ServedModel
+from harness.stores import REDIS_URL
+from server.chat.service import ServedModel
 from server.versions.redis_rollouts import RedisRollouts
 from server.versions.rollouts import RolloutBusy
 from server.versions.swap import HotSwapper, SwapTarget
 from tests.support.fake_replicas import fleet, gateway_view, snapshot
-from tests.support.stores import REDIS_URL
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
 

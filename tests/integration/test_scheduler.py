@@ -9,9 +9,9 @@ import time
 import httpx
 import pytest
 
+from harness.processes import start_server
 from tests.conftest import ADMIN_KEY
 from tests.integration.test_online_loop import chat, post
-from tests.support.server import start_server
 
 pytestmark = pytest.mark.integration
 

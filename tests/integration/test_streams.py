@@ -13,6 +13,7 @@ import pytest
 from redis.asyncio import Redis
 from sqlalchemy import func, select
 
+from harness.stores import REDIS_URL
 from store.consumer import StreamConsumer
 from store.db import Database
 from store.ingest import persist
@@ -20,7 +21,6 @@ from store.models import Feedback, Interaction
 from store.sink import IdempotencyRequest, IngestConfig, IngestSink
 from store.streams import IngestStream, connect
 from tests.support import rows
-from tests.support.stores import REDIS_URL
 
 REPO = Path(__file__).resolve().parents[2]
 

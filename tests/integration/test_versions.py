@@ -12,9 +12,9 @@ import time
 import httpx
 import pytest
 
+from harness.snapshots import perturbed_snapshot, seed_log_snapshot
 from store.retention import drop_weights
 from tests.conftest import ADMIN_KEY
-from tests.support.snapshots import perturbed_snapshot, seed_log_snapshot
 from tests.support.versions import insert_version
 
 pytestmark = pytest.mark.integration

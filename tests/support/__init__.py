@@ -1,1 +1,2 @@
-"""Test helpers: real processes (gateway + vLLM engine) started once per test session."""
+"""Test-only helpers: fakes (gateway, replicas), rows, seeded versions. The real processes and
+stores that benches use too are in ``harness``."""

@@ -15,12 +15,11 @@ import glob
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-from tests.support.server import REPO, free_port
+from harness.processes import free_port
 
 
 def _wait(check, timeout: float, what: str) -> None:
@@ -136,16 +135,3 @@ class PrivatePostgres:
         if (self.data / "postmaster.pid").exists():
             self.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
-
-
-def start_ingest_worker(env: dict[str, str], log_file: Path) -> subprocess.Popen:
-    """``perennial ingest`` with ``env`` (PERENNIAL_* only from it); stop it with SIGTERM."""
-    full = {k: v for k, v in os.environ.items() if not k.startswith("PERENNIAL_")} | env
-    with open(log_file, "ab") as log:
-        return subprocess.Popen(
-            [sys.executable, "-m", "perennial.cli", "ingest"],
-            env=full,
-            cwd=REPO,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )

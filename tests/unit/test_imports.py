@@ -4,9 +4,11 @@
     clients    (HTTP only: nothing of ours)          server -> engine, store, evals, weights
     learner -> engine, store, evals, weights         engine -> weights
     evals, weights, store: nothing of ours (store is the lowest layer)
+    harness -> engine, weights  (runs real processes for bench/ and tests/; nothing imports it)
 
 ``server`` and ``learner`` never import each other; ``perennial/`` plugs the learner into the
-gateway. Imports inside functions count too (the test reads every import statement).
+gateway. ``bench/`` never imports ``tests``. Imports inside functions count too (the test reads
+every import statement).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ ALLOWED: dict[str, set[str]] = {
     "evals": set(),
     "weights": set(),
     "store": set(),
+    "harness": {"engine", "weights"},
 }
 OURS = set(ALLOWED)
 
@@ -83,6 +86,17 @@ def test_only_the_engine_package_imports_vllm(package):
         if any(n == "vllm" or n.startswith("vllm.") for n in imports_of(p))
     ]
     assert offenders == [] or package == "engine"
+
+
+def test_bench_does_not_import_tests():
+    """The benches share ``harness`` with the tests, never ``tests`` itself."""
+    offenders = [
+        f"{p.relative_to(REPO)} -> {name}"
+        for p in sorted((REPO / "bench").rglob("*.py"))
+        for name in sorted(imports_of(p))
+        if name.split(".")[0] == "tests"
+    ]
+    assert offenders == []
 
 
 def test_the_check_sees_a_wrong_import(tmp_path, monkeypatch):

@@ -1,4 +1,4 @@
-"""Start a real ``perennial serve`` subprocess and wait until it answers."""
+"""Start real ``perennial serve`` and ``perennial ingest`` subprocesses; the model they serve."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import httpx
 
 from engine.supervisor import _die_with_parent
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 CACHE = REPO / ".data" / "test-cache"
 # The model id the shared serving engine serves the prepared SmolLM2 under.
 SERVED_MODEL = "smollm2-135m-instruct"
@@ -94,3 +94,16 @@ def start_server(data_dir: Path, env: dict[str, str], *, timeout: float = 400) -
         time.sleep(1)
     server.stop()
     raise TimeoutError(f"perennial serve not healthy after {timeout} s:\n{server.log_tail()}")
+
+
+def start_ingest_worker(env: dict[str, str], log_file: Path) -> subprocess.Popen:
+    """``perennial ingest`` with ``env`` (PERENNIAL_* only from it); stop it with SIGTERM."""
+    full = {k: v for k, v in os.environ.items() if not k.startswith("PERENNIAL_")} | env
+    with open(log_file, "ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "perennial.cli", "ingest"],
+            env=full,
+            cwd=REPO,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )

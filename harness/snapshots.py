@@ -1,4 +1,4 @@
-"""Make weight snapshots for tests: the base model with seeded Gaussian noise on its matrices."""
+"""Weight snapshots for tests and benches: the base model with seeded Gaussian noise on its matrices."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Shared PostgreSQL and Redis on 127.0.0.1 for the integration tests: names and clean-up helpers.
+"""Shared PostgreSQL and Redis on 127.0.0.1 for the integration tests and the benches: names and
+clean-up helpers.
 
 Every test run gets its own Postgres database (``perennial_t_<hex>`` on the shared server,
 dropped at the end) and every test its own Redis key prefix (keys deleted at the end); see the
