@@ -214,13 +214,13 @@ class AsyncAdmin:
         """The audit log of version changes, newest first."""
         return await self._c._run(calls.audit(limit))
 
-    async def runs(self, limit: int = 50) -> list[Round]:
+    async def rounds(self, limit: int = 50) -> list[Round]:
         """Learner rounds, newest first."""
-        return await self._c._run(calls.runs(limit))
+        return await self._c._run(calls.rounds(limit))
 
-    async def run(self, run_id: int) -> Round:
+    async def round(self, round_id: int) -> Round:
         """One round with its per-iteration metrics and gate decision."""
-        return await self._c._run(calls.run(run_id))
+        return await self._c._run(calls.round_by_id(round_id))
 
     async def trigger_round(self, **overrides: Any) -> Round:
         """Queue a round now (see :meth:`Admin.trigger_round` for the overrides)."""
@@ -228,7 +228,7 @@ class AsyncAdmin:
 
     async def wait_round(
         self,
-        run_id: int,
+        round_id: int,
         *,
         timeout: float = 3600.0,
         poll_s: float = 2.0,
@@ -238,14 +238,14 @@ class AsyncAdmin:
         deadline = time.monotonic() + timeout
         seen = None
         while True:
-            current = await self.run(run_id)
+            current = await self.round(round_id)
             if on_progress and current.progress_key() != seen:
                 seen = current.progress_key()
                 on_progress(current)
             if current.finished:
                 return current
             if time.monotonic() + poll_s > deadline:
-                raise PerennialTimeoutError(f"round {run_id} still {current.phase} after {timeout:g} s")
+                raise PerennialTimeoutError(f"round {round_id} still {current.phase} after {timeout:g} s")
             await asyncio.sleep(poll_s)
 
     async def suites(self, model_version: str | None = None) -> list[Suite]:

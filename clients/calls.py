@@ -154,7 +154,7 @@ def audit(limit: int) -> Call[list[AuditEntry]]:
     )
 
 
-def runs(limit: int) -> Call[list[Round]]:
+def rounds(limit: int) -> Call[list[Round]]:
     return Call(
         "GET",
         "/admin/learner/rounds",
@@ -164,9 +164,9 @@ def runs(limit: int) -> Call[list[Round]]:
     )
 
 
-def run(run_id: int) -> Call[Round]:
+def round_by_id(round_id: int) -> Call[Round]:
     return Call(
-        "GET", f"/admin/learner/rounds/{int(run_id)}", lambda r: Round.model_validate(r.json()), admin=True
+        "GET", f"/admin/learner/rounds/{int(round_id)}", lambda r: Round.model_validate(r.json()), admin=True
     )
 
 

@@ -4,7 +4,7 @@
     perennial feedback chatcmpl-... --up | --reward 0.5 | --reference 42 --verifier number
     perennial feedback --batch items.jsonl          perennial feedback chatcmpl-... --show
     perennial versions [ID]    perennial promote ID [--force --reason R]    perennial rollback [--to ID]
-    perennial runs list|show ID|trigger [--wait]|wait ID
+    perennial rounds list|show ID|trigger [--wait]|wait ID
     perennial suites list|add FILE|remove NAME
 
 The server comes from ``--url`` / ``PERENNIAL_URL`` (default http://127.0.0.1:8000), the API key

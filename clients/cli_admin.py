@@ -1,10 +1,10 @@
-"""The ``perennial`` admin commands (admin key): versions, promote, rollback, runs, suites.
+"""The ``perennial`` admin commands (admin key): versions, promote, rollback, rounds, suites.
 
     perennial versions [VERSION] [--limit N]
     perennial versions rebuild VERSION      (a dropped snapshot, from its seed log, with progress)
     perennial promote VERSION [--force --reason TEXT]
     perennial rollback [--to VERSION] [--reason TEXT]
-    perennial runs list | show ROUND | trigger [--iterations K ...] [--wait] | wait ROUND
+    perennial rounds list | show ROUND | trigger [--iterations K ...] [--wait] | wait ROUND
     perennial suites list [--model-version V] | add FILE [--name N] | remove NAME [--version V]
 
 Shared options, errors and exit codes: ``clients/cli.py``.
@@ -113,31 +113,31 @@ def rollback(to, reason, url, timeout, as_json, admin_key) -> None:
 
 
 @click.group(cls=ClientGroup)
-def runs() -> None:
+def rounds() -> None:
     """Learner rounds: list, show, trigger (and wait), wait."""
 
 
-@runs.command("list")
+@rounds.command("list")
 @click.option("--limit", type=click.IntRange(1, 500), default=20, show_default=True)
 @admin_options
-def runs_list(limit, url, timeout, as_json, admin_key) -> None:
+def rounds_list(limit, url, timeout, as_json, admin_key) -> None:
     """Rounds, newest first, with their decisions."""
-    from clients.render import runs_table
+    from clients.render import rounds_table
 
     with connect(url, timeout, admin_key=admin_key) as client:
-        rounds = client.admin.runs(limit)
-    emit(rounds, as_json, lambda: runs_table(rounds))
+        rounds = client.admin.rounds(limit)
+    emit(rounds, as_json, lambda: rounds_table(rounds))
 
 
-@runs.command("show")
-@click.argument("run_id", metavar="ROUND", type=int)
+@rounds.command("show")
+@click.argument("round_id", metavar="ROUND", type=int)
 @admin_options
-def runs_show(run_id, url, timeout, as_json, admin_key) -> None:
+def rounds_show(round_id, url, timeout, as_json, admin_key) -> None:
     """One round: phase, gate decision and reasons, per-iteration metrics."""
     from clients.render import run_detail
 
     with connect(url, timeout, admin_key=admin_key) as client:
-        run = client.admin.run(run_id)
+        run = client.admin.round(round_id)
     emit(run, as_json, lambda: run_detail(run))
 
 
@@ -175,13 +175,13 @@ class Progress:
             self.bar.close()
 
 
-def _wait(client, run_id: int, wait_timeout: float, poll: float, as_json: bool) -> None:
+def _wait(client, round_id: int, wait_timeout: float, poll: float, as_json: bool) -> None:
     """Wait for a round with progress; exit 1 if it failed."""
     from clients.render import run_detail
 
     progress = Progress()
     try:
-        run = client.admin.wait_round(run_id, timeout=wait_timeout, poll_s=poll, on_progress=progress)
+        run = client.admin.wait_round(round_id, timeout=wait_timeout, poll_s=poll, on_progress=progress)
     finally:
         progress.close()
     emit(run, as_json, lambda: run_detail(run))
@@ -214,11 +214,11 @@ def _with_wait_options(fn):
     return fn
 
 
-@runs.command("trigger")
+@rounds.command("trigger")
 @click.option("--wait", is_flag=True, help="Wait for the round, with a progress bar.")
 @_with_wait_options
 @admin_options
-def runs_trigger(wait, wait_timeout, poll, url, timeout, as_json, admin_key, **overrides) -> None:
+def rounds_trigger(wait, wait_timeout, poll, url, timeout, as_json, admin_key, **overrides) -> None:
     """Queue a learner round now (409 while one is active); --wait follows it to the end.
 
     The ES and ``--gate-*`` flags are added by ``perennial.cli`` from the knobs' one declaration;
@@ -234,14 +234,14 @@ def runs_trigger(wait, wait_timeout, poll, url, timeout, as_json, admin_key, **o
         _wait(client, run.id, wait_timeout, poll, as_json)
 
 
-@runs.command("wait")
-@click.argument("run_id", metavar="ROUND", type=int)
+@rounds.command("wait")
+@click.argument("round_id", metavar="ROUND", type=int)
 @_with_wait_options
 @admin_options
-def runs_wait(run_id, wait_timeout, poll, url, timeout, as_json, admin_key) -> None:
+def rounds_wait(round_id, wait_timeout, poll, url, timeout, as_json, admin_key) -> None:
     """Wait for a round to finish, with a progress bar; exit 1 if it failed."""
     with connect(url, timeout, admin_key=admin_key) as client:
-        _wait(client, run_id, wait_timeout, poll, as_json)
+        _wait(client, round_id, wait_timeout, poll, as_json)
 
 
 @click.group(cls=ClientGroup)

@@ -229,7 +229,7 @@ def progress_text(run: Round) -> str:
     return f"round {run.id}: {run.phase}{its}"
 
 
-def runs_table(runs: Sequence[Round]) -> str:
+def rounds_table(rounds: Sequence[Round]) -> str:
     rows = [
         [
             r.id,
@@ -242,7 +242,7 @@ def runs_table(runs: Sequence[Round]) -> str:
             r.created_at,
             r.error or gate_summary(r.gate),
         ]
-        for r in runs
+        for r in rounds
     ]
     headers = [
         "ROUND",

@@ -277,13 +277,13 @@ class Admin:
         """The audit log of version changes, newest first."""
         return self._c._run(calls.audit(limit))
 
-    def runs(self, limit: int = 50) -> list[Round]:
+    def rounds(self, limit: int = 50) -> list[Round]:
         """Learner rounds, newest first."""
-        return self._c._run(calls.runs(limit))
+        return self._c._run(calls.rounds(limit))
 
-    def run(self, run_id: int) -> Round:
+    def round(self, round_id: int) -> Round:
         """One round with its per-iteration metrics and gate decision."""
-        return self._c._run(calls.run(run_id))
+        return self._c._run(calls.round_by_id(round_id))
 
     def trigger_round(self, **overrides: Any) -> Round:
         """Queue a round now (raises ConflictError ``round_in_progress`` if one is active).
@@ -300,7 +300,7 @@ class Admin:
 
     def wait_round(
         self,
-        run_id: int,
+        round_id: int,
         *,
         timeout: float = 3600.0,
         poll_s: float = 2.0,
@@ -309,7 +309,7 @@ class Admin:
         """Poll a round until it succeeded or failed.
 
         Args:
-            run_id: the round.
+            round_id: the round.
             timeout: seconds before PerennialTimeoutError.
             poll_s: seconds between polls.
             on_progress: called with the round whenever its status, phase or iteration changes.
@@ -320,14 +320,14 @@ class Admin:
         deadline = time.monotonic() + timeout
         seen = None
         while True:
-            current = self.run(run_id)
+            current = self.round(round_id)
             if on_progress and current.progress_key() != seen:
                 seen = current.progress_key()
                 on_progress(current)
             if current.finished:
                 return current
             if time.monotonic() + poll_s > deadline:
-                raise PerennialTimeoutError(f"round {run_id} still {current.phase} after {timeout:g} s")
+                raise PerennialTimeoutError(f"round {round_id} still {current.phase} after {timeout:g} s")
             time.sleep(poll_s)
 
     def suites(self, model_version: str | None = None) -> list[Suite]:

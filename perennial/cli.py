@@ -6,7 +6,7 @@
     perennial learn --model DIR --items FILE --out DIR      # ES + AWD run -> snapshot
     perennial learner [--data-dir D] [--ray auto|ADDRESS]   # production: rounds + scheduler
     perennial engine [--port P] [--data-dir D]              # production: the serving engine alone
-    perennial chat | feedback | versions | promote | rollback | runs | suites  # clients (--url)
+    perennial chat | feedback | versions | promote | rollback | rounds | suites  # clients (--url)
     perennial simulate --url U --task addition --count N    # simulated users: chats + feedback
 
 Each process has one entry module here, named for it: ``perennial/serve.py``, ``engine.py``,
@@ -41,7 +41,7 @@ def _settings(cls=None, **overrides):
 def main() -> None:
     """Perennial: an online continual-learning server for LLMs.
 
-    Client commands (chat, feedback, versions, promote, rollback, runs, suites) talk to a running
+    Client commands (chat, feedback, versions, promote, rollback, rounds, suites) talk to a running
     gateway: --url / PERENNIAL_URL, --api-key / PERENNIAL_API_KEY, --admin-key /
     PERENNIAL_ADMIN_KEY. Exit codes: 0 ok; 1 the server answered an error (or a round failed);
     2 usage error; 3 cannot connect to the server; 4 timed out.
@@ -246,7 +246,7 @@ def learn(
 
 
 from clients.cli import chat, feedback  # noqa: E402  (loads no SDK yet)
-from clients.cli_admin import promote, rollback, runs, runs_trigger, suites, versions  # noqa: E402
+from clients.cli_admin import promote, rollback, rounds, rounds_trigger, suites, versions  # noqa: E402
 
 
 def _round_flags() -> None:
@@ -255,12 +255,12 @@ def _round_flags() -> None:
     from evals.thresholds import Thresholds
     from weights.config import ROUND_KNOBS, ESConfig
 
-    knob_options(runs_trigger, ESConfig, ROUND_KNOBS)
-    knob_options(runs_trigger, Thresholds, prefix="gate-")
+    knob_options(rounds_trigger, ESConfig, ROUND_KNOBS)
+    knob_options(rounds_trigger, Thresholds, prefix="gate-")
 
 
 _round_flags()
-for _command in (chat, feedback, versions, promote, rollback, runs, suites):
+for _command in (chat, feedback, versions, promote, rollback, rounds, suites):
     main.add_command(_command)
 
 

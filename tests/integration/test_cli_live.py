@@ -170,7 +170,7 @@ def test_a_real_round_followed_to_its_end(server, cli):
             sdk.feedback(reply.id, reference=str(2 * a + 53), verifier="number", task="addition")
     time.sleep(6)  # the learner takes feedback that has settled (5 s)
     result = cli(
-        "runs",
+        "rounds",
         "trigger",
         "--iterations",
         "1",
@@ -198,16 +198,16 @@ def test_a_real_round_followed_to_its_end(server, cli):
     )
     assert result.exit_code == 0, result.output
     lines = result.stderr.splitlines()
-    run_id = int(re.fullmatch(r"round (\d+) queued", lines[0]).group(1))
-    assert any(re.fullmatch(rf"round {run_id}: es iteration [01]/1", line) for line in lines), lines
-    assert lines[-1] == f"round {run_id}: succeeded"
+    round_id = int(re.fullmatch(r"round (\d+) queued", lines[0]).group(1))
+    assert any(re.fullmatch(rf"round {round_id}: es iteration [01]/1", line) for line in lines), lines
+    assert lines[-1] == f"round {round_id}: succeeded"
     assert re.search(r"^decision\s+rejected$", result.stdout, re.M) and "fail: " in result.stdout
-    shown = json.loads(cli("runs", "show", str(run_id), "--json").stdout)
+    shown = json.loads(cli("rounds", "show", str(round_id), "--json").stdout)
     assert shown["decision"] == "rejected" and len(shown["iterations"]) == 1
     assert shown["gate"]["promote"] is False and shown["gate"]["reasons"]
-    listed = cli("runs", "list").stdout.splitlines()
+    listed = cli("rounds", "list").stdout.splitlines()
     assert listed[0].split()[:3] == ["ROUND", "STATUS", "DECISION"]
-    assert re.match(rf"{run_id}\s+succeeded\s+rejected\s+admin\s+base\s+v\d+", listed[1]), listed
+    assert re.match(rf"{round_id}\s+succeeded\s+rejected\s+admin\s+base\s+v\d+", listed[1]), listed
     assert json.loads(cli("versions", "--json").stdout)["serving"] == "base"
 
 
@@ -223,7 +223,7 @@ def test_installed_command_exit_codes(server):
     )
     assert ok.returncode == 0 and json.loads(ok.stdout)["serving"] == "base"
     wrong = subprocess.run(
-        [*base, "runs", "list", "--url", server.url, "--admin-key", "nope"],
+        [*base, "rounds", "list", "--url", server.url, "--admin-key", "nope"],
         capture_output=True,
         text=True,
         cwd=REPO,

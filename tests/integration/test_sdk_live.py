@@ -154,11 +154,11 @@ def test_admin_listings(sdk):
     with pytest.raises(NotFoundError) as caught:
         sdk.admin.version("no-such-version")
     assert caught.value.code == "version_not_found"
-    assert isinstance(sdk.admin.runs(), list) and isinstance(sdk.admin.audit(), list)
+    assert isinstance(sdk.admin.rounds(), list) and isinstance(sdk.admin.audit(), list)
     assert sdk.admin.learner()["mode"] and sdk.admin.engine()["state"] == "ready"
     assert sdk.health()["version"] == "base"
     with pytest.raises(NotFoundError):
-        sdk.admin.run(10_000_000)
+        sdk.admin.round(10_000_000)
 
 
 def test_wrong_admin_key_is_an_authentication_error(server):

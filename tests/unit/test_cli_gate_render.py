@@ -1,4 +1,4 @@
-"""The gate's confidence intervals in ``perennial versions <id>`` and ``perennial runs show <id>``:
+"""The gate's confidence intervals in ``perennial versions <id>`` and ``perennial rounds show <id>``:
 rendered from model objects (and once through the CLI against a FAKE gateway), for a record of
 the interval era, one where a suite check failed closed, and older or hand-made decisions."""
 

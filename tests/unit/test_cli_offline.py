@@ -74,7 +74,7 @@ def round_json(status: str, phase: str | None, done: int, **extra) -> dict:
     }
 
 
-def test_runs_wait_prints_progress_and_the_outcome():
+def test_rounds_wait_prints_progress_and_the_outcome():
     script = [
         Canned(200, round_json("queued", None, 0)),
         Canned(200, round_json("running", "es", 1)),
@@ -83,7 +83,7 @@ def test_runs_wait_prints_progress_and_the_outcome():
         Canned(200, round_json("succeeded", "reject", 3, decision="rejected")),
     ]
     with FakeGateway(script) as fake:
-        result = run("runs", "wait", "7", "--url", fake.url, "--admin-key", "pk", "--poll", "0.1")
+        result = run("rounds", "wait", "7", "--url", fake.url, "--admin-key", "pk", "--poll", "0.1")
     assert result.exit_code == 0, result.output
     progress = result.stderr.splitlines()
     assert progress == ["round 7: queued", "round 7: es iteration 1/3", "round 7: gate", "round 7: succeeded"]
@@ -93,12 +93,12 @@ def test_runs_wait_prints_progress_and_the_outcome():
 def test_a_failed_round_exits_1_and_a_long_one_exits_4():
     failed = round_json("failed", "es", 1, error="RoundError: no usable feedback")
     with FakeGateway([Canned(200, failed)]) as fake:
-        result = run("runs", "wait", "7", "--url", fake.url, "--admin-key", "pk", "--json")
+        result = run("rounds", "wait", "7", "--url", fake.url, "--admin-key", "pk", "--json")
     assert result.exit_code == 1 and json.loads(result.stdout)["status"] == "failed"
     assert result.stderr.splitlines()[-1] == "error: round 7 failed: RoundError: no usable feedback"
     with FakeGateway([Canned(200, round_json("running", "es", 1))]) as fake:
         result = run(
-            "runs",
+            "rounds",
             "wait",
             "7",
             "--url",

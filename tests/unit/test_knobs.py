@@ -81,13 +81,13 @@ def test_the_sdk_passes_knobs_through():
 
 def test_the_cli_flags_are_the_declared_knobs():
     learn = {p.name: p for p in main.commands["learn"].params}
-    trigger = {p.name: p for p in main.commands["runs"].commands["trigger"].params}
+    trigger = {p.name: p for p in main.commands["rounds"].commands["trigger"].params}
     for name in ROUND_KNOBS:
         assert learn[name].help == trigger[name].help == ESConfig.model_fields[name].description
     for name in Thresholds.model_fields:
         assert trigger[f"gate_{name}"].help == Thresholds.model_fields[name].description
     assert "fitness_weights" not in learn  # a mapping: set in a YAML file
-    help_text = CliRunner().invoke(main, ["runs", "trigger", "--help"]).output
+    help_text = CliRunner().invoke(main, ["rounds", "trigger", "--help"]).output
     assert "--awd-lambda" in help_text and "--gate-max-total-drop" in help_text
 
 

@@ -139,7 +139,7 @@ async def test_async_client_retries_with_the_same_key():
             stored = await client.feedback(CID, label="up")
             with pytest.raises(NotFoundError):
                 fake.script = [Canned(404, envelope(404, "no round 9", "round_not_found"))]
-                await client.admin.run(9)
+                await client.admin.round(9)
     assert stored.completion_id == CID
     first, second = fake.received[:2]
     assert first.headers["idempotency-key"] == second.headers["idempotency-key"]
