@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, create_model, field_validator
 from pydantic_settings import NoDecode
 
+from engine.settings import ChatFormatSettings
 from engine.threads import ThreadPlan
 from evals.thresholds import Thresholds
 from store.settings import StateSettings, split_csv
@@ -31,7 +32,7 @@ _RoundKnobs = create_model(
 )
 
 
-class LearnerSettings(_RoundKnobs):
+class LearnerSettings(_RoundKnobs, ChatFormatSettings):
     """One typed configuration of the learner (the scheduler, rounds, the learner engine).
 
     ``data_dir``, ``model_dir``, ``database_url`` and ``admin_key`` come from

@@ -13,11 +13,12 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode
 
+from engine.settings import ChatFormatSettings
 from engine.threads import ReplicaPlans
 from store.settings import StateSettings, split_csv
 
 
-class Settings(StateSettings):
+class Settings(StateSettings, ChatFormatSettings):
     """One typed configuration for the gateway, its engine and the embedded default.
 
     ``data_dir``, ``model_dir``, ``database_url`` and ``admin_key`` come from

@@ -77,17 +77,6 @@ class StateSettings(BaseSettings):
         "directory fails before writing its snapshot (serving untouched).",
     )
 
-    chat_template: str | None = Field(
-        None,
-        description="Chat template of the serving and learner engines: a Jinja file, or a "
-        "template shipped in engine/templates by name (chatml-tools). Unset: the model's own.",
-    )
-    tool_call_parser: str | None = Field(
-        None,
-        description="vLLM tool-call parser (hermes, pythonic, llama3_json, mistral, ...). Set: "
-        "tool calling with tool_choice auto is on, in serving and in the learner (docs/tools.md).",
-    )
-
     @field_validator("data_dir")
     @classmethod
     def _absolute(cls, value: Path) -> Path:
