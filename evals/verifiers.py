@@ -17,6 +17,11 @@ json           the reply's JSON (as for json_schema) equals the reference's JSON
                reply being the call as ``{"name": ..., "arguments": {...}}``
 =============  =====================================================================  ==========
 
+Specs come from strangers (feedback), so regexes and schemas run bounded (``evals.bounded``):
+regexes on RE2, schemas size-, depth- and step-limited with local references only. What can be
+known bad is refused when the spec is parsed (``VerifierError``, a 400 at the gateway); a
+verifier that fails while scoring raises ``VerifierFailed``, which callers score 0 and count.
+
 >>> score("The answer is 42.", "42", "number")
 1.0
 >>> score("42 or maybe 41", "42", {"type": "number"})
@@ -31,12 +36,12 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-import jsonschema
+from evals import bounded
+from evals.bounded import MAX_PATTERN_CHARS
 
 VERIFIER_TYPES = ("exact", "contains", "number", "regex", "json_schema", "json")
-MAX_PATTERN_CHARS = 1000
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?(?:[eE][-+]?\d+)?|-?\.\d+")
-_REGEX_FLAGS = {"i": re.IGNORECASE, "m": re.MULTILINE, "s": re.DOTALL}
+_REGEX_FLAGS = "ims"  # ignore case, multi-line, dot matches newline
 
 
 class VerifierError(ValueError):
@@ -45,6 +50,10 @@ class VerifierError(ValueError):
     def __init__(self, message: str, param: str = "verifier"):
         super().__init__(message)
         self.param = param
+
+
+class VerifierFailed(VerifierError):
+    """A verifier failed or went past a bound while scoring one reply (score it 0, count it)."""
 
 
 @dataclass(frozen=True)
@@ -105,9 +114,9 @@ def _check(kind: str, options: dict[str, Any], reference: str | None) -> None:
         if not isinstance(flags, str) or set(flags) - set(_REGEX_FLAGS):
             raise VerifierError("regex flags are a string of i, m, s")
         try:
-            re.compile(pattern)
-        except re.error as exc:
-            raise VerifierError(f"invalid regex: {exc}") from exc
+            bounded.compile_regex(pattern, "".join(sorted(set(flags))))
+        except bounded.Refused as exc:
+            raise VerifierError(f"invalid regex pattern: {exc}") from exc
     if kind == "json":
         try:
             json.loads(reference or "")
@@ -116,9 +125,9 @@ def _check(kind: str, options: dict[str, Any], reference: str | None) -> None:
     if kind == "json_schema":
         schema = _schema(options, reference)
         try:
-            jsonschema.validators.validator_for(schema).check_schema(schema)
-        except jsonschema.SchemaError as exc:
-            raise VerifierError(f"invalid JSON schema: {exc.message}") from exc
+            bounded.check_schema(schema)
+        except bounded.Refused as exc:
+            raise VerifierError(f"invalid JSON schema: {exc}") from exc
 
 
 def _schema(options: dict[str, Any], reference: str | None) -> dict[str, Any]:
@@ -181,10 +190,25 @@ def tool_call_text(tool_calls: list[dict[str, Any]]) -> str:
 
 
 def score(reply: str, reference: str | None, spec: str | dict[str, Any] | Verifier) -> float:
-    """Score ``reply`` in [0, 1]. Never raises on a bad reply; a bad spec raises VerifierError."""
-    verifier = spec if isinstance(spec, Verifier) else parse_verifier(spec, reference)
+    """Score ``reply`` in [0, 1], in bounded time (``evals.bounded``).
+
+    Raises:
+        VerifierError: the spec is invalid (for a parsed ``Verifier``: no longer valid, e.g.
+            stored before a bound was introduced; then as ``VerifierFailed``).
+        VerifierFailed: the verifier went past a bound or failed on this reply.
+    """
+    if isinstance(spec, Verifier):
+        try:
+            return _score(reply or "", reference, spec)
+        except VerifierFailed:
+            raise
+        except VerifierError as exc:
+            raise VerifierFailed(str(exc), exc.param) from exc
+    return _score(reply or "", reference, parse_verifier(spec, reference))
+
+
+def _score(reply: str, reference: str | None, verifier: Verifier) -> float:
     opts = verifier.options
-    reply = reply or ""
     if verifier.type in ("exact", "contains"):
         a, b = reply.strip(), (reference or "").strip()
         if not opts.get("case_sensitive", False):
@@ -199,19 +223,28 @@ def score(reply: str, reference: str | None, spec: str | dict[str, Any] | Verifi
         if abs(numbers[-1] - target) <= tol:
             return 1.0
         return float(opts.get("partial", 0.2)) if any(abs(n - target) <= tol for n in numbers) else 0.0
-    if verifier.type == "regex":
-        flags = 0
-        for ch in opts.get("flags", ""):
-            flags |= _REGEX_FLAGS[ch]
-        return float(re.search(opts.get("pattern", reference), reply, flags) is not None)
-    if verifier.type == "json":
-        try:
-            return float(_json_candidate(reply) == json.loads(reference or ""))
-        except ValueError:
-            return 0.0
-    schema = _schema(opts, reference)
     try:
-        jsonschema.validate(_json_candidate(reply), schema)
-    except (ValueError, jsonschema.ValidationError):
-        return 0.0
-    return 1.0
+        if verifier.type == "regex":
+            flags = "".join(sorted(set(opts.get("flags", ""))))
+            return float(bounded.search(opts.get("pattern", reference), reply, flags))
+        if verifier.type == "json":
+            instance = _reply_json(reply)
+            return float(instance is not _NO_JSON and instance == json.loads(reference or ""))
+        schema = _schema(opts, reference)
+        bounded.check_schema(schema)  # a stored spec may predate a bound; cheap next to validation
+        instance = _reply_json(reply)
+        return float(instance is not _NO_JSON and bounded.is_valid(instance, schema))
+    except (bounded.Refused, bounded.Exceeded, RecursionError, ValueError) as exc:
+        raise VerifierFailed(f"{verifier.type} verifier failed: {exc}") from exc
+
+
+_NO_JSON = object()
+
+
+def _reply_json(reply: str) -> Any:
+    """The reply's JSON (``_json_candidate``), or ``_NO_JSON`` when it has none (a plain miss)."""
+    bounded.check_reply(reply)
+    try:
+        return _json_candidate(reply)
+    except ValueError:
+        return _NO_JSON

@@ -11,8 +11,9 @@
   moves in steps of 1/batch, a log-likelihood by ~1e-3 per member), so a plain sum would let
   one component drown the other.
 
-A failing item (engine error, over-long prompt, malformed reply) scores 0 for that item and is
-counted; a round never crashes on one bad item.
+A failing item (engine error, over-long prompt, malformed reply, a verifier that fails or goes
+past its bounds) scores 0 for that item and is counted in ``failed``; a round never crashes on
+one bad item.
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from evals.scoring import ReplyTokens, reply_logprobs, reply_tokens
+from evals.verifiers import VerifierError, tool_call_text
 from evals.verifiers import score as verify
-from evals.verifiers import tool_call_text
 from learner.items import ItemSet, RatedItem, VerifiableItem
 from weights.es import zscore
 
@@ -95,7 +96,11 @@ async def score_verifiable(
             except Exception as exc:  # noqa: BLE001 - any failure scores 0, never crashes a round
                 log.warning("item %s failed: %s", item.id, exc)
                 return None
-        return verify(text, item.reference, item.verifier)
+        try:  # in a thread: a verifier is bounded (evals.bounded), yet may take ~0.1 s of CPU
+            return await asyncio.to_thread(verify, text, item.reference, item.verifier)
+        except VerifierError as exc:  # a hostile or broken verifier scores 0 and is counted
+            log.warning("item %s: verifier failed: %s", item.id, exc)
+            return None
 
     results = await asyncio.gather(*(one(item) for item in items))
     return [r or 0.0 for r in results], sum(r is None for r in results)
