@@ -79,10 +79,9 @@ def test_dotenv_file_is_read(tmp_path):
 def test_env_example_lists_every_setting():
     example = (Path(__file__).resolve().parents[2] / ".env.example").read_text()
     names = {line.split("=")[0].lstrip("# ").strip() for line in example.splitlines() if "=" in line}
-    from learner.settings import LearnerSettings
+    from perennial.config_docs import sources  # every settings class (tests/unit/test_config_docs.py)
 
-    fields = {*Settings.model_fields, *LearnerSettings.model_fields}
-    expected = {f"PERENNIAL_{name.upper()}" for name in fields}
+    expected = {f"PERENNIAL_{name.upper()}" for source in sources() for name in source.cls.model_fields}
     assert expected <= names, sorted(expected - names)
 
 
