@@ -4,7 +4,9 @@ The engine listens on 127.0.0.1 only, with vLLM's dev endpoints on (pause / resu
 collective_rpc / weight version: they can rewrite the model, so they must never be reachable
 from outside; the gateway proxies only the OpenAI routes it owns). If the process dies, the
 supervisor restarts it on the same port with backoff; after ``max_restarts`` consecutive
-failures it gives up and the gateway reports the engine unavailable.
+failures it gives up and the gateway reports the engine unavailable. Failures are consecutive
+until the engine stays ready for ``HEALTHY_RESET_S``: then the next death starts a fresh budget,
+so a gateway that lives for months survives one crash a week, while a crash loop still stops.
 """
 
 from __future__ import annotations
@@ -36,6 +38,9 @@ from engine.threads import plan_environment
 log = logging.getLogger(__name__)
 
 SERVING_EXTENSION = "engine.serving_worker.ServingWorkerExtension"
+# An engine ready this long since its last (re)start has recovered: its next death is the first
+# of a new run of failures. Longer than a start (~30-130 s), so a crash loop is never forgiven.
+HEALTHY_RESET_S = 600.0
 _PR_SET_PDEATHSIG = 1
 
 
@@ -243,13 +248,24 @@ def reap_stale(pid_file: Path) -> bool:
 class EngineSupervisor:
     """Owns one engine process: start, health wait, restart on death, clean stop."""
 
-    def __init__(self, spec: EngineSpec, *, start_timeout_s: float = 300.0, max_restarts: int = 5):
+    def __init__(
+        self,
+        spec: EngineSpec,
+        *,
+        start_timeout_s: float = 300.0,
+        max_restarts: int = 5,
+        healthy_reset_s: float = HEALTHY_RESET_S,
+    ):
         self.spec = spec
         self.start_timeout_s = start_timeout_s
-        self.max_restarts = max_restarts
+        self.max_restarts = max_restarts  # consecutive: see HEALTHY_RESET_S
+        self.healthy_reset_s = healthy_reset_s
         self.port = spec.port or free_port()
         self.state = EngineState.STOPPED
-        self.restarts = 0
+        self.restarts = 0  # in this process's life (reported)
+        self.failures = 0  # restarts since the engine last stayed ready healthy_reset_s
+        self.poll_s = 0.5
+        self._ready_at = 0.0
         self.last_error: str | None = None
         self._proc: subprocess.Popen | None = None
         self._watch_task: asyncio.Task | None = None
@@ -309,6 +325,7 @@ class EngineSupervisor:
             await self._kill_tree()
             raise
         self.state = EngineState.READY
+        self._ready_at = time.monotonic()
         self._ready.set()
         log.info("engine ready in %.1f s (pid %d)", time.monotonic() - started, self._proc.pid)
 
@@ -330,21 +347,26 @@ class EngineSupervisor:
         """Restart the engine whenever it dies, until stop() or too many failures."""
         backoff = 1.0
         while not self._stopping:
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(self.poll_s)
             proc = self._proc
             if proc is None or proc.poll() is None or self._stopping:
                 continue
             self._ready.clear()
+            if time.monotonic() - self._ready_at >= self.healthy_reset_s:
+                self.failures = 0  # it had recovered: this death starts a new run
             self.last_error = f"engine exited with code {proc.returncode}"
             log.error("%s; restarting", self.last_error)
             await self._kill_tree()  # reap what the dead server left behind
             while not self._stopping:
-                if self.restarts >= self.max_restarts:
+                if self.failures >= self.max_restarts:
                     self.state = EngineState.FAILED
                     log.error(
-                        "engine not restarted (%d restarts, at most %d)", self.restarts, self.max_restarts
+                        "engine not restarted (%d consecutive restarts, at most %d)",
+                        self.failures,
+                        self.max_restarts,
                     )
                     return
+                self.failures += 1
                 self.restarts += 1
                 self.state = EngineState.RESTARTING
                 try:

@@ -85,3 +85,47 @@ def test_the_serving_engines_idle_poll_comes_from_its_setting(tmp_path, monkeypa
     assert spin(None) == "0.05"
     assert spin("0.005") == "0.005"
     assert spin("") is None  # vLLM's own second of polling
+
+
+async def _supervise(tmp_path, monkeypatch, *, lives_s: float, deaths: int):
+    """A supervisor whose "engine" is ``sleep lives_s`` (ready at once), watched until it has
+    died ``deaths`` times or the supervisor gave up."""
+    import asyncio
+
+    from engine.supervisor import EngineSpec, EngineState, EngineSupervisor
+
+    class Spec(EngineSpec):
+        def command(self, port: int) -> list[str]:
+            return ["sleep", str(lives_s)]
+
+    async def healthy(proc) -> None:
+        return None
+
+    spec = Spec(model_dir=tmp_path, served_name="m", log_file=tmp_path / "engine.log")
+    sup = EngineSupervisor(spec, max_restarts=3, healthy_reset_s=0.5)
+    sup.poll_s = 0.01
+    monkeypatch.setattr(sup, "_wait_healthy", healthy)
+    await sup.start()
+    try:
+        for _ in range(1000):
+            if sup.restarts >= deaths or sup.state == EngineState.FAILED:
+                break
+            await asyncio.sleep(0.02)
+        return sup.state, sup.restarts
+    finally:
+        await sup.stop(grace_s=1)
+
+
+async def test_an_engine_that_recovers_between_crashes_is_always_restarted(tmp_path, monkeypatch):
+    """Six crashes in a process's life, each after a healthy spell: never FAILED (was: the 6th)."""
+    from engine.supervisor import EngineState
+
+    state, restarts = await _supervise(tmp_path, monkeypatch, lives_s=0.7, deaths=6)
+    assert restarts == 6 and state != EngineState.FAILED
+
+
+async def test_a_crash_loop_stops_after_max_restarts_consecutive_failures(tmp_path, monkeypatch):
+    from engine.supervisor import EngineState
+
+    state, restarts = await _supervise(tmp_path, monkeypatch, lives_s=0, deaths=10)
+    assert state == EngineState.FAILED and restarts == 3
