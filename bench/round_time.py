@@ -18,7 +18,7 @@ Arms (the learner's settings; everything else default):
 
 * ``before``: both engines as they were: float32, vLLM's auto thread binding and its 1 s idle
   poll, equal CPU priority, no preparation at boot, the full gate for every candidate;
-* ``after``: today's defaults (see README, CPU thread plan): the learner engine at nice 19, the
+* ``after``: today's defaults (see docs/cpu.md, CPU thread plan): the learner engine at nice 19, the
   learner prepares at boot (its engine up, the base's gate scores cached; the bench waits for
   that before the round, as a scheduled round finds it done, and reports its time), a
   candidate without target gain is rejected before its suites are scored, the serving worker

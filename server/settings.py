@@ -101,14 +101,14 @@ class Settings(StateSettings, ChatFormatSettings):
         ge=0,
         description="How long the serving engine's idle worker polls for the next step before it "
         "sleeps (unset or empty: vLLM's own 1 s). 50 ms outlasts the gap between two steps of a "
-        "chat and hands the cores back to the learner soon after it; see README, Chats come first.",
+        "chat and hands the cores back to the learner soon after it; see docs/cpu.md, Chats come first.",
     )
     engine_cpu_threads: ReplicaPlans = Field(
         "all",
         description="CPU thread plan of the serving engine: all (OpenMP on every core; with "
         "several supervised replicas, the cores split between them), auto (vLLM's: one core "
         "reserved for its scheduler), nobind, or a core list like 0-1; one plan per replica "
-        "separated by ; (0-1;2-3). See README, CPU thread plan.",
+        "separated by ; (0-1;2-3). See docs/cpu.md, CPU thread plan.",
     )
 
     # --- security ------------------------------------------------------------------------------
