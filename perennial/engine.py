@@ -13,8 +13,8 @@ import logging
 import signal
 
 from perennial.logs import configure_logging
-from server.app import build_engine
 from server.settings import Settings
+from server.versions.boot import build_engine
 from weights.prep import default_model_name, resolve_model_dir
 
 log = logging.getLogger(__name__)

@@ -1,8 +1,10 @@
-"""FastAPI dependencies: who is calling, and the typed services the lifespan keeps on ``app.state``.
+"""FastAPI dependencies shared by every resource: ``state(name)`` and the lifespan's shared objects.
 
-Routes declare what they use (``db: DB``, ``versions: Versions``...) instead of reaching into
-``request.app.state``; ``state(name)`` reads the one attribute the lifespan
-(:mod:`server.app`) sets.
+Routes declare what they use (``db: DB``, ``engine: Engine``...) instead of reaching into
+``request.app.state``; ``state(name)`` reads the one attribute the lifespan (:mod:`server.app`)
+sets. Each resource declares the dependency on its own service next to it (``Chat`` in
+:mod:`server.chat.service`, ``Feedback`` in :mod:`server.feedback.service`...); who may call a
+route is :mod:`server.auth`'s ``Caller`` and ``Admin``.
 """
 
 from __future__ import annotations
@@ -13,32 +15,16 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 
 from engine.replicas import ReplicaSet
-from server.chat.serving import ChatService, ServedModel
-from server.feedback.service import FeedbackService
 from server.metrics import GatewayMetrics
-from server.responses.service import ResponsesService
-from server.rounds import Rounds
 from server.settings import Settings
-from server.versions.service import VersionService
 from store.db import Database
 from store.sink import IngestSink
-
-
-# async (not def): FastAPI runs sync dependencies in a worker thread, a thread hop per request
-# that cost ~0.1-0.2 ms of CPU here; these only read an attribute or hash a header.
-async def api_caller(request: Request) -> str:
-    """Key id of the caller of a chat or feedback route (401 without a valid key)."""
-    return request.app.state.keys.caller(request)
-
-
-async def admin_caller(request: Request) -> str:
-    """Any /admin route: the admin key (401 otherwise)."""
-    return request.app.state.keys.admin(request)
 
 
 def state(name: str) -> Callable[[Request], Awaitable[Any]]:
     """A dependency returning ``app.state.<name>``, the object the lifespan put there."""
 
+    # async (not def): a sync dependency would cost a worker-thread hop per request.
     async def get(request: Request) -> Any:
         return getattr(request.app.state, name)
 
@@ -46,16 +32,8 @@ def state(name: str) -> Callable[[Request], Awaitable[Any]]:
     return get
 
 
-Caller = Annotated[str, Depends(api_caller)]
-Admin = Annotated[str, Depends(admin_caller)]
 DB = Annotated[Database, Depends(state("db"))]
 Engine = Annotated[ReplicaSet, Depends(state("engine"))]
-Served = Annotated[ServedModel, Depends(state("served"))]
-Chat = Annotated[ChatService, Depends(state("chat"))]
-Responses = Annotated[ResponsesService, Depends(state("responses"))]
-Feedback = Annotated[FeedbackService, Depends(state("feedback"))]
-Versions = Annotated[VersionService, Depends(state("versions"))]
 Metrics = Annotated[GatewayMetrics, Depends(state("metrics"))]
 AppSettings = Annotated[Settings, Depends(state("settings"))]
 Ingest = Annotated[IngestSink, Depends(state("ingest"))]
-LearnerRounds = Annotated[Rounds | None, Depends(state("rounds"))]

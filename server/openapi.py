@@ -8,9 +8,11 @@ FastAPI does not know their body; they declare it with :func:`doc`::
 ``doc`` only describes; parsing and validation stay in the route. :func:`install` then finishes
 the document FastAPI generates, from what each route really depends on:
 
-* the body models named by ``doc`` go into ``components.schemas`` (refs point there), with the
-  limits that come from the settings (``max_tokens`` at most ``max_completion_tokens``, ...)
-  and the rules the models check in validators that JSON Schema can say;
+* the body models named by ``doc`` go into ``components.schemas`` (refs point there). The rules
+  a model checks in validators are in its own schema (its ``json_schema_extra``, written with
+  the helpers at the end of this module); the limits that come from the settings
+  (``max_tokens`` at most ``max_completion_tokens``, ...) are added by the hooks each resource
+  registers with :func:`patch_schema`;
 * a route that depends on the API key (``Caller``) or the admin key declares the bearer scheme
   and its 401 (no API key configured: the /v1 routes are open and declare neither);
 * a route with parameters or a body declares 400 (we answer validation errors with 400 in the
@@ -28,18 +30,7 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from evals.verifiers import VERIFIER_TYPES
-from server.chat.protocol import (
-    MAX_STOP_CHARS,
-    MAX_STOP_SEQUENCES,
-    ChatCompletionRequest,
-    ChatMessage,
-    CompletionRequest,
-    ResponseFormat,
-)
-from server.deps import admin_caller, api_caller
-from server.feedback.protocol import FeedbackBatchCreate, FeedbackCreate
-from server.responses.protocol import MAX_METADATA_KEYS, UNSUPPORTED, ResponseRequest, TextFormat
+from server.auth import admin_caller, api_caller
 from server.settings import Settings
 
 REF = "#/components/schemas/{model}"
@@ -76,7 +67,6 @@ DESCRIPTIONS = {
 # The errors of the chat-style routes beyond the automatic 400/401/413: an unknown model, the
 # engine failing or away. Reusable by every route that forwards to the engine.
 CHAT_ERRORS = (404, 502, 503)
-FEEDBACK_ERRORS = (404, 409, 503)
 
 # Success media types FastAPI cannot see (the routes build their own responses).
 CHAT_SUCCESS: dict[int | str, dict[str, Any]] = {
@@ -219,57 +209,17 @@ def _drop_unused(schemas: dict[str, Any]) -> None:
         schemas.pop(name, None)
 
 
-# --- limits the settings set, checked at request time (server.chat.serving, feedback) -------
+# --- JSON Schema for the rules models check in validators (used in their json_schema_extra) ---
 
 
-def _maximum(prop: dict[str, Any], key: str, value: int) -> None:
+def maximum(prop: dict[str, Any], key: str, value: int) -> None:
+    """Set ``key`` (``maximum``, ``maxLength``...) on each bounded variant of an optional field."""
     for variant in prop.get("anyOf", [prop]):
         if variant.get("type") in ("integer", "array", "string"):
             variant[key] = value
 
 
-@patch_schema(ChatCompletionRequest)
-def _chat_limits(schema: dict[str, Any], settings: Settings) -> None:
-    props = schema["properties"]
-    _maximum(props["max_tokens"], "maximum", settings.max_completion_tokens)
-    _maximum(props["max_completion_tokens"], "maximum", settings.max_completion_tokens)
-    _maximum(props["n"], "maximum", settings.max_n)
-    props["messages"]["maxItems"] = settings.max_messages
-
-
-@patch_schema(CompletionRequest)
-def _completion_limits(schema: dict[str, Any], settings: Settings) -> None:
-    props = schema["properties"]
-    _maximum(props["max_tokens"], "maximum", settings.max_completion_tokens)
-    _maximum(props["n"], "maximum", settings.max_n)
-    # a list of prompts (strings or token-id lists) holds at most max_prompts
-    for variant in props["prompt"]["anyOf"]:
-        if variant.get("type") == "array" and variant.get("items", {}).get("type") != "integer":
-            variant["maxItems"] = settings.max_prompts
-
-
-@patch_schema(ResponseRequest)
-def _response_limits(schema: dict[str, Any], settings: Settings) -> None:
-    _maximum(schema["properties"]["max_output_tokens"], "maximum", settings.max_completion_tokens)
-    _maximum(schema["properties"]["metadata"], "maxProperties", MAX_METADATA_KEYS)
-
-
-@patch_schema(FeedbackCreate)
-def _feedback_limits(schema: dict[str, Any], settings: Settings) -> None:
-    props = schema["properties"]
-    _maximum(props["correction"], "maxLength", settings.feedback_text_max_chars)
-    _maximum(props["reference"], "maxLength", settings.feedback_text_max_chars)
-
-
-@patch_schema(FeedbackBatchCreate)
-def _batch_limits(schema: dict[str, Any], settings: Settings) -> None:
-    schema["properties"]["items"]["maxItems"] = settings.feedback_batch_max
-
-
-# --- rules the models check in validators (or the feedback service), as JSON Schema -----------
-
-
-def _needs_true(field: str, flag: str) -> dict[str, Any]:
+def needs_true(field: str, flag: str) -> dict[str, Any]:
     """``field`` (when given and not null) needs ``flag: true``."""
     return {
         "anyOf": [
@@ -280,209 +230,7 @@ def _needs_true(field: str, flag: str) -> dict[str, Any]:
     }
 
 
-def _sampling_rules(schema: dict[str, Any], refused: Iterable[str]) -> None:
-    """SamplingRequest's validators: stop limits, logit_bias ids and range, stream_options
-    needs stream, engine-internal fields refused."""
-    props = schema["properties"]
-    stop = {"type": "string", "minLength": 1, "maxLength": MAX_STOP_CHARS}
-    props["stop"]["anyOf"] = [
-        stop,
-        {"type": "array", "items": stop, "maxItems": MAX_STOP_SEQUENCES},
-        {"type": "null"},
-    ]
-    props["logit_bias"]["anyOf"][0].update(
-        propertyNames={"pattern": "^-*[0-9]+$"},
-        additionalProperties={"type": "number", "minimum": -100, "maximum": 100},
-    )
-    schema.setdefault("allOf", []).append(_needs_true("stream_options", "stream"))
-    schema["not"] = {"anyOf": [{"required": [name]} for name in sorted(refused)]}
-
-
-@patch_schema(CompletionRequest)
-def _completion_rules(schema: dict[str, Any], settings: Settings) -> None:
-    _sampling_rules(schema, CompletionRequest.refused)
-    # max_tokens 0 only with echo: true
-    zero = {"required": ["max_tokens"], "properties": {"max_tokens": {"const": 0}}}
-    schema["allOf"].append(
-        {"anyOf": [{"not": zero}, {"required": ["echo"], "properties": {"echo": {"const": True}}}]}
-    )
-    # an empty prompt, or an empty one in a batch, is refused
-    for variant in schema["properties"]["prompt"]["anyOf"]:
-        if variant.get("type") == "string":
-            variant["minLength"] = 1
-        elif variant.get("type") == "array":
-            variant["minItems"] = 1
-            items = variant.get("items", {})
-            if items.get("type") == "string":
-                items["minLength"] = 1
-            elif items.get("type") == "array":
-                items["minItems"] = 1
-
-
-@patch_schema(ResponseRequest)
-def _response_rules(schema: dict[str, Any], settings: Settings) -> None:
-    # ResponseRequest._supported: what this server does not serve must be null/empty/false
-    empty = {
-        "anyOf": [
-            {"type": "null"},
-            {"const": False},
-            {"type": "array", "maxItems": 0},
-            {"type": "object", "maxProperties": 0},
-        ]
-    }
-    for name in UNSUPPORTED:
-        schema["properties"].setdefault(name, empty)
-    schema["properties"]["tool_choice"] = {"anyOf": [{"type": "null"}, {"enum": ["none", "auto"]}]}
-    message = {
-        "type": "object",
-        "required": ["role", "content"],
-        "properties": {
-            "type": {"const": "message"},
-            "role": {"enum": ["user", "assistant", "system", "developer"]},
-            "content": {
-                "anyOf": [
-                    {"type": "string"},
-                    {
-                        "type": "array",
-                        "items": {
-                            "type": "object",
-                            "required": ["type", "text"],
-                            "properties": {
-                                "type": {"enum": ["input_text", "output_text", "text"]},
-                                "text": {"type": "string"},
-                            },
-                        },
-                    },
-                ]
-            },
-        },
-    }
-    schema["properties"]["input"] = {
-        "anyOf": [{"type": "string", "minLength": 1}, {"type": "array", "minItems": 1, "items": message}]
-    }
-
-
-@patch_schema(ChatCompletionRequest)
-def _chat_rules(schema: dict[str, Any], settings: Settings) -> None:
-    # SamplingRequest's rules, and ChatCompletionRequest's own: top_logprobs needs logprobs.
-    schema["allOf"] = [_needs_true("top_logprobs", "logprobs")]
-    _sampling_rules(schema, ChatCompletionRequest.refused)
-
-
-def _needs_schema(schema: dict[str, Any], field: str) -> None:
+def needs_schema(schema: dict[str, Any], field: str) -> None:
     """A format of type ``json_schema`` needs its schema object in ``field``."""
     schema["if"] = {"required": ["type"], "properties": {"type": {"const": "json_schema"}}}
     schema["then"] = {"required": [field], "properties": {field: {"type": "object", "minProperties": 1}}}
-
-
-@patch_schema(ResponseFormat)
-def _response_format_rule(schema: dict[str, Any], settings: Settings) -> None:
-    _needs_schema(schema, "json_schema")  # ResponseFormat._schema_given
-
-
-@patch_schema(TextFormat)
-def _text_format_rule(schema: dict[str, Any], settings: Settings) -> None:
-    _needs_schema(schema, "schema")  # TextFormat._schema_given
-
-
-@patch_schema(ChatMessage)
-def _content_rule(schema: dict[str, Any], settings: Settings) -> None:
-    # ChatMessage._content_required: only an assistant message may leave content out or null.
-    schema["anyOf"] = [
-        {"properties": {"role": {"const": "assistant"}}},
-        {"required": ["content"], "properties": {"content": {"type": ["string", "array"]}}},
-    ]
-
-
-SIGNALS = {
-    "reward": {"type": "number"},
-    "label": {"type": "string"},
-    "correction": {"type": "string"},
-    "reference": {"type": "string"},
-    "verifier": {"type": ["string", "object"]},
-}
-
-
-@patch_schema(FeedbackCreate)
-def _feedback_rules(schema: dict[str, Any], settings: Settings) -> None:
-    # server.feedback.service._check_item: something to learn from, a label that agrees with
-    # the reward, a verifier of a known type.
-    schema["anyOf"] = [{"required": [name], "properties": {name: s}} for name, s in SIGNALS.items()]
-    up_below_zero = {
-        "properties": {"label": {"const": "up"}, "reward": {"type": "number", "exclusiveMaximum": 0}}
-    }
-    down_above = {
-        "properties": {"label": {"const": "down"}, "reward": {"type": "number", "exclusiveMinimum": 0}}
-    }
-    schema["not"] = {
-        "anyOf": [{**rule, "required": ["label", "reward"]} for rule in (up_below_zero, down_above)]
-    }
-    schema["properties"]["verifier"]["anyOf"] = [
-        {"type": "string", "enum": list(VERIFIER_TYPES)},
-        *(
-            {
-                "type": "object",
-                "required": ["type"],
-                "properties": {"type": {"const": kind}, **opts},
-                "additionalProperties": False,
-            }
-            for kind, opts in VERIFIER_OPTIONS.items()
-        ),
-        {"type": "null"},
-    ]
-    schema.setdefault("allOf", []).extend(_reference_rules())
-
-
-# evals.verifiers.parse_verifier: each verifier's options.
-PATTERN = {"type": "string", "minLength": 1, "maxLength": 1000, "format": "regex"}
-JSON_TYPES = ["object", "array", "string", "number", "integer", "boolean", "null"]
-VERIFIER_OPTIONS: dict[str, dict[str, Any]] = {
-    "exact": {"case_sensitive": {"type": "boolean"}},
-    "contains": {"case_sensitive": {"type": "boolean"}},
-    "number": {
-        "tolerance": {"type": "number", "minimum": 0},
-        "partial": {"type": "number", "minimum": 0, "maximum": 1},
-    },
-    "regex": {"pattern": PATTERN, "flags": {"type": "string", "pattern": "^[ims]*$"}},
-    "json_schema": {"schema": {"type": "object", "properties": {"type": {"enum": JSON_TYPES}}}},
-    "json": {},
-}
-NUMBER = r"^-?([0-9][0-9,]*([.][0-9]+)?([eE][-+]?[0-9]+)?|[.][0-9]+)[.]?$"
-
-
-def _verifier_is(kind: str, *, without: str | None = None) -> dict[str, Any]:
-    """The feedback's verifier is ``kind`` (by name, or as an object without option ``without``)."""
-    as_object: dict[str, Any] = {"type": "object", "properties": {"type": {"const": kind}}}
-    if without:
-        as_object["not"] = {"required": [without]}
-    return {"required": ["verifier"], "properties": {"verifier": {"anyOf": [{"const": kind}, as_object]}}}
-
-
-def _reference_rules() -> list[dict[str, Any]]:
-    """What each verifier needs of ``reference`` (evals.verifiers._check), as if/then rules."""
-
-    def needs(reference: dict[str, Any]) -> dict[str, Any]:
-        return {"required": ["reference"], "properties": {"reference": {"type": "string", **reference}}}
-
-    no_verifier = {
-        "anyOf": [{"not": {"required": ["verifier"]}}, {"properties": {"verifier": {"type": "null"}}}]
-    }
-    given = {"required": ["reference"], "properties": {"reference": {"type": "string"}}}
-    return [
-        # a reference alone is checked by `exact`: it must not be empty
-        {"if": {"allOf": [no_verifier, given]}, "then": needs({"minLength": 1})},
-        {"if": _verifier_is("exact"), "then": needs({"minLength": 1})},
-        {"if": _verifier_is("contains"), "then": needs({"minLength": 1})},
-        {"if": _verifier_is("number"), "then": needs({"pattern": NUMBER})},
-        {"if": _verifier_is("regex", without="pattern"), "then": needs(PATTERN)},
-        {"if": _verifier_is("json"), "then": needs({"contentMediaType": "application/json"})},
-        {
-            "if": _verifier_is("json_schema", without="schema"),
-            "then": needs(
-                {
-                    "contentMediaType": "application/json",
-                    "contentSchema": VERIFIER_OPTIONS["json_schema"]["schema"],
-                }
-            ),
-        },
-    ]

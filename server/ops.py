@@ -5,7 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 
-from server.deps import AppSettings, Chat, Engine, Metrics, Served
+from server.chat.service import Chat, Served
+from server.deps import AppSettings, Engine, Metrics
 from server.openapi import PROMETHEUS, doc
 from store.retention import disk_free
 

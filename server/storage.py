@@ -3,8 +3,9 @@
 ``start_store`` opens the database (SQLite file by default, Postgres by URL), runs
 ``alembic upgrade head``, connects Redis when ``PERENNIAL_REDIS_URL`` is set, starts the
 ingest sink (publisher, stream consumer, direct writer) and registers every cleanup on the
-lifespan's exit stack. Routes reach the results through the dependencies of :mod:`server.deps`: ``DB``, ``Ingest``,
-``Feedback``. ``perennial ingest`` (``perennial/ingest.py``) runs the same stream consumers
+lifespan's exit stack. Routes reach the results through the dependencies of :mod:`server.deps`
+(``DB``, ``Ingest``); the chat and feedback services are built on the sink by their own slices.
+``perennial ingest`` (``perennial/ingest.py``) runs the same stream consumers
 without a gateway.
 """
 
@@ -16,9 +17,6 @@ from contextlib import AsyncExitStack
 from fastapi import FastAPI
 from redis.exceptions import RedisError
 
-from server.chat.recorder import StoreRecorder
-from server.chat.serving import NullRecorder, Recorder
-from server.feedback.service import FeedbackService
 from server.settings import Settings
 from store.db import Database, safe_url
 from store.sink import IngestConfig, IngestSink
@@ -39,16 +37,13 @@ async def connect_redis_for(settings: Settings, stack: AsyncExitStack):
     return redis
 
 
-async def start_store(app: FastAPI, settings: Settings, stack: AsyncExitStack) -> Recorder:
-    """Open the store and return the interaction recorder for the chat service.
+async def start_store(app: FastAPI, settings: Settings, stack: AsyncExitStack) -> None:
+    """Open the store: ``app.state.db`` and ``app.state.ingest``.
 
     Args:
-        app: the gateway app (``app.state.db``, ``.ingest``, ``.feedback`` are set).
+        app: the gateway app.
         settings: the gateway settings.
         stack: the lifespan's exit stack (cleanups run in reverse order).
-
-    Returns:
-        A ``StoreRecorder``, or a ``NullRecorder`` when ``PERENNIAL_LOG_INTERACTIONS=false``.
     """
     db = Database.connect(settings.resolved_database_url)
     stack.push_async_callback(db.close)
@@ -68,5 +63,3 @@ async def start_store(app: FastAPI, settings: Settings, stack: AsyncExitStack) -
     stack.push_async_callback(sink.close)
     app.state.db = db
     app.state.ingest = sink
-    app.state.feedback = FeedbackService(settings, sink)
-    return StoreRecorder(sink) if settings.log_interactions else NullRecorder()

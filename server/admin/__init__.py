@@ -1,1 +1,14 @@
-"""Admin routes (admin key): engine state, stored data, learner rounds, prior suites."""
+"""Admin routes (admin key): engine state, stored data, learner rounds, prior suites.
+
+``router`` holds them all, for the app to mount.
+"""
+
+from fastapi import APIRouter
+
+from server.admin import data, engine, learner, suites
+
+router = APIRouter()
+for module in (engine, data, learner, suites):
+    router.include_router(module.router)
+
+__all__ = ["router"]

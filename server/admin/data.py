@@ -26,10 +26,12 @@ from fastapi.responses import Response, StreamingResponse
 from pydantic import WithJsonSchema
 from sqlalchemy.exc import SQLAlchemyError
 
-from server.deps import DB, AppSettings, Ingest, Versions, admin_caller
+from server.auth import admin_caller
+from server.deps import DB, AppSettings, Ingest
 from server.errors import APIError
 from server.feedback.service import stored_object, unavailable
 from server.openapi import JSONL, doc
+from server.versions.service import Versions
 from store.models import Interaction, utcnow
 from store.queries import InteractionFilter, UnknownCursor, iter_interactions, list_interactions
 from store.retention import disk_free, disk_rows, plan

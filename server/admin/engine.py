@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends
 
-from server.deps import Engine, Served, admin_caller
+from server.auth import admin_caller
+from server.chat.service import Served
+from server.deps import Engine
 
 router = APIRouter(prefix="/admin", dependencies=[Depends(admin_caller)])
 

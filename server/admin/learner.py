@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from evals.thresholds import Thresholds
-from server.deps import DB, LearnerRounds, admin_caller
+from server.auth import admin_caller
+from server.deps import DB, state
 from server.errors import APIError
 from server.openapi import doc
-from server.rounds import InvalidRound, RoundBusy
+from server.rounds import InvalidRound, RoundBusy, Rounds
 from store.learner_runs import get_run, iterations, list_runs
 from store.versions import latest_decision
 from weights.config import ROUND_KNOBS, ESConfig, optional_fields
 
 router = APIRouter(prefix="/admin/learner", dependencies=[Depends(admin_caller)])
+# what perennial/ plugged in (app.state.rounds), None without a learner
+LearnerRounds = Annotated[Rounds | None, Depends(state("rounds"))]
 
 
 # The body's fields are derived from the one declaration of each knob (same type, range and help;

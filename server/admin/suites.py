@@ -6,7 +6,8 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from evals.suites import SuiteError, parse_suite_jsonl
-from server.deps import DB, admin_caller
+from server.auth import admin_caller
+from server.deps import DB
 from server.errors import APIError
 from server.openapi import doc
 from store.suites import get_suite, list_suites, scores_for_version, upsert_suite

@@ -5,6 +5,10 @@ in the OpenAI error envelope naming the offending parameter. Parameters we do no
 (vLLM's extras such as ``top_k``, ``min_p``, ``repetition_penalty``) pass through to the
 engine, which validates them itself; a few engine-internal ones are refused (see
 ``ENGINE_INTERNAL_FIELDS``).
+
+Each model's JSON Schema (in the OpenAPI document) says what its validators check, through its
+``json_schema_extra``; the limits the settings set are added by the :func:`patch_schema` hooks at
+the end.
 """
 
 from __future__ import annotations
@@ -12,6 +16,9 @@ from __future__ import annotations
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from server.openapi import maximum, needs_schema, needs_true, patch_schema
+from server.settings import Settings
 
 MAX_STOP_SEQUENCES = 4
 MAX_STOP_CHARS = 256
@@ -31,8 +38,16 @@ class ParamError(ValueError):
         self.param = param
 
 
+def _content_rule(schema: dict[str, Any]) -> None:
+    # ChatMessage._content_required: only an assistant message may leave content out or null.
+    schema["anyOf"] = [
+        {"properties": {"role": {"const": "assistant"}}},
+        {"required": ["content"], "properties": {"content": {"type": ["string", "array"]}}},
+    ]
+
+
 class ChatMessage(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", json_schema_extra=_content_rule)
 
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[dict[str, Any]] | None = None
@@ -52,7 +67,8 @@ class StreamOptions(BaseModel):
 
 
 class ResponseFormat(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    # _schema_given, in the schema
+    model_config = ConfigDict(extra="allow", json_schema_extra=lambda s: needs_schema(s, "json_schema"))
 
     type: Literal["text", "json_object", "json_schema"]
     json_schema: dict[str, Any] | None = None
@@ -62,6 +78,24 @@ class ResponseFormat(BaseModel):
         if self.type == "json_schema" and not self.json_schema:
             raise ValueError("type 'json_schema' needs a json_schema object")
         return self
+
+
+def _sampling_rules(schema: dict[str, Any], refused: frozenset[str]) -> None:
+    """SamplingRequest's validators: stop limits, logit_bias ids and range, stream_options
+    needs stream, engine-internal fields refused."""
+    props = schema["properties"]
+    stop = {"type": "string", "minLength": 1, "maxLength": MAX_STOP_CHARS}
+    props["stop"]["anyOf"] = [
+        stop,
+        {"type": "array", "items": stop, "maxItems": MAX_STOP_SEQUENCES},
+        {"type": "null"},
+    ]
+    props["logit_bias"]["anyOf"][0].update(
+        propertyNames={"pattern": "^-*[0-9]+$"},
+        additionalProperties={"type": "number", "minimum": -100, "maximum": 100},
+    )
+    schema.setdefault("allOf", []).append(needs_true("stream_options", "stream"))
+    schema["not"] = {"anyOf": [{"required": [name]} for name in sorted(refused)]}
 
 
 class SamplingRequest(BaseModel):
@@ -119,9 +153,17 @@ class SamplingRequest(BaseModel):
         return self.max_tokens
 
 
+def _chat_rules(schema: dict[str, Any], cls: type[SamplingRequest]) -> None:
+    # SamplingRequest's rules, and ChatCompletionRequest's own: top_logprobs needs logprobs.
+    schema["allOf"] = [needs_true("top_logprobs", "logprobs")]
+    _sampling_rules(schema, cls.refused)
+
+
 class ChatCompletionRequest(SamplingRequest):
     """``POST /v1/chat/completions``. Unmodelled fields (``tools``, ``tool_choice``, vLLM's
     sampling extras) pass through to the engine, which validates them."""
+
+    model_config = ConfigDict(json_schema_extra=_chat_rules)
 
     messages: list[ChatMessage] = Field(..., min_length=1)
     max_completion_tokens: int | None = Field(None, ge=1)
@@ -148,6 +190,26 @@ def prompts_of(prompt: str | list) -> list:
     return [prompt] if isinstance(prompt, str) or (prompt and isinstance(prompt[0], int)) else prompt
 
 
+def _completion_rules(schema: dict[str, Any], cls: type[SamplingRequest]) -> None:
+    _sampling_rules(schema, cls.refused)
+    # max_tokens 0 only with echo: true
+    zero = {"required": ["max_tokens"], "properties": {"max_tokens": {"const": 0}}}
+    schema["allOf"].append(
+        {"anyOf": [{"not": zero}, {"required": ["echo"], "properties": {"echo": {"const": True}}}]}
+    )
+    # an empty prompt, or an empty one in a batch, is refused
+    for variant in schema["properties"]["prompt"]["anyOf"]:
+        if variant.get("type") == "string":
+            variant["minLength"] = 1
+        elif variant.get("type") == "array":
+            variant["minItems"] = 1
+            items = variant.get("items", {})
+            if items.get("type") == "string":
+                items["minLength"] = 1
+            elif items.get("type") == "array":
+                items["minItems"] = 1
+
+
 class CompletionRequest(SamplingRequest):
     """``POST /v1/completions``: a raw prompt (no chat template), as text or token ids.
 
@@ -156,6 +218,8 @@ class CompletionRequest(SamplingRequest):
     prompt's own token log-probabilities, which is how likelihood-scored evaluations read a
     model. ``max_tokens`` defaults to 16, as in OpenAI's API.
     """
+
+    model_config = ConfigDict(json_schema_extra=_completion_rules)
 
     prompt: str | list[str] | TokenIds | list[TokenIds]
     max_tokens: int | None = Field(16, ge=0)
@@ -199,3 +263,26 @@ class ModelCard(BaseModel):
 class ModelList(BaseModel):
     object: Literal["list"] = "list"
     data: list[ModelCard]
+
+
+# --- limits the settings set, checked at request time (server.chat.service) ------------------
+
+
+@patch_schema(ChatCompletionRequest)
+def _chat_limits(schema: dict[str, Any], settings: Settings) -> None:
+    props = schema["properties"]
+    maximum(props["max_tokens"], "maximum", settings.max_completion_tokens)
+    maximum(props["max_completion_tokens"], "maximum", settings.max_completion_tokens)
+    maximum(props["n"], "maximum", settings.max_n)
+    props["messages"]["maxItems"] = settings.max_messages
+
+
+@patch_schema(CompletionRequest)
+def _completion_limits(schema: dict[str, Any], settings: Settings) -> None:
+    props = schema["properties"]
+    maximum(props["max_tokens"], "maximum", settings.max_completion_tokens)
+    maximum(props["n"], "maximum", settings.max_n)
+    # a list of prompts (strings or token-id lists) holds at most max_prompts
+    for variant in props["prompt"]["anyOf"]:
+        if variant.get("type") == "array" and variant.get("items", {}).get("type") != "integer":
+            variant["maxItems"] = settings.max_prompts

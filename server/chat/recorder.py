@@ -11,7 +11,7 @@ import logging
 import time
 from typing import Any
 
-from server.chat.serving import Interaction
+from server.chat.service import Interaction
 from store.sink import IngestSink
 
 log = logging.getLogger(__name__)

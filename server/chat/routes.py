@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
+from server.auth import Caller
 from server.chat.protocol import ChatCompletionRequest, CompletionRequest, ModelCard, ModelList
-from server.chat.serving import COMPLETION, parse_json_body
-from server.deps import Caller, Chat, Served
+from server.chat.service import COMPLETION, Chat, Served, parse_json_body
 from server.openapi import CHAT_ERRORS, CHAT_SUCCESS, doc
 
 router = APIRouter(prefix="/v1")

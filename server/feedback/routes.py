@@ -16,11 +16,14 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from pydantic_core import to_json
 
-from server.deps import Caller, Feedback
+from server.auth import Caller
 from server.feedback.protocol import FeedbackBatchCreate, FeedbackCreate
-from server.openapi import FEEDBACK_ERRORS, doc
+from server.feedback.service import Feedback
+from server.openapi import doc
 
 router = APIRouter(prefix="/v1")
+# beyond the automatic 400/401/413: no such completion, Idempotency-Key reused, store away
+FEEDBACK_ERRORS = (404, 409, 503)
 
 
 def _key(request: Request) -> str | None:

@@ -1,8 +1,9 @@
 """The feedback service: validate, assign ids, apply idempotency, hand over to the store.
 
 A request is validated completely before anything is stored (a batch is all or nothing):
-shape and limits (``feedback_protocol``), then per item: something to learn from, label and
-reward agree, the verifier spec works with the reference (``evals.verifiers``). Then the
+shape and limits (``server.feedback.protocol``), then per item ``FeedbackCreate.check``:
+something to learn from, label and reward agree, the verifier spec works with the reference
+(``evals.verifiers``). Then the
 store accepts it (``store.sink``): unknown completion ids -> 404, Idempotency-Key reused with
 another body -> 409, same body -> the first answer again (``Idempotent-Replayed: true``).
 
@@ -17,18 +18,19 @@ import json
 import logging
 import time
 import uuid
-from typing import Any
+from typing import Annotated, Any
 
+from fastapi import Depends, FastAPI
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
-from evals.verifiers import VerifierError, parse_verifier
+from server.deps import state
 from server.errors import APIError, validation_error
-from server.feedback.protocol import FeedbackBatchCreate, FeedbackCreate, FeedbackLimits
+from server.feedback.protocol import FeedbackBatchCreate, FeedbackCreate, FeedbackLimits, FeedbackObject
 from server.settings import Settings
 from store import queries
 from store.ingest import FEEDBACK, Entry
-from store.models import Feedback
+from store.models import Feedback as FeedbackRow
 from store.sink import Acceptance, IdempotencyRequest, IngestSink, StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -45,71 +47,6 @@ def unavailable(exc: Exception) -> APIError:
         code="store_unavailable",
         headers={"Retry-After": "1"},
     )
-
-
-def feedback_object(row: dict[str, Any]) -> dict[str, Any]:
-    """The API shape of a feedback row (as accepted)."""
-    return {
-        "id": row["id"],
-        "object": "feedback",
-        "created": int(row["created_at"]),
-        "completion_id": row["completion_id"],
-        "choice_index": row["choice_index"],
-        "reward": row["reward"],
-        "label": row["label"],
-        "correction": row["correction"],
-        "reference": row["reference"],
-        "verifier": row["verifier"],
-        "task": row["task"],
-        "metadata": row["metadata"],
-    }
-
-
-def stored_object(fb: Feedback) -> dict[str, Any]:
-    """The API shape of a stored feedback row."""
-    row = {
-        c: getattr(fb, c)
-        for c in (
-            "id",
-            "completion_id",
-            "choice_index",
-            "reward",
-            "label",
-            "correction",
-            "reference",
-            "verifier",
-            "task",
-        )
-    }
-    return feedback_object({**row, "metadata": fb.meta, "created_at": fb.created_at.timestamp()})
-
-
-def _check_item(item: FeedbackCreate, prefix: str) -> dict[str, Any] | None:
-    """Cross-field rules of one item; returns the normalised verifier spec."""
-    signals = (item.reward, item.label, item.correction, item.reference, item.verifier)
-    if all(signal is None for signal in signals):
-        raise APIError(
-            400,
-            f"{prefix or 'feedback'}: give at least one of reward, label, correction, reference, verifier",
-            param=prefix.rstrip(".") or None,
-            code="invalid_value",
-        )
-    if item.label is not None and item.reward is not None:  # noqa: SIM102 - one rule per if
-        if (item.label == "up" and item.reward < 0) or (item.label == "down" and item.reward > 0):
-            raise APIError(
-                400,
-                f"{prefix}label: {item.label!r} contradicts reward {item.reward}",
-                param=f"{prefix}label",
-                code="invalid_value",
-            )
-    if item.verifier is None and item.reference is None:
-        return None
-    try:
-        return parse_verifier(item.verifier or "exact", item.reference).to_json()
-    except VerifierError as exc:
-        raise APIError(
-            400, f"{prefix}{exc.param}: {exc}", param=f"{prefix}{exc.param}", code="invalid_value"
-        ) from exc
 
 
 def _idempotency_key(value: str | None) -> str | None:
@@ -159,13 +96,16 @@ class FeedbackService:
     ) -> tuple[dict, bool]:
         key = _idempotency_key(key)
         prefix = (lambda i: f"items.{i}.") if route == "batch" else (lambda i: "")
-        verifiers = [_check_item(item, prefix(i)) for i, item in enumerate(items)]
+        verifiers = [item.check(prefix(i)) for i, item in enumerate(items)]
         now = time.time()
-        rows = [
-            self._row(item, verifier, caller, key, i, now)
+        accepted = [
+            _accepted(item, verifier, _feedback_id(caller, key, i), now)
             for i, (item, verifier) in enumerate(zip(items, verifiers, strict=True))
         ]
-        data = [feedback_object(row) for row in rows]
+        data = [obj.model_dump() for obj in accepted]
+        # the feedback table's rows: the answer less what it derives, plus who sent it
+        extra = {"caller": caller, "idempotency_key": key, "created_at": now}
+        rows = [{**obj.model_dump(exclude={"object", "created"}), **extra} for obj in accepted]
         response: dict[str, Any] = data[0] if route == "one" else {"object": "list", "data": data}
         idem = None
         if key is not None:
@@ -198,33 +138,6 @@ class FeedbackService:
             return result.response, True
         return response, False
 
-    @staticmethod
-    def _row(
-        item: FeedbackCreate, verifier, caller: str, key: str | None, index: int, now: float
-    ) -> dict[str, Any]:
-        if key is None:
-            fid = uuid.uuid4().hex
-        else:
-            fid = hashlib.sha256(f"{caller}\0{key}\0{index}".encode()).hexdigest()[:32]
-        reward = item.reward
-        if reward is None and item.label is not None:
-            reward = 1.0 if item.label == "up" else -1.0
-        return {
-            "id": f"fb-{fid}",
-            "completion_id": item.completion_id,
-            "choice_index": item.choice_index,
-            "caller": caller,
-            "reward": reward,
-            "label": item.label,
-            "correction": item.correction,
-            "reference": item.reference,
-            "verifier": verifier,
-            "task": item.task,
-            "metadata": item.metadata,
-            "idempotency_key": key,
-            "created_at": now,
-        }
-
     async def list_for(self, completion_id: str) -> dict[str, Any]:
         """``GET /v1/feedback?completion_id=``: stored feedback on one completion."""
         try:
@@ -240,3 +153,33 @@ class FeedbackService:
         except (StoreUnavailable, SQLAlchemyError, OSError) as exc:
             raise unavailable(exc) from exc
         return {"object": "list", "data": [stored_object(fb) for fb in stored]}
+
+
+def stored_object(row: FeedbackRow) -> dict[str, Any]:
+    """The API shape of a stored feedback row."""
+    return FeedbackObject.model_validate(row).model_dump()
+
+
+def _feedback_id(caller: str, key: str | None, index: int) -> str:
+    """``fb-<32 hex>``: random, or derived from (caller, Idempotency-Key, position) when keyed."""
+    if key is None:
+        return f"fb-{uuid.uuid4().hex}"
+    return "fb-" + hashlib.sha256(f"{caller}\0{key}\0{index}".encode()).hexdigest()[:32]
+
+
+def _accepted(item: FeedbackCreate, verifier: dict[str, Any] | None, fid: str, now: float) -> FeedbackObject:
+    """The answer for one checked item: a label alone gives reward +1/-1; the normalised verifier."""
+    reward = item.reward
+    if reward is None and item.label is not None:
+        reward = 1.0 if item.label == "up" else -1.0
+    fields = {**item.model_dump(), "reward": reward, "verifier": verifier}
+    return FeedbackObject.model_validate({**fields, "id": fid, "created": now})
+
+
+def start(app: FastAPI) -> None:
+    """The lifespan's feedback step (after the store): ``app.state.feedback``."""
+    app.state.feedback = FeedbackService(app.state.settings, app.state.ingest)
+
+
+# The routes' view of the service the lifespan keeps on app.state.
+Feedback = Annotated[FeedbackService, Depends(state("feedback"))]

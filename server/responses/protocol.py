@@ -6,6 +6,9 @@ JSON object or JSON schema), sampling and token limits, ``store`` and ``metadata
 or not. Features a plain chat model cannot serve here (hosted tools, function tools,
 background mode, conversations, images) are refused with a 400 naming the parameter, never
 silently dropped. Fields we do not model are accepted and ignored when null.
+
+The models' JSON Schemas say what their validators check (``json_schema_extra``); the token
+limit the settings set is added by :func:`_response_limits`.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from server.chat.protocol import ParamError
+from server.openapi import maximum, needs_schema, patch_schema
+from server.settings import Settings
 
 MAX_METADATA_KEYS = 16
 MAX_METADATA_KEY_CHARS = 64
@@ -28,7 +33,8 @@ TEXT_PARTS = ("input_text", "output_text", "text")
 
 
 class TextFormat(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    # _schema_given, in the schema
+    model_config = ConfigDict(extra="allow", json_schema_extra=lambda s: needs_schema(s, "schema"))
 
     type: Literal["text", "json_object", "json_schema"] = "text"
     name: str | None = Field(None, max_length=64)
@@ -72,10 +78,52 @@ class InputMessage(BaseModel):
         return "".join(parts)
 
 
+def _response_rules(schema: dict[str, Any]) -> None:
+    # ResponseRequest._supported: what this server does not serve must be null/empty/false
+    empty = {
+        "anyOf": [
+            {"type": "null"},
+            {"const": False},
+            {"type": "array", "maxItems": 0},
+            {"type": "object", "maxProperties": 0},
+        ]
+    }
+    for name in UNSUPPORTED:
+        schema["properties"].setdefault(name, empty)
+    schema["properties"]["tool_choice"] = {"anyOf": [{"type": "null"}, {"enum": ["none", "auto"]}]}
+    message = {
+        "type": "object",
+        "required": ["role", "content"],
+        "properties": {
+            "type": {"const": "message"},
+            "role": {"enum": ["user", "assistant", "system", "developer"]},
+            "content": {
+                "anyOf": [
+                    {"type": "string"},
+                    {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "required": ["type", "text"],
+                            "properties": {
+                                "type": {"enum": list(TEXT_PARTS)},
+                                "text": {"type": "string"},
+                            },
+                        },
+                    },
+                ]
+            },
+        },
+    }
+    schema["properties"]["input"] = {
+        "anyOf": [{"type": "string", "minLength": 1}, {"type": "array", "minItems": 1, "items": message}]
+    }
+
+
 class ResponseRequest(BaseModel):
     """``POST /v1/responses`` (text in, text out; see the module docstring)."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", json_schema_extra=_response_rules)
 
     model: str = Field(..., min_length=1, max_length=256)
     input: str | list[dict[str, Any]]
@@ -164,3 +212,8 @@ class ResponseRequest(BaseModel):
         if self.text is None:
             return {"format": {"type": "text"}}
         return {"format": self.text.format.model_dump(by_alias=True, exclude_none=True)}
+
+
+@patch_schema(ResponseRequest)
+def _response_limits(schema: dict[str, Any], settings: Settings) -> None:
+    maximum(schema["properties"]["max_output_tokens"], "maximum", settings.max_completion_tokens)

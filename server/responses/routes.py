@@ -10,10 +10,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Request
 
-from server.chat.serving import parse_json_body
-from server.deps import Caller, Responses
+from server.auth import Caller
+from server.chat.service import parse_json_body
 from server.openapi import CHAT_ERRORS, CHAT_SUCCESS, doc
 from server.responses.protocol import ResponseRequest
+from server.responses.service import Responses
 
 router = APIRouter(prefix="/v1")
 

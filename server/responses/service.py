@@ -24,8 +24,9 @@ import uuid
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
+from fastapi import Depends, FastAPI
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import ValidationError
 from sqlalchemy import select
@@ -33,7 +34,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from engine.client import EngineUnavailable
 from server.chat.protocol import ParamError
-from server.chat.serving import (
+from server.chat.service import (
     ID_HEADER,
     VERSION_HEADER,
     ChatService,
@@ -42,6 +43,7 @@ from server.chat.serving import (
     fingerprint,
     record_interaction,
 )
+from server.deps import state
 from server.errors import APIError, validation_error
 from server.responses.protocol import ResponseRequest
 from store.db import Database
@@ -365,3 +367,12 @@ class ResponsesService:
             )
         version = found.body["system_fingerprint"].removeprefix("perennial:")
         return JSONResponse(found.body, headers={VERSION_HEADER: version})
+
+
+def start(app: FastAPI) -> None:
+    """The lifespan's responses step (after the chat service): ``app.state.responses``."""
+    app.state.responses = ResponsesService(app.state.chat, app.state.db)
+
+
+# The routes' view of the service the lifespan keeps on app.state.
+Responses = Annotated[ResponsesService, Depends(state("responses"))]

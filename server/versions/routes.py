@@ -5,11 +5,13 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from server.deps import DB, Admin, Served, Versions, admin_caller
+from server.auth import Admin, admin_caller
+from server.chat.service import Served
+from server.deps import DB
 from server.errors import APIError
 from server.openapi import doc
 from server.versions.rebuild import rebuild_chain
-from server.versions.service import version_json
+from server.versions.service import Versions, version_json
 from store.versions import audit_entries, get_version, latest_decision, list_versions
 
 router = APIRouter(prefix="/admin", dependencies=[Depends(admin_caller)])

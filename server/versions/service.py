@@ -15,8 +15,11 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
+from fastapi import Depends
+
+from server.deps import state
 from server.errors import APIError
 from server.versions.rebuild import Rebuilder
 from server.versions.rollouts import RolloutBusy
@@ -267,3 +270,7 @@ class VersionService:
             report.pause_to_resume_s,
         )
         return {"serving": version.id, "previous": previous, "swap": report.to_json()}
+
+
+# The routes' view of the service the lifespan keeps on app.state (see server.versions.boot).
+Versions = Annotated[VersionService, Depends(state("versions"))]

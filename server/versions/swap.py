@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from engine.replicas import Replica, ReplicaSet
-from server.chat.serving import ServedModel
+from server.chat.service import ServedModel
 from server.versions.rollouts import LocalRollouts, Rollouts
 from weights.prep import weights_sha256
 

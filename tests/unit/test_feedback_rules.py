@@ -3,12 +3,16 @@ and the request hash behind Idempotency-Key (no database, no Redis)."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 from pydantic import ValidationError
+from sqlalchemy import inspect
 
 from server.errors import APIError
-from server.feedback.protocol import FeedbackBatchCreate, FeedbackCreate, FeedbackLimits
-from server.feedback.service import FeedbackService, _check_item
+from server.feedback.protocol import FeedbackBatchCreate, FeedbackCreate, FeedbackLimits, FeedbackObject
+from server.feedback.service import FeedbackService, stored_object
+from store.models import Feedback
 from store.sink import Acceptance
 
 CID = "chatcmpl-" + "a" * 32
@@ -45,6 +49,35 @@ async def test_label_alone_becomes_a_reward_and_reference_gets_a_verifier():
     assert row["caller"] == "key_a" and row["id"] == body["id"] and body["id"].startswith("fb-")
 
 
+ANSWER_KEYS = ["id", "object", "created", "completion_id", "choice_index", "reward", "label"]
+ANSWER_KEYS += ["correction", "reference", "verifier", "task", "metadata"]
+
+
+def test_the_request_the_answer_and_the_table_declare_the_same_fields():
+    """A new field goes on FeedbackCreate, FeedbackObject and the table: this says which is missing."""
+    assert set(FeedbackObject.model_fields) == set(FeedbackCreate.model_fields) | {"id", "object", "created"}
+    columns = {c.name for c in Feedback.__table__.columns} - {"seq", "stored_at"}
+    assert columns == set(FeedbackCreate.model_fields) | {"id", "caller", "idempotency_key", "created_at"}
+
+
+async def test_the_answer_the_row_and_the_stored_row_map_through_the_models():
+    svc, sink = service()
+    raw = b'{"completion_id": "%s", "label": "up", "task": "t", "metadata": {"k": [1]}}' % CID.encode()
+    body, _ = await svc.submit_one(raw, caller="key_a", key="k")
+    assert list(body) == ANSWER_KEYS  # the wire format, key order included
+    assert body["object"] == "feedback" and body["reward"] == 1.0 and body["metadata"] == {"k": [1]}
+    row = sink.entries[0][0].data["items"][0]
+    assert set(row) == {c.name for c in Feedback.__table__.columns} - {"seq", "stored_at"}
+    assert int(row["created_at"]) == body["created"] and row["idempotency_key"] == "k"
+    # as store.ingest writes it (column names; created_at as a datetime), then read back
+    attrs = {
+        a.key: row[a.columns[0].name] for a in inspect(Feedback).column_attrs if a.columns[0].name in row
+    }
+    stored = Feedback(**{**attrs, "created_at": datetime.fromtimestamp(row["created_at"], UTC)})
+    assert stored.meta == {"k": [1]}
+    assert stored_object(stored) == body
+
+
 async def test_ids_derive_from_the_idempotency_key_and_the_hash_ignores_formatting():
     svc, sink = service()
     one = b'{"completion_id": "%s", "reward": 0.5, "task": "t"}' % CID.encode()
@@ -78,7 +111,7 @@ async def test_batch_and_single_bodies_never_share_a_hash():
 )
 def test_cross_field_rules_name_the_field_inside_a_batch(fields, param):
     with pytest.raises(APIError) as info:
-        _check_item(FeedbackCreate(completion_id=CID, **fields), "items.2.")
+        FeedbackCreate(completion_id=CID, **fields).check("items.2.")
     assert info.value.status == 400 and info.value.param == param
 
 

@@ -17,7 +17,7 @@ from learner.feedback_items import build_round_items
 from learner.fitness import greedy_body, reply_text
 from learner.items import parse_item
 from server.chat.protocol import CompletionRequest, ParamError
-from server.chat.serving import _Reply
+from server.chat.service import _Reply
 from server.responses.protocol import ResponseRequest
 
 WEATHER = {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}

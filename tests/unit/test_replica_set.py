@@ -11,7 +11,7 @@ import asyncio
 import pytest
 
 from engine.client import EngineUnavailable
-from server.chat.serving import ServedModel
+from server.chat.service import ServedModel
 from server.versions.swap import HotSwapper, SwapError, SwapTarget
 from tests.support.fake_replicas import FakeEngineClient, FakeRuntime, fleet, snapshot
 

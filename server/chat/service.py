@@ -21,14 +21,16 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Annotated, Any, Protocol
 
+from fastapi import Depends
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import ValidationError
 
 from engine.client import EngineHTTPError, EngineUnavailable
 from engine.replicas import ReplicaSet
 from server.chat.protocol import ChatCompletionRequest, CompletionRequest, SamplingRequest
+from server.deps import state
 from server.errors import APIError, envelope, validation_error
 from server.metrics import GatewayMetrics
 from server.settings import Settings
@@ -411,3 +413,8 @@ def _unavailable(exc: Exception) -> APIError:
         code="engine_unavailable",
         headers={"Retry-After": "5"},
     )
+
+
+# The routes' view of what the lifespan keeps on app.state (see server.chat.start).
+Chat = Annotated[ChatService, Depends(state("chat"))]
+Served = Annotated[ServedModel, Depends(state("served"))]
