@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from engine.client import EngineClient
 from engine.supervisor import EngineSpec, EngineSupervisor
@@ -83,7 +83,7 @@ class LearnerEngine:
         dtype: str = "auto",
         idle_spin_s: float | None = None,
         nice: int = 0,
-    ) -> LearnerEngine:
+    ) -> Self:
         """Start a learner engine on ``model_dir`` (the parent) anchored to ``base_dir``.
 
         Args:

@@ -4,9 +4,9 @@ A round needs N population members per iteration, and each member is one load (s
 noise on the master) plus one fitness evaluation. With one engine they run one after another;
 here K engines run them side by side:
 
-* every actor (:class:`LearnerActor`) owns a whole learner engine (a vLLM server with the ES
-  worker extension, on its GPU or its slice of a node's CPU cores) and a fitness evaluator
-  over the round's items;
+* every actor (:class:`LearnerActor`) owns a whole learner engine
+  (:class:`learner.engines.LocalLearnerEngine`: a vLLM server with the ES worker extension, on
+  its GPU or its slice of a node's CPU cores) that scores members on the round's items;
 * the driver (:class:`RayLearnerEngine`) hands members out, one at a time, to whichever actor
   is free; an actor returns the member's fitness, a few numbers;
 * every actor applies the same update to its own master: only seeds and coefficients cross
@@ -37,9 +37,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.learner_engine import LearnerEngine, NoiseSpec
+from engine.learner_engine import NoiseSpec
 from engine.threads import replica_plans
-from learner.fitness import FitnessEvaluator, MemberFitness
+from learner.engines import BeforeMember, LocalLearnerEngine
+from learner.fitness import MemberFitness
 from learner.items import ItemSet
 from weights.meta import SnapshotMeta
 
@@ -61,7 +62,7 @@ ENGINE_METHODS = frozenset(
     }
 )
 # The engine client methods the driver may call through an actor (``ActorClient``).
-CLIENT_METHODS = frozenset({"chat", "completions", "tokenize", "post", "healthy", "rpc"})
+CLIENT_METHODS = frozenset({"chat", "completions", "tokenize"})
 
 
 class RayUnavailable(RuntimeError):
@@ -76,8 +77,7 @@ class LearnerActor:
     """One learner engine inside a Ray actor (wrapped with ``ray.remote`` in :func:`_actor_class`)."""
 
     def __init__(self) -> None:
-        self.engine: LearnerEngine | None = None
-        self.evaluator: FitnessEvaluator | None = None
+        self.engine: LocalLearnerEngine | None = None
 
     async def place(self) -> dict[str, Any]:
         """Where this actor runs: node, process, usable cores, GPUs Ray gave it."""
@@ -103,10 +103,10 @@ class LearnerActor:
         options = dict(options)
         options["noise"] = NoiseSpec(**options["noise"])
         options["log_file"] = Path(options["log_file"])
-        self.engine = await LearnerEngine.start(Path(model_dir), base_dir=Path(base_dir), **options)
+        self.engine = await LocalLearnerEngine.start(Path(model_dir), base_dir=Path(base_dir), **options)
         return {**await self.engine.ping(), "init_info": self.engine.init_info}
 
-    def _engine(self) -> LearnerEngine:
+    def _engine(self) -> LocalLearnerEngine:
         if self.engine is None:
             raise RuntimeError("the actor's engine is not started")
         return self.engine
@@ -124,23 +124,15 @@ class LearnerActor:
             raise ValueError(f"not an engine client method: {method}")
         return await getattr(self._engine().client, method)(*args, **kwargs)
 
-    async def prepare_fitness(self, items: ItemSet, options: dict[str, Any]) -> None:
-        """Build the round's evaluator and measure rated items under theta0 (as the local loop does)."""
-        engine = self._engine()
-        self.evaluator = FitnessEvaluator(engine, items, **options)
-        await self.evaluator.prepare(engine.load_base, engine.load_master)
+    async def prepare(self, items: ItemSet, options: dict[str, Any]) -> None:
+        """``LocalLearnerEngine.prepare`` on this actor's engine."""
+        await self._engine().prepare(items, **options)
 
     async def evaluate(
         self, iteration: int, seed: int, sigma: float, sign: int
     ) -> tuple[MemberFitness, float, float]:
-        """Load member ``(seed, sign)`` and score it on the iteration's minibatch; (fitness, load s, evaluate s)."""
-        if self.evaluator is None:
-            raise RuntimeError("prepare_fitness was not called")
-        started = time.perf_counter()
-        await self._engine().load_member(seed, sigma, sign)
-        loaded = time.perf_counter()
-        fitness = await self.evaluator.evaluate(self.evaluator.batch(iteration))
-        return fitness, loaded - started, time.perf_counter() - loaded
+        """``LocalLearnerEngine.evaluate_member``: (fitness, load s, evaluate s)."""
+        return await self._engine().evaluate_member(iteration, seed, sigma, sign)
 
     async def close(self) -> None:
         if self.engine is not None:
@@ -211,8 +203,6 @@ class ActorClient:
     everything to the primary.
     """
 
-    SPREAD = frozenset({"chat", "completions", "tokenize", "post"})
-
     def __init__(self, owner: RayLearnerEngine):
         self._owner = owner
         self.spread = True
@@ -223,45 +213,49 @@ class ActorClient:
     def base_url(self) -> str:
         return f"ray://{self._owner.primary.name}"
 
-    def _pick(self, method: str) -> ActorState:
-        if not (self.spread and method in self.SPREAD):
+    def _pick(self) -> ActorState:
+        if not self.spread:
             return self._owner.primary
         live = self._owner.live
         if not live:
             return self._owner.primary  # raises NoActorsLeft
         return min(live, key=lambda s: self.in_flight.get(s.name, 0))
 
-    def __getattr__(self, method: str) -> Callable[..., Awaitable[Any]]:
-        if method not in CLIENT_METHODS:
-            raise AttributeError(method)
+    async def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        state = self._pick()
+        self.in_flight[state.name] = self.in_flight.get(state.name, 0) + 1
+        self.calls[state.name] = self.calls.get(state.name, 0) + 1
+        try:
+            return await state.handle.client_call.remote(method, args, kwargs)
+        finally:
+            self.in_flight[state.name] -= 1
 
-        async def call(*args: Any, **kwargs: Any) -> Any:
-            state = self._pick(method)
-            self.in_flight[state.name] = self.in_flight.get(state.name, 0) + 1
-            self.calls[state.name] = self.calls.get(state.name, 0) + 1
-            try:
-                return await state.handle.client_call.remote(method, args, kwargs)
-            finally:
-                self.in_flight[state.name] -= 1
+    # the ``engine.client.EngineClient`` methods that the driver's scoring uses (evals.scoring,
+    # learner.fitness, learner.drift)
+    async def chat(self, body: dict) -> dict:
+        return await self._call("chat", body)
 
-        return call
+    async def completions(self, body: dict) -> dict:
+        return await self._call("completions", body)
+
+    async def tokenize(self, body: dict) -> dict:
+        return await self._call("tokenize", body)
 
     async def aclose(self) -> None:
         return None
 
 
 class RayLearnerEngine:
-    """K learner engines as Ray actors behind the ``LearnerEngine`` interface.
+    """K learner engines as Ray actors, an :class:`learner.engines.ESEngine`.
 
     Every weight-changing call (``init_state``, ``apply_update``, the ``load_*`` calls) goes to
     every live actor, so outside ``evaluate_population`` they all serve the same weights and
     :class:`ActorClient` spreads the driver's scoring over them; read-only calls go to the
-    primary. ``evaluate_population`` is the distributed part; ``learner.es_loop.run_es`` uses
-    it when the engine has it.
+    primary. ``evaluate_population`` is the distributed part.
     """
 
-    distributed = True
-    supervisor = None  # no local process: liveness is ``dead``
+    pausable = False  # the chat guard pauses one local engine; the actors run on their own cores
+    supervisor = None  # no local process: liveness is ``degraded`` / ``dead``
 
     def __init__(self, actors: list[ActorState], *, served_name: str, owns_ray: bool):
         self.actors = actors
@@ -468,7 +462,7 @@ class RayLearnerEngine:
         """Engine ``method`` on every live actor; the primary's result."""
         return await self._on_all(lambda s: s.handle.engine_call.remote(method, kwargs))
 
-    # --- the LearnerEngine interface -----------------------------------------------------------
+    # --- the ESEngine weight operations -----------------------------------------------------------
 
     async def init_state(self, master_dir: Path, base_dir: Path, noise: NoiseSpec = NoiseSpec()) -> dict:
         info = await self._broadcast(
@@ -524,9 +518,12 @@ class RayLearnerEngine:
 
     # --- the population ------------------------------------------------------------------------
 
-    async def prepare_fitness(self, items: ItemSet, **options: Any) -> None:
-        """Every actor builds the round's evaluator (the local loop's ``FitnessEvaluator(...)`` + ``prepare``)."""
-        await self._on_all(lambda s: s.handle.prepare_fitness.remote(items, options))
+    async def prepare(
+        self, items: ItemSet, *, minibatch: int, max_tokens: int, seed: int = 0, concurrency: int = 32
+    ) -> None:
+        """Every actor prepares the round's fitness (``LocalLearnerEngine.prepare``)."""
+        options = {"minibatch": minibatch, "max_tokens": max_tokens, "seed": seed, "concurrency": concurrency}
+        await self._on_all(lambda s: s.handle.prepare.remote(items, options))
 
     async def evaluate_population(
         self,
@@ -534,9 +531,9 @@ class RayLearnerEngine:
         seeds: Sequence[int],
         sigma: float,
         timings: dict[str, float],
-        before_member: Callable[[], Awaitable[object]] | None = None,
+        before_member: BeforeMember | None = None,
     ) -> list[MemberFitness]:
-        """Fitness of ``+eps`` and ``-eps`` of every seed, in the local loop's order.
+        """Fitness of ``+eps`` and ``-eps`` of every seed, in ``LocalLearnerEngine``'s order.
 
         Members go to whichever actor is free. A member whose actor fails is queued again and
         run by another; the failed actor is dropped for the rest of the round.
@@ -568,7 +565,7 @@ class RayLearnerEngine:
         failed: list[tuple[int, int, int]],
         results: list[MemberFitness | None],
         timings: dict[str, float],
-        before_member: Callable[[], Awaitable[object]] | None,
+        before_member: BeforeMember | None,
     ) -> None:
         """One actor's share: take the next member from ``queue`` until it is empty or the actor fails."""
         while queue and state.alive:

@@ -20,9 +20,10 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from learner.config import ESConfig
-from learner.fitness import FitnessEvaluator, MemberFitness, combine, score_verifiable
+from learner.engines import BeforeMember, ESEngine
+from learner.fitness import MemberFitness, ServingEngine, combine, score_verifiable
 from learner.items import ItemSet, VerifiableItem
+from weights.config import ESConfig
 from weights.es import iteration_seeds, pair_coefficients
 
 
@@ -79,7 +80,7 @@ def _component_means(members: list[MemberFitness]) -> dict[str, float | None]:
     return out
 
 
-async def target_score(engine, items: Sequence[VerifiableItem], config: ESConfig) -> float:
+async def target_score(engine: ServingEngine, items: Sequence[VerifiableItem], config: ESConfig) -> float:
     """Mean verifier score of the served model on held-out items (failures score 0)."""
     scores, _ = await score_verifiable(
         engine, list(items), max_tokens=config.max_tokens, concurrency=config.concurrency
@@ -87,34 +88,8 @@ async def target_score(engine, items: Sequence[VerifiableItem], config: ESConfig
     return sum(scores) / len(scores) if scores else 0.0
 
 
-async def _population(
-    engine,
-    evaluator: FitnessEvaluator,
-    seeds: list[int],
-    config: ESConfig,
-    iteration: int,
-    timings: dict[str, float],
-    before_member: Callable[[], Awaitable[None]] | None,
-) -> list[MemberFitness]:
-    batch = evaluator.batch(iteration)
-    members: list[MemberFitness] = []
-    for seed in seeds:
-        for sign in (1, -1):
-            if before_member is not None:  # e.g. yield the CPU to chats in flight
-                waited = time.perf_counter()
-                await before_member()
-                timings["yield_s"] += time.perf_counter() - waited
-            started = time.perf_counter()
-            await engine.load_member(seed, config.sigma, sign)
-            loaded = time.perf_counter()
-            members.append(await evaluator.evaluate(batch))
-            timings["load_s"] += loaded - started
-            timings["evaluate_s"] += time.perf_counter() - loaded
-    return members
-
-
 async def run_es(
-    engine,
+    engine: ESEngine,
     items: ItemSet,
     config: ESConfig,
     *,
@@ -122,14 +97,14 @@ async def run_es(
     eval_every: int = 0,
     start_iteration: int = 0,
     on_iteration: Callable[[IterationRecord], Awaitable[None] | None] | None = None,
-    before_member: Callable[[], Awaitable[None]] | None = None,
+    before_member: BeforeMember | None = None,
 ) -> ESResult:
     """Run ES + AWD for ``config.iterations`` iterations on the engine's master.
 
     Args:
-        engine: a ``LearnerEngine`` (or any handle with the same methods). A handle with
-            ``distributed = True`` (``learner.distributed.RayLearnerEngine``) evaluates each
-            iteration's members on its actors side by side; the arithmetic is the same.
+        engine: one learner engine (``learner.engines.LocalLearnerEngine``) or K on Ray
+            (``learner.distributed.RayLearnerEngine``, members side by side); the arithmetic
+            is the same.
         items: training items (verifiable and/or rated).
         config: hyper-parameters.
         heldout: verifiable items for the target score (not trained on).
@@ -142,25 +117,13 @@ async def run_es(
     Returns:
         The records; the engine is left serving the updated master.
     """
-    evaluator = FitnessEvaluator(
-        engine,
+    await engine.prepare(
         items,
         minibatch=config.minibatch,
         max_tokens=config.max_tokens,
         seed=config.seed,
         concurrency=config.concurrency,
     )
-    distributed = getattr(engine, "distributed", False)  # learner.distributed.RayLearnerEngine
-    if distributed:
-        await engine.prepare_fitness(
-            items,
-            minibatch=config.minibatch,
-            max_tokens=config.max_tokens,
-            seed=config.seed,
-            concurrency=config.concurrency,
-        )
-    else:
-        await evaluator.prepare(engine.load_base, engine.load_master)
     result = ESResult()
     if heldout and eval_every:
         result.initial_target = await target_score(engine, heldout, config)
@@ -168,10 +131,7 @@ async def run_es(
         started = time.perf_counter()
         timings = {"load_s": 0.0, "evaluate_s": 0.0, "update_s": 0.0, "target_s": 0.0, "yield_s": 0.0}
         seeds = iteration_seeds(config.seed, iteration, config.pairs)
-        if distributed:
-            members = await engine.evaluate_population(iteration, seeds, config.sigma, timings, before_member)
-        else:
-            members = await _population(engine, evaluator, seeds, config, iteration, timings, before_member)
+        members = await engine.evaluate_population(iteration, seeds, config.sigma, timings, before_member)
         coefficients = pair_coefficients(combine(members, config.fitness_weights))
         t0 = time.perf_counter()
         stats = await engine.apply_update(
@@ -206,7 +166,7 @@ async def run_es(
             target_score=target,
             timings={k: round(v, 3) for k, v in timings.items()},
             wall_s=round(time.perf_counter() - started, 3),
-            workers=engine.work_report() if distributed else None,
+            workers=engine.work_report(),
         )
         result.records.append(record)
         if on_iteration is not None and (pending := on_iteration(record)) is not None:
@@ -214,7 +174,7 @@ async def run_es(
     return result
 
 
-async def replay(engine, records: Sequence[dict[str, Any]], config: ESConfig) -> int:
+async def replay(engine: ESEngine, records: Sequence[dict[str, Any]], config: ESConfig) -> int:
     """Re-apply recorded updates (seeds, coefficients) to the engine's master, in order.
 
     The step is deterministic fp32 arithmetic on the same noise, so the master ends bit for

@@ -17,6 +17,8 @@ from typing import Any
 from evals.scoring import score_suites
 from evals.suites import Probe, Suite
 from learner.drift import DriftEstimate, measure_kl
+from learner.engines import ESEngine
+from learner.fitness import ServingEngine
 from store.db import Database
 from store.suites import cached_items, store_score
 
@@ -25,7 +27,7 @@ log = logging.getLogger(__name__)
 
 async def cached_suite_scores(
     db: Database,
-    engine: Any,
+    engine: ServingEngine,
     suites: Sequence[Suite],
     model_version: str,
     load: Callable[[], Awaitable[Any]] | None = None,
@@ -34,7 +36,7 @@ async def cached_suite_scores(
 
     Args:
         db: the store (suite_scores cache).
-        engine: a learner engine handle (``client``, ``served_name``).
+        engine: what serves ``model_version`` (or will, after ``load``): ``client``, ``served_name``.
         suites: the suites to score.
         model_version: whose scores (``base``, ``v3``, ...).
         load: awaited before measuring if anything is missing (loads those weights); None when
@@ -86,7 +88,7 @@ async def cached_suite_scores(
 
 
 async def kl_to_base(
-    engine: Any, probes: Sequence[Probe], *, k: int, max_tokens: int, seed: int
+    engine: ESEngine, probes: Sequence[Probe], *, k: int, max_tokens: int, seed: int
 ) -> DriftEstimate:
     """KL(served || base): sample from what the engine serves now, then load theta0 and score.
 
@@ -103,7 +105,7 @@ async def kl_to_base(
     )
 
 
-def load_dir(engine: Any, path: Path) -> Callable[[], Awaitable[Any]]:
+def load_dir(engine: ESEngine, path: Path) -> Callable[[], Awaitable[Any]]:
     async def _load() -> Any:
         return await engine.load_weights_from(path)
 

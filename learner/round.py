@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from evals.suites import Probe, Suite, split_looks, trim
-from learner.config import ESConfig
+from learner.engines import ESEngine
 from learner.es_loop import IterationRecord, run_es, target_score
 from learner.feedback_items import RoundItems, build_round_items
 from learner.fitness import Batch, FitnessEvaluator
@@ -52,6 +52,7 @@ from store.versions import (
     serving_version,
     set_status,
 )
+from weights.config import ESConfig
 from weights.lineage import can_replay
 from weights.meta import NoiseRecord, SnapshotMeta
 
@@ -69,7 +70,7 @@ class RoundContext:
     """What a round needs; built once by the learner service."""
 
     db: Database
-    engine: Any  # engine.learner_engine.LearnerEngine (or the same interface)
+    engine: ESEngine  # one learner engine, or K on Ray
     settings: LearnerSettings
     base_dir: Path
     suites: Callable[[], Awaitable[list[Suite]]]
@@ -326,7 +327,7 @@ async def ensure_disk(db: Database, s: LearnerSettings, need: int) -> None:
         )
 
 
-async def heldout_target(engine: Any, items: RoundItems, config: ESConfig) -> tuple[float, bool]:
+async def heldout_target(engine: ESEngine, items: RoundItems, config: ESConfig) -> tuple[float, bool]:
     """The held-out target score of what the engine serves, and whether it is likelihood-based.
 
     Verifiable held-out items: the mean verifier score. Only rated ones: the reward-weighted

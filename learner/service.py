@@ -32,6 +32,7 @@ from typing import Any
 
 from engine.supervisor import reap_stale
 from evals.suites import load_probes, split_looks, trim
+from learner.engines import ESEngine, LocalLearnerEngine
 from learner.gate_eval import cached_suite_scores, load_dir
 from learner.round import Promote, RoundContext, room_for_candidate, run_round
 from learner.settings import LearnerSettings
@@ -123,7 +124,7 @@ class LearnerService:
         self.schedule = schedule
         self.chats_in_flight = chats_in_flight
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
-        self.engine: Any = None
+        self.engine: ESEngine | None = None
         self.running: int | None = None
         self._loop_task: asyncio.Task | None = None
         self._scheduler: Any = None
@@ -312,14 +313,10 @@ class LearnerService:
             return None
         return ChatYield(self.chats_in_flight, max_wait_s=self.settings.learner_yield_max_s)
 
-    def _chat_guard(self, engine: Any) -> contextlib.AbstractAsyncContextManager[ChatGuard | None]:
+    def _chat_guard(self, engine: ESEngine) -> contextlib.AbstractAsyncContextManager[ChatGuard | None]:
         """Pause the learner engine while chats are served (embedded learner, one engine only)."""
         s = self.settings
-        if (
-            self.chats_in_flight is None
-            or s.learner_chat_pause_max_s <= 0
-            or getattr(engine, "distributed", False)
-        ):
+        if self.chats_in_flight is None or s.learner_chat_pause_max_s <= 0 or not engine.pausable:
             return contextlib.nullcontext()
         return ChatGuard(
             self.chats_in_flight,
@@ -328,14 +325,11 @@ class LearnerService:
             min_run_s=s.learner_chat_pause_min_run_s,
         )
 
-    async def _ensure_engine(self) -> Any:
+    async def _ensure_engine(self) -> ESEngine:
         from engine.supervisor import chat_args
 
         engine = self.engine
-        if engine is not None and (
-            (engine.supervisor is not None and engine.supervisor.pid is None)
-            or getattr(engine, "degraded", False)
-        ):
+        if engine is not None and engine.degraded:
             # one engine that died, or a learner on Ray that lost an actor: a full set again
             log.warning("the learner engine died; starting a new one")
             await engine.close()
@@ -365,9 +359,7 @@ class LearnerService:
                     **options,
                 )
             else:
-                from engine.learner_engine import LearnerEngine
-
-                engine = await LearnerEngine.start(self.base_dir, log_file=self.engine_log, **options)
+                engine = await LocalLearnerEngine.start(self.base_dir, log_file=self.engine_log, **options)
             self.engine = engine
         return engine
 

@@ -32,10 +32,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from engine.learner_engine import LearnerEngine
-from learner.config import ESConfig
+from learner.engines import ESEngine, LocalLearnerEngine
 from learner.es_loop import IterationRecord, replay, run_es
 from learner.items import ItemError, load_items
+from weights.config import ESConfig
 from weights.meta import NoiseRecord, SnapshotMeta, read_meta
 from weights.prep import read_record, weights_sha256
 
@@ -136,6 +136,7 @@ async def learn(
 
     _banner("learner engine")
     started = time.monotonic()
+    engine: ESEngine
     if ray:
         from learner.distributed import RayLearnerEngine
 
@@ -150,7 +151,7 @@ async def learn(
             dtype=dtype,
         )
     else:
-        engine = await LearnerEngine.start(
+        engine = await LocalLearnerEngine.start(
             model_dir,
             base_dir=base_dir,
             noise=config.noise,

@@ -19,12 +19,13 @@ from engine.client import EngineClient
 from engine.learner_engine import LearnerEngine
 from engine.supervisor import EngineSpec, EngineSupervisor
 from engine.threads import cores
-from learner.config import ESConfig
+from learner.engines import LocalLearnerEngine
 from learner.es_loop import run_es
 from learner.fitness import FitnessEvaluator
 from learner.items import load_items
 from learner.round import snapshot_meta
 from learner.yielding import ChatGuard
+from weights.config import ESConfig
 from weights.es import NoiseTable, es_step, tensors_sha256
 from weights.lineage import Generation, rebuild
 from weights.meta import SnapshotMeta
@@ -75,7 +76,7 @@ async def logprobs(client: EngineClient, model: str) -> list[float]:
 
 @pytest.fixture(scope="module")
 async def engine(model_dir, tmp_path_factory):
-    handle = await LearnerEngine.start(
+    handle = await LocalLearnerEngine.start(
         model_dir, log_file=tmp_path_factory.mktemp("learner") / "engine.log", dtype=DTYPE
     )
     yield handle

@@ -15,12 +15,12 @@ import pytest
 
 pytest.importorskip("ray")
 
-from engine.learner_engine import LearnerEngine  # noqa: E402
-from learner.config import ESConfig  # noqa: E402
 from learner.distributed import RayLearnerEngine  # noqa: E402
+from learner.engines import LocalLearnerEngine  # noqa: E402
 from learner.es_loop import run_es  # noqa: E402
 from learner.items import load_items  # noqa: E402
 from tests.support.tiny_model import write_tiny_model  # noqa: E402
+from weights.config import ESConfig  # noqa: E402
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
 
@@ -58,7 +58,7 @@ def items(tmp_path_factory):
 @pytest.fixture(scope="module")
 async def reference(tiny, items, tmp_path_factory):
     """The single-engine round (one core, as each actor has)."""
-    engine = await LearnerEngine.start(
+    engine = await LocalLearnerEngine.start(
         tiny, log_file=tmp_path_factory.mktemp("single") / "engine.log", extra_args=EAGER, cpu_threads="0"
     )
     try:
