@@ -45,6 +45,7 @@ async def run_ingest_worker(settings: Settings, consumers: int = 1) -> None:
             prefix=settings.redis_prefix,
             completion_ttl_s=settings.completion_ttl_s,
             idempotency_ttl_s=settings.idempotency_ttl_s,
+            maxlen=settings.ingest_stream_maxlen,
         )
         workers = [
             StreamConsumer(

@@ -11,7 +11,9 @@ completion id / feedback id / idempotency key), so every entry ends up stored ex
 3. Every ``claim_idle_s / 2`` seconds, ``XAUTOCLAIM`` takes entries pending longer than
    ``claim_idle_s`` from consumers that died mid-batch, and persists them like any batch.
 4. A batch the database refuses as invalid data is written entry by entry; entries refused on
-   their own go to ``<p>:ingest:dead`` and are acked (a poison entry must not stall the stream).
+   their own go to the ``ingest_dead_letters`` table and ``<p>:ingest:dead`` with their error,
+   and are acked (a poison entry must not stall the stream). An entry that cannot even be
+   decoded is dead-lettered the same way.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import uuid
 from redis.exceptions import RedisError, ResponseError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from store.ingest import Entry, is_data_error, persist, persist_isolating
+from store.ingest import DeadLetter, Entry, persist_batch
 from store.streams import IngestStream
 
 log = logging.getLogger(__name__)
@@ -174,21 +176,15 @@ class StreamConsumer:
                 await self._keep_claimed(ids)
         if refused:
             self.dead += len(refused)
-            await self.stream.dead_letter(refused, "refused by the database")
+            await self.stream.dead_letter(refused)
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.xack(self.stream.stream, self.stream.group, *ids)
             pipe.xdel(self.stream.stream, *ids)
             await pipe.execute()
         self.persisted += len(entries)
 
-    async def _persist(self, entries: list[Entry]) -> list[Entry]:
-        try:
-            await persist(self.sessions, entries)
-            return []
-        except Exception as exc:
-            if not is_data_error(exc):
-                raise
-            return await persist_isolating(self.sessions, entries)
+    async def _persist(self, entries: list[Entry]) -> list[DeadLetter]:
+        return await persist_batch(self.sessions, entries)
 
     async def _keep_claimed(self, ids: list[str]) -> None:
         """Reset the idle time of our own pending batch while we retry (we are alive)."""
@@ -212,4 +208,15 @@ class StreamConsumer:
 
 def _decode(fields: dict | None) -> Entry | None:
     # A pending entry deleted from the stream (already stored by another consumer) has no fields.
-    return Entry.decode(fields) if fields else None
+    if not fields:
+        return None
+    try:
+        return Entry.decode(fields)
+    except (KeyError, ValueError, UnicodeDecodeError) as exc:
+        # Kept as an entry of no known kind: persist refuses it as data, so it is dead-lettered.
+        raw = {
+            str(k): (v.decode(errors="replace") if isinstance(v, bytes) else str(v))
+            for k, v in fields.items()
+        }
+        log.error("stream consumer: undecodable entry (%s)", exc)
+        return Entry("undecodable", {"fields": raw})

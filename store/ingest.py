@@ -6,10 +6,19 @@ value goes through a Redis stream or an in-process queue. ``persist`` writes any
 in one transaction with insert-or-ignore on the natural keys (completion id, feedback id,
 (caller, idempotency key)): writing a batch twice, which is what a redelivered stream entry
 does, changes nothing. Timestamps travel as UNIX seconds (floats).
+
+Bad data never stalls ingest (``persist_batch``): a batch the database refuses as data (SQLSTATE
+class 22 or 23, whatever the driver's exception type) is written entry by entry, and each entry
+refused on its own goes to ``ingest_dead_letters`` with its error; everything behind it is
+stored. Postgres cannot hold U+0000 in text or jsonb (JSON accepts ``\\u0000`` anywhere), so on
+Postgres every U+0000 in a string, key or value, is stored as U+2400 (SYMBOL FOR NULL, "␀"): the
+row and all of its other content are kept; SQLite stores U+0000 as it is.
 """
 
 from __future__ import annotations
 
+import hashlib
+import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -17,13 +26,21 @@ from typing import Any
 from pydantic_core import from_json, to_json
 from sqlalchemy import Table
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import DataError, IntegrityError
+from sqlalchemy.exc import DataError, IntegrityError, StatementError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from store.models import Feedback, IdempotencyKey, Interaction
+from store.models import Feedback, IdempotencyKey, IngestDeadLetter, Interaction
+
+log = logging.getLogger(__name__)
 
 INTERACTION = "interaction"
 FEEDBACK = "feedback"
+NUL, NUL_STORED = "\x00", "\u2400"  # Postgres text and jsonb refuse U+0000
+DATA_SQLSTATE_CLASSES = ("22", "23")  # data exception, integrity constraint violation
+
+
+class InvalidEntry(ValueError):
+    """An entry that cannot become rows (unknown kind, missing fields, undecodable)."""
 
 
 @dataclass(frozen=True)
@@ -58,7 +75,18 @@ def from_unix(seconds: float) -> datetime:
 
 
 def _rows(entries: list[Entry]) -> tuple[list[dict], list[dict], list[dict]]:
-    """Interaction, feedback and idempotency rows, deduplicated by key (first one wins)."""
+    """Interaction, feedback and idempotency rows, deduplicated by key (first one wins).
+
+    Raises:
+        InvalidEntry: an entry of an unknown kind or without the fields its rows need.
+    """
+    try:
+        return _rows_of(entries)
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
+        raise InvalidEntry(f"invalid ingest entry: {type(exc).__name__}: {exc}") from exc
+
+
+def _rows_of(entries: list[Entry]) -> tuple[list[dict], list[dict], list[dict]]:
     interactions: dict[str, dict] = {}
     feedback: dict[str, dict] = {}
     idempotency: dict[tuple[str, str], dict] = {}
@@ -102,6 +130,12 @@ async def persist(sessions: async_sessionmaker[AsyncSession], entries: list[Entr
     interactions, feedback, idempotency = _rows(entries)
     # Core inserts on the tables: rows are keyed by column names (``metadata``, not ``meta``).
     async with sessions.begin() as session:
+        if session.bind.dialect.name == "postgresql":
+            interactions, feedback, idempotency = (
+                _without_nul(interactions),
+                _without_nul(feedback),
+                _without_nul(idempotency),
+            )
         if interactions:
             table = Interaction.__table__
             await session.execute(insert_ignore(session, table, ["id"]), interactions)
@@ -112,16 +146,94 @@ async def persist(sessions: async_sessionmaker[AsyncSession], entries: list[Entr
             await session.execute(insert_ignore(session, table, ["caller", "key"]), idempotency)
 
 
+def _without_nul(rows: list[dict]) -> list[dict]:
+    """``rows`` with every U+0000 in their strings (keys included) as U+2400, for Postgres.
+
+    One fast scan of each row's JSON first: rows without U+0000 are returned as they are.
+    """
+    out = []
+    for row in rows:
+        if b"\\u0000" in to_json(row):
+            log.warning("row %s: U+0000 stored as U+2400 (Postgres refuses U+0000)", row.get("id"))
+            row = _replace_nul(row)
+        out.append(row)
+    return out
+
+
+def _replace_nul(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.replace(NUL, NUL_STORED)
+    if isinstance(value, dict):
+        return {_replace_nul(k): _replace_nul(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_replace_nul(v) for v in value]
+    return value
+
+
+def sqlstate(exc: BaseException) -> str | None:
+    """The SQLSTATE of a database error, whichever driver raised it (asyncpg: ``sqlstate``,
+    psycopg: ``sqlstate`` / ``pgcode``), also when SQLAlchemy wraps it (``exc.orig``)."""
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        err = todo.pop()
+        if err is None or id(err) in seen:
+            continue
+        seen.add(id(err))
+        for attr in ("sqlstate", "pgcode"):
+            code = getattr(err, attr, None)
+            if isinstance(code, str) and len(code) == 5:
+                return code
+        todo += [getattr(err, "orig", None), err.__cause__]
+    return None
+
+
 def is_data_error(exc: BaseException) -> bool:
-    """The database refused the rows themselves (retrying the same rows cannot help)."""
-    return isinstance(exc, IntegrityError | DataError)
+    """The database refused the rows themselves (retrying the same rows cannot help): SQLSTATE
+    class 22 or 23, SQLAlchemy's DataError / IntegrityError (SQLite), an entry that cannot become
+    rows, or a value a column type refused to bind."""
+    if isinstance(exc, IntegrityError | DataError | InvalidEntry):
+        return True
+    code = sqlstate(exc)
+    if code is not None:
+        return code[:2] in DATA_SQLSTATE_CLASSES
+    return isinstance(exc, StatementError) and isinstance(exc.orig, ValueError | TypeError)
 
 
-async def persist_isolating(sessions: async_sessionmaker[AsyncSession], entries: list[Entry]) -> list[Entry]:
+@dataclass(frozen=True)
+class DeadLetter:
+    """An entry the database refused on its own, with why."""
+
+    entry: Entry
+    error: str
+    sqlstate: str | None = None
+
+    def row(self) -> dict[str, Any]:
+        data = self.entry.encode()["d"]
+        digest = hashlib.sha256(self.entry.kind.encode() + b"\0" + data).hexdigest()
+        return {
+            "id": digest,
+            "kind": self.entry.kind[:16],
+            "entry": data.decode(errors="replace"),
+            "error": self.error,
+            "sqlstate": self.sqlstate,
+            "created_at": datetime.now(UTC),
+        }
+
+
+def _dead_letter(entry: Entry, exc: BaseException) -> DeadLetter:
+    orig = getattr(exc, "orig", None) or exc
+    return DeadLetter(entry, f"{type(orig).__name__}: {orig}"[:2000], sqlstate(exc))
+
+
+async def persist_isolating(
+    sessions: async_sessionmaker[AsyncSession], entries: list[Entry]
+) -> list[DeadLetter]:
     """Persist entry by entry after a batch was refused as invalid data.
 
     Returns:
-        The entries the database refuses on their own (poison entries); the rest are written.
+        The entries the database refuses on their own (poison entries), with the error; the
+        rest are written.
 
     Raises:
         Any error that is not a data error (the database is unreachable): retry later.
@@ -133,5 +245,38 @@ async def persist_isolating(sessions: async_sessionmaker[AsyncSession], entries:
         except Exception as exc:
             if not is_data_error(exc):
                 raise
-            refused.append(entry)
+            refused.append(_dead_letter(entry, exc))
     return refused
+
+
+async def store_dead_letters(sessions: async_sessionmaker[AsyncSession], letters: list[DeadLetter]) -> None:
+    """Keep refused entries in ``ingest_dead_letters`` (once each, however often redelivered)."""
+    if not letters:
+        return
+    rows = list({row["id"]: row for row in (letter.row() for letter in letters)}.values())
+    async with sessions.begin() as session:
+        await session.execute(insert_ignore(session, IngestDeadLetter.__table__, ["id"]), rows)
+
+
+async def persist_batch(sessions: async_sessionmaker[AsyncSession], entries: list[Entry]) -> list[DeadLetter]:
+    """Write a batch; if the database refuses it as data, write what it takes entry by entry and
+    dead-letter the rest (``ingest_dead_letters``). The batch's own error never repeats forever.
+
+    Returns:
+        The dead letters (empty when the batch was written whole).
+
+    Raises:
+        Any error that is not a data error (the database is unreachable): retry the batch later
+        (every write here is idempotent).
+    """
+    try:
+        await persist(sessions, entries)
+        return []
+    except Exception as exc:
+        if not is_data_error(exc):
+            raise
+    letters = await persist_isolating(sessions, entries)
+    for letter in letters:
+        log.error("ingest: the database refused an entry; dead-lettered: %s", letter.error[:300])
+    await store_dead_letters(sessions, letters)
+    return letters

@@ -2,17 +2,18 @@
 
 Tables and who writes them:
 
-==================  =======================================================================
-interactions        one row per finished chat completion (gateway, via the ingest path)
-feedback            rewards, labels, corrections, references + verifiers (gateway, ingest)
-idempotency_keys    the first answer to each ``Idempotency-Key`` (gateway, ingest)
-model_versions      every weights version: base, candidates, promoted, rejected, retired
-learner_runs        one row per learner round; ``learner_iterations`` its per-step metrics
-gate_decisions      the promotion gate's verdict on a candidate, with reasons and checks
-audit_log           who did what (promote, rollback, suite upload, key use by admins)
-eval_suites         regression suites (builtin files or operator uploads), versioned
-suite_scores        cached suite scores per model version (base and each candidate)
-==================  =======================================================================
+===================  =======================================================================
+interactions         one row per finished chat completion (gateway, via the ingest path)
+feedback             rewards, labels, corrections, references + verifiers (gateway, ingest)
+idempotency_keys     the first answer to each ``Idempotency-Key`` (gateway, ingest)
+model_versions       every weights version: base, candidates, promoted, rejected, retired
+learner_runs         one row per learner round; ``learner_iterations`` its per-step metrics
+gate_decisions       the promotion gate's verdict on a candidate, with reasons and checks
+audit_log            who did what (promote, rollback, suite upload, key use by admins)
+eval_suites          regression suites (builtin files or operator uploads), versioned
+suite_scores         cached suite scores per model version (base and each candidate)
+ingest_dead_letters  ingest entries the database refused, with the error (ingest)
+===================  =======================================================================
 
 Conventions: timestamps are UTC (stored naive, returned aware, see ``UTCDateTime``); JSON
 columns are JSONB on Postgres; ``seq`` columns are insertion-ordered integers used as cursors.
@@ -294,3 +295,20 @@ class LearnerLock(Base):
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     holder: Mapped[str] = mapped_column(String(128))
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class IngestDeadLetter(Base):
+    """An ingest entry the database refused on its own (0005), kept with the error for a human.
+
+    ``id`` is the sha256 of the entry, so a redelivered entry is dead-lettered once. ``entry``
+    is its JSON text (``store.ingest.Entry``), where U+0000 stays escaped: any database takes it.
+    """
+
+    __tablename__ = "ingest_dead_letters"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    entry: Mapped[str] = mapped_column(Text)
+    error: Mapped[str] = mapped_column(Text)
+    sqlstate: Mapped[str | None] = mapped_column(String(5))  # SQLSTATE when the driver gave one
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)

@@ -76,6 +76,13 @@ class StateSettings(BaseSettings):
         description="A round that would leave less free space than this in the data "
         "directory fails before writing its snapshot (serving untouched).",
     )
+    ingest_stream_maxlen: int = Field(
+        1_000_000,
+        ge=1000,
+        description="Cap of the Redis ingest stream and its dead-letter stream (XADD MAXLEN ~): Redis "
+        "memory stays bounded while no consumer runs; past it the oldest entries are trimmed, "
+        "stored or not. Size it for hours of traffic (store.sink.IngestCollector reports the lag).",
+    )
 
     @field_validator("data_dir")
     @classmethod

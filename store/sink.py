@@ -9,6 +9,8 @@ Without Redis (embedded default), or while Redis is unreachable: entries go to t
 (``redis_retry_s``), so an outage costs one failed call per second, not one per request.
 During an outage, items are held in this process's memory until the database has them (the
 writer retries forever); nothing accepted is dropped unless the process dies meanwhile.
+What the database refuses as data is dead-lettered, never retried forever (``store.ingest``).
+``IngestCollector`` reports the stream's backlog and the dead letters to Prometheus.
 
 Is a completion id real? Checked in order: ids this process issued (in memory), Redis markers
 (ids issued by any gateway, kept ``completion_ttl_s``), the database. Feedback on a completion
@@ -25,6 +27,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from prometheus_client.core import GaugeMetricFamily
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
@@ -33,7 +36,7 @@ from store import queries
 from store.consumer import StreamConsumer
 from store.db import Database
 from store.ingest import INTERACTION, Entry
-from store.streams import IngestStream, idempotency_value
+from store.streams import DEFAULT_MAXLEN, IngestStream, idempotency_value
 from store.writer import DirectWriter, WriterFull
 
 log = logging.getLogger(__name__)
@@ -56,6 +59,8 @@ class IngestConfig:
     redis_retry_s: float = 1.0
     issued_cache: int = 200_000  # completion ids remembered in memory
     idempotency_cache: int = 20_000
+    stream_maxlen: int = DEFAULT_MAXLEN  # XADD MAXLEN ~ (store.streams)
+    backlog_every_s: float = 5.0  # how often the stream's backlog is read for the metrics
 
 
 @dataclass
@@ -113,9 +118,12 @@ class IngestSink:
                 prefix=c.redis_prefix,
                 completion_ttl_s=c.completion_ttl_s,
                 idempotency_ttl_s=c.idempotency_ttl_s,
+                maxlen=c.stream_maxlen,
             )
         )
         self.consumer: StreamConsumer | None = None
+        self.backlog: dict[str, int | None] = {}
+        self._backlog_task: asyncio.Task | None = None
         self._issued = _Bounded(c.issued_cache)
         self._idempotency = _Bounded(c.idempotency_cache)
         self._outbox: asyncio.Queue[dict] = asyncio.Queue(maxsize=100_000)
@@ -132,6 +140,7 @@ class IngestSink:
         with contextlib.suppress(*REDIS_ERRORS):  # Redis down at start: the consumer waits
             await self.stream.ensure_group()
         self._publisher = asyncio.create_task(self._publish_loop(), name="ingest-publisher")
+        self._backlog_task = asyncio.create_task(self._watch_backlog(), name="ingest-backlog")
         if self.config.run_consumer:
             self.consumer = StreamConsumer(
                 self.stream,
@@ -148,6 +157,10 @@ class IngestSink:
 
     async def close(self) -> None:
         """Publish what is queued, stop the consumer, write what the writer holds."""
+        if self._backlog_task is not None:
+            self._backlog_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._backlog_task
         if self._publisher is not None:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._outbox.join(), 10)
@@ -157,6 +170,12 @@ class IngestSink:
         if self.consumer is not None:
             await self.consumer.stop()
         await self.writer.stop()
+
+    async def _watch_backlog(self) -> None:
+        while True:
+            with contextlib.suppress(*REDIS_ERRORS):
+                self.backlog = await self.stream.backlog()
+            await asyncio.sleep(self.config.backlog_every_s)
 
     # --- Redis circuit breaker -----------------------------------------------------------------
     def _redis_usable(self) -> bool:
@@ -340,4 +359,56 @@ class IngestSink:
                 "refused": self.writer.refused,
             },
             "consumer": self.consumer.stats() if self.consumer else None,
+            "stream": self.backlog or None,
         }
+
+
+class IngestCollector:
+    """Prometheus gauges of one sink's ingest: ``registry.register(IngestCollector(sink))``.
+
+    The stream's numbers are those of the last ``backlog`` read (every ``backlog_every_s``);
+    dead letters and the writer's queue are this process's own.
+    """
+
+    def __init__(self, sink: IngestSink):
+        self.sink = sink
+
+    def collect(self):
+        sink, backlog = self.sink, self.sink.backlog
+        dead = sink.writer.refused + (sink.consumer.dead if sink.consumer else 0)
+        gauges = [
+            (
+                "perennial_ingest_dead_letters",
+                "Entries this process dead-lettered (the database refused them).",
+                dead,
+            ),
+            (
+                "perennial_ingest_writer_pending",
+                "Entries queued for a direct database write.",
+                sink.writer.pending,
+            ),
+            ("perennial_ingest_stream_length", "Entries in the ingest stream.", backlog.get("length")),
+            (
+                "perennial_ingest_stream_lag",
+                "Stream entries not yet read by the consumer group.",
+                backlog.get("lag"),
+            ),
+            (
+                "perennial_ingest_stream_pending",
+                "Stream entries read but not yet stored.",
+                backlog.get("pending"),
+            ),
+            (
+                "perennial_ingest_dead_stream_length",
+                "Entries in the dead-letter stream.",
+                backlog.get("dead"),
+            ),
+        ]
+        for name, help_, value in gauges:
+            if value is not None:
+                family = GaugeMetricFamily(name, help_)
+                family.add_metric([], float(value))
+                yield family
+
+    def describe(self):
+        return []

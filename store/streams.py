@@ -4,7 +4,7 @@ Keys (``<p>`` is ``PERENNIAL_REDIS_PREFIX``):
 
 =========================  ============================================================
 ``<p>:ingest``             the stream: entries ``{k: kind, d: json}`` (see store.ingest)
-``<p>:ingest:dead``        entries the database refused as invalid data (kept for a human)
+``<p>:ingest:dead``        entries the database refused as invalid data, with the error
 ``<p>:store``              the consumer group that persists the stream into the database
 ``<p>:cid:<completion>``   "this completion id was issued" (value: caller), TTL
 ``<p>:idem:<hash>``        first answer under an Idempotency-Key (value: JSON), TTL
@@ -16,6 +16,10 @@ script, atomically: replay check on its idempotency key, marker check of its com
 ``XADD``, idempotency record. Concurrent accepts share round trips (``ScriptBatcher``): a
 redis-py call costs ~120 us of CPU here, a pipelined one ~30 us. Consumers live in
 ``store/consumer.py``.
+
+Both streams are capped (``XADD MAXLEN ~ maxlen``, ``PERENNIAL_INGEST_STREAM_MAXLEN``): Redis
+memory stays bounded even if no consumer runs for long; past the cap the oldest entries are
+trimmed, stored or not, so the cap should hold hours of traffic (``backlog`` reports the lag).
 """
 
 from __future__ import annotations
@@ -31,9 +35,12 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import NoScriptError, ResponseError
 
-from store.ingest import INTERACTION, Entry
+from store.ingest import INTERACTION, DeadLetter, Entry
 
-# KEYS: stream, [idempotency key], marker keys...   ARGV: has_idem, idem_value, idem_ttl, data
+DEFAULT_MAXLEN = 1_000_000
+
+# KEYS: stream, [idempotency key], marker keys...
+# ARGV: has_idem, idem_value, idem_ttl, data, maxlen
 _ACCEPT = """
 local first = 2
 if ARGV[1] == '1' then
@@ -46,7 +53,7 @@ for i = first, #KEYS do
   if redis.call('EXISTS', KEYS[i]) == 0 then missing[#missing + 1] = KEYS[i] end
 end
 if #missing > 0 then return {'missing', table.concat(missing, ' ')} end
-redis.call('XADD', KEYS[1], '*', 'k', 'feedback', 'd', ARGV[4])
+redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[5], '*', 'k', 'feedback', 'd', ARGV[4])
 if ARGV[1] == '1' then redis.call('SET', KEYS[2], ARGV[2], 'EX', tonumber(ARGV[3])) end
 return {'ok', ''}
 """
@@ -130,8 +137,17 @@ class AcceptReply:
 class IngestStream:
     """Names and the publishing operations of the ingest stream."""
 
-    def __init__(self, redis: Redis, *, prefix: str, completion_ttl_s: int, idempotency_ttl_s: int):
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        prefix: str,
+        completion_ttl_s: int,
+        idempotency_ttl_s: int,
+        maxlen: int = DEFAULT_MAXLEN,
+    ):
         self.redis = redis
+        self.maxlen = maxlen
         self.prefix = prefix
         self.stream = f"{prefix}:ingest"
         self.dead = f"{prefix}:ingest:dead"
@@ -161,7 +177,7 @@ class IngestStream:
         async with self.redis.pipeline(transaction=True) as pipe:
             for row in rows:
                 pipe.set(self.marker(row["id"]), row["caller"], ex=self.completion_ttl_s)
-                pipe.xadd(self.stream, Entry(INTERACTION, row).encode())
+                pipe.xadd(self.stream, Entry(INTERACTION, row).encode(), maxlen=self.maxlen, approximate=True)
             await pipe.execute()
 
     async def accept_feedback(
@@ -181,7 +197,13 @@ class IngestStream:
         """
         keys = [self.stream] + ([idem_key] if idem_key else [])
         keys += [self.marker(cid) for cid in check_ids]
-        args = ["1" if idem_key else "0", idem_value, self.idempotency_ttl_s, entry.encode()["d"]]
+        args = [
+            "1" if idem_key else "0",
+            idem_value,
+            self.idempotency_ttl_s,
+            entry.encode()["d"],
+            self.maxlen,
+        ]
         status, value = await self._accept(keys, args)
         status, value = status.decode(), value.decode()
         if status == "missing":
@@ -189,9 +211,39 @@ class IngestStream:
             return AcceptReply(status, missing=[key[cut:] for key in value.split(" ")])
         return AcceptReply(status, value)
 
-    async def dead_letter(self, entries: list[Entry], reason: str) -> None:
-        for entry in entries:
-            await self.redis.xadd(self.dead, {**entry.encode(), "reason": reason[:500]})
+    async def dead_letter(self, letters: list[DeadLetter]) -> None:
+        """Entries the database refused, with the error, for a human (also in the database)."""
+        for letter in letters:
+            fields = {
+                **letter.entry.encode(),
+                "reason": letter.error[:500],
+                "sqlstate": letter.sqlstate or "",
+            }
+            await self.redis.xadd(self.dead, fields, maxlen=self.maxlen, approximate=True)
+
+    async def backlog(self) -> dict[str, int | None]:
+        """Stream length, the group's lag (entries not yet delivered; None when Redis cannot
+        tell) and pending (delivered, not yet acked), and the dead-letter stream's length."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.xlen(self.stream)
+            pipe.xinfo_groups(self.stream)
+            pipe.xlen(self.dead)
+            length, groups, dead = await pipe.execute(raise_on_error=False)
+        group = (
+            next((g for g in groups if _text(g.get("name")) == self.group), {})
+            if isinstance(groups, list)
+            else {}
+        )
+        return {
+            "length": length if isinstance(length, int) else 0,
+            "lag": group.get("lag"),
+            "pending": group.get("pending"),
+            "dead": dead if isinstance(dead, int) else 0,
+        }
+
+
+def _text(value: bytes | str | None) -> str | None:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def idempotency_value(request_hash: str, response: dict) -> str:

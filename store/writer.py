@@ -16,7 +16,7 @@ import logging
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from store.ingest import Entry, is_data_error, persist, persist_isolating
+from store.ingest import Entry, persist_batch
 
 log = logging.getLogger(__name__)
 
@@ -91,23 +91,12 @@ class DirectWriter:
         """Persist ``batch``, retrying with backoff until it succeeds (or the task is cancelled).
 
         A batch refused as invalid data is written entry by entry; entries refused on their own
-        are logged and dropped (they passed validation, so this is a bug, not an outage).
+        go to ``ingest_dead_letters`` with their error (``store.ingest.persist_batch``).
         """
         backoff = 0.05
         while True:
             try:
-                try:
-                    await persist(self.sessions, batch)
-                except Exception as exc:
-                    if not is_data_error(exc):
-                        raise
-                    refused = await persist_isolating(self.sessions, batch)
-                    self.refused += len(refused)
-                    for entry in refused:
-                        log.error(
-                            "database refused an entry; dropped: %s",
-                            entry.encode()["d"][:500].decode(errors="replace"),
-                        )
+                self.refused += len(await persist_batch(self.sessions, batch))
             except Exception as exc:  # unreachable / failing database: keep the batch, retry
                 self.failures += 1
                 self.last_error = f"{type(exc).__name__}: {exc}"[:300]

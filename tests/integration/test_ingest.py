@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from store import queries
 from store.db import Database
 from store.ingest import Entry, persist, persist_isolating
-from store.models import Feedback, IdempotencyKey, Interaction
+from store.models import Feedback, IdempotencyKey, IngestDeadLetter, Interaction
 from store.writer import DirectWriter
 from tests.support import rows
 
@@ -65,7 +65,8 @@ async def test_poison_entry_is_isolated_and_the_rest_written(db_url):
     batch = [rows.interaction(good), poison, rows.interaction(other)]
     async with opened(db_url) as db:
         refused = await persist_isolating(db.sessions, batch)
-        assert refused == [poison]
+        assert [letter.entry for letter in refused] == [poison]
+        assert "reward" in refused[0].error
         assert await count(db, Interaction, Interaction.id.in_([good, other])) == 2
         assert await count(db, Feedback, Feedback.completion_id == good) == 0
 
@@ -84,7 +85,7 @@ async def test_direct_writer_batches_and_drains_on_stop(db_url):
         assert await count(db, Feedback, Feedback.completion_id.in_(cids)) == 120
 
 
-async def test_direct_writer_drops_only_the_refused_entry(db_url):
+async def test_direct_writer_dead_letters_only_the_refused_entry(db_url):
     good = rows.completion_id()
     async with opened(db_url) as db:
         writer = DirectWriter(db.sessions)
@@ -94,6 +95,65 @@ async def test_direct_writer_drops_only_the_refused_entry(db_url):
         await writer.stop()
         assert writer.refused == 1
         assert await count(db, Interaction, Interaction.id == good) == 1
+        async with db.sessions() as s:
+            (letter,) = (await s.scalars(select(IngestDeadLetter))).all()
+        assert letter.kind == "feedback" and "sideways" in letter.entry and "label" in letter.error
+        if db_url.startswith("postgresql"):
+            assert letter.sqlstate == "23514"  # check_violation, read through SQLAlchemy's wrapper
+
+
+NUL_TEXT = "before\x00after"
+
+
+async def test_a_nul_bearing_entry_is_stored_and_so_is_everything_behind_it(db_url):
+    """One U+0000 in chat content, a correction and metadata (JSON allows it; Postgres text and
+    jsonb do not) used to stop Postgres ingest for good: the batch was retried forever."""
+    bad, others = rows.completion_id(), [rows.completion_id() for _ in range(20)]
+    nul_chat = rows.interaction_row(bad, messages=[{"role": "user", "content": NUL_TEXT}], response=NUL_TEXT)
+    nul_feedback = rows.feedback_row(bad, correction=NUL_TEXT, metadata={"k\x00": NUL_TEXT})
+    async with opened(db_url) as db:
+        writer = DirectWriter(db.sessions, batch_size=500)
+        writer.start()
+        writer.submit(Entry("interaction", nul_chat))
+        writer.submit(rows.feedback(nul_feedback))
+        for cid in others:
+            writer.submit(rows.interaction(cid))
+            writer.submit(rows.feedback(rows.feedback_row(cid)))
+        await writer.stop(timeout_s=60)
+        assert writer.pending == 0 and writer.refused == 0
+        assert await count(db, Interaction, Interaction.id.in_(others)) == 20
+        assert await count(db, Feedback, Feedback.completion_id.in_(others)) == 20
+        async with db.sessions() as s:
+            chat = await s.scalar(select(Interaction).where(Interaction.id == bad))
+            (fb,) = await queries.feedback_for_completion(s, completion_id=bad)
+    stored = NUL_TEXT if db_url.startswith("sqlite") else "before\u2400after"  # Postgres: U+2400
+    assert chat.messages[0]["content"] == stored and chat.response == stored
+    assert fb.correction == stored and fb.meta == {stored.replace("before", "k").replace("after", ""): stored}
+
+
+async def test_postgres_refusals_are_data_errors_whatever_the_drivers_exception(pg_url):
+    """asyncpg's refusal of U+0000 reaches SQLAlchemy as a generic DBAPIError: its SQLSTATE
+    (22021 in text, 22P05 in jsonb) classes it as data, an unreachable database is not."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import DBAPIError
+
+    from store.ingest import is_data_error, sqlstate
+
+    async with opened(pg_url) as db:
+        for statement, params in [
+            ("SELECT CAST(:v AS text)", {"v": NUL_TEXT}),
+            ("SELECT CAST(:v AS jsonb)", {"v": '{"a": "\\u0000"}'}),
+        ]:
+            with pytest.raises(DBAPIError) as info:
+                async with db.sessions() as s:
+                    await s.execute(text(statement), params)
+            assert sqlstate(info.value)[:2] == "22" and is_data_error(info.value)
+    down = Database.connect("postgresql://postgres@127.0.0.1:1/none")
+    with pytest.raises(Exception) as info:
+        async with down.sessions() as s:
+            await s.execute(text("SELECT 1"))
+    assert not is_data_error(info.value)
+    await down.close()
 
 
 async def _store(db: Database, *entries: Entry) -> None:

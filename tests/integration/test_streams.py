@@ -202,6 +202,62 @@ async def test_poison_entry_goes_to_the_dead_letter_stream(sqlite_url, redis_pre
     await db.close()
 
 
+async def test_nul_entries_undecodable_and_refused_ones_never_stop_the_stream(db_url, redis_prefix):
+    """Redis, then SQLite or Postgres: a U+0000 chat and feedback (stored, as U+2400), an undecodable stream
+    entry and a refused one (dead-lettered with their errors) ahead of ordinary traffic: every
+    ordinary entry is stored once, the stream drains, and the backlog shows the dead letters."""
+    from store.ingest import Entry
+    from store.models import IngestDeadLetter
+    from store.sink import IngestCollector
+
+    db, redis = Database.connect(db_url), connect(REDIS_URL)
+    sink = make_sink(db, redis, redis_prefix, backlog_every_s=0.1)
+    postgres = db_url.startswith("postgresql")
+    await sink.start()
+    bad, others = rows.completion_id(), [rows.completion_id() for _ in range(30)]
+    nul = "a\x00b"
+    sink.record_interaction(rows.interaction_row(bad, messages=[{"role": "user", "content": nul}]))
+    await sink.flush()
+    entry = Entry("feedback", {"items": [rows.feedback_row(bad, correction=nul, metadata={"m": nul})]})
+    assert (await sink.accept_feedback(entry, None)).status == "accepted"
+    await redis.xadd(sink.stream.stream, {"k": "interaction", "d": b"{not json"})
+    refused = rows.feedback(rows.feedback_row(bad, reward=9.0))  # the reward CHECK refuses it
+    await sink.stream.accept_feedback(refused, idem_key=None, idem_value="", check_ids=[])
+    for cid in others:
+        sink.record_interaction(rows.interaction_row(cid))
+        await sink.accept_feedback(rows.feedback(rows.feedback_row(cid)), None)
+    await wait_for(db, others, (30, 30))
+    await wait_for(db, [bad], (1, 1))
+    await wait_drained(sink.stream)
+    async with db.sessions() as s:
+        letters = (await s.scalars(select(IngestDeadLetter))).all()
+        stored = await s.scalar(select(Interaction).where(Interaction.id == bad))
+    assert stored.messages[0]["content"] == ("a\u2400b" if postgres else nul)
+    assert sorted(letter.kind for letter in letters) == ["feedback", "undecodable"]
+    assert {letter.sqlstate for letter in letters} == ({"23514", None} if postgres else {None})
+    assert sink.consumer.dead == 2 and await redis.xlen(sink.stream.dead) == 2
+    await asyncio.sleep(0.3)  # a backlog read
+    assert sink.stats()["stream"] == {"length": 0, "lag": 0, "pending": 0, "dead": 2}
+    gauges = {m.name: m.samples[0].value for m in IngestCollector(sink).collect()}
+    assert gauges["perennial_ingest_dead_letters"] == 2 and gauges["perennial_ingest_stream_lag"] == 0
+    await sink.close()
+    await redis.aclose()
+    await db.close()
+
+
+async def test_the_stream_is_capped(redis_prefix):
+    redis = connect(REDIS_URL)
+    stream = IngestStream(redis, prefix=redis_prefix, completion_ttl_s=60, idempotency_ttl_s=60, maxlen=1000)
+    await stream.ensure_group()
+    for _ in range(30):
+        await stream.publish_interactions([rows.interaction_row() for _ in range(100)])
+    for _ in range(10):
+        entry = rows.feedback(rows.feedback_row(rows.completion_id()))
+        await stream.accept_feedback(entry, idem_key=None, idem_value="", check_ids=[])
+    assert 1000 <= await redis.xlen(stream.stream) < 1200  # MAXLEN ~: trimmed by whole nodes
+    await redis.aclose()
+
+
 async def test_accepts_survive_a_flushed_script_cache_and_batch_under_load(private_redis):
     redis = connect(private_redis.url)
     stream = IngestStream(redis, prefix="p", completion_ttl_s=60, idempotency_ttl_s=60)
