@@ -3,8 +3,9 @@
 ``LearnerEngine`` wraps a vLLM OpenAI server whose worker runs ``ESWorkerExtension``. It never
 moves weights across the process boundary: loading a member sends ``(seed, sigma, sign)``,
 an update sends ``(seeds, coefficients, alpha, ...)``. Generation and log-likelihoods go
-through the engine's OpenAI routes (``client`` / ``served_name``). A remote engine (for
-example a Ray actor owning its own vLLM server) can implement the same async methods.
+through the engine's OpenAI routes (``client`` / ``served_name``). The learner drives it as
+``learner.engines.LocalLearnerEngine`` (this handle plus population evaluation), alone or as
+each Ray actor's engine.
 
 Prefix caching, per member (``prefix_cache=True``; off by default). The items of one member
 share their chat template's head (the system prompt: a third of a short addition prompt's

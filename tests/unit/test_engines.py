@@ -7,6 +7,8 @@ an odd seed, so its verifier score, hence the update, is known. The real engines
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from learner.distributed import ActorState, RayLearnerEngine
 from learner.engines import ESEngine, LocalLearnerEngine
 from learner.es_loop import run_es
@@ -91,6 +93,15 @@ def test_both_engines_are_es_engines():
     assert isinstance(ScriptedEngine(), ESEngine)
     assert isinstance(ray_engine([ScriptedActor()]), ESEngine)
     assert ScriptedEngine().pausable and not ray_engine([]).pausable
+
+
+def test_one_engine_is_degraded_when_its_process_is_gone():
+    engine = ScriptedEngine()
+    assert not engine.degraded  # attached, not started here: nothing to watch
+    engine.supervisor = SimpleNamespace(pid=123)
+    assert not engine.degraded
+    engine.supervisor.pid = None
+    assert engine.degraded
 
 
 async def test_one_engine_yields_then_loads_and_scores_each_member_in_order():
