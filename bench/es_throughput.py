@@ -91,9 +91,10 @@ sys.path.insert(0, str(REPO))
 
 from engine.client import EngineClient  # noqa: E402
 from engine.idle import IDLE_SPIN_S  # noqa: E402
-from engine.learner_engine import LearnerEngine, NoiseSpec  # noqa: E402
+from engine.learner_engine import LearnerEngine  # noqa: E402
 from engine.supervisor import EngineSpec, EngineSupervisor  # noqa: E402
 from harness.processes import shared_model_dir  # noqa: E402
+from learner.engines import LocalLearnerEngine  # noqa: E402
 from learner.fitness import FitnessEvaluator  # noqa: E402
 from learner.items import ItemSet, load_items  # noqa: E402
 from learner.yielding import ChatGuard, ChatYield  # noqa: E402
@@ -181,7 +182,7 @@ async def start_learner(
         model_dir,
         log_file=log,
         cpu_threads=plan,
-        noise=NoiseSpec(load_mode=load_mode),
+        load_mode=load_mode,
         prefix_cache=prefix,
         extra_args=extra_args,
         idle_spin_s=idle_spin_s,
@@ -454,9 +455,9 @@ def ray_arm(spec: str) -> tuple[str, int, str, str]:
 
 async def ray_arms(model_dir: Path, items: ItemSet, args, counts: list[str]) -> dict[str, dict]:
     """Whole ES iterations on one engine (no Ray), then on K Ray actors, same seeds and items."""
-    from weights.config import ESConfig
     from learner.distributed import RayLearnerEngine
     from learner.es_loop import run_es
+    from weights.config import ESConfig
 
     config = ESConfig.preset(
         "cpu",
@@ -474,7 +475,7 @@ async def ray_arms(model_dir: Path, items: ItemSet, args, counts: list[str]) -> 
         started = time.monotonic()
         logs = Path(tempfile.mkdtemp(prefix="es-bench-ray-"))
         if not count:
-            engine = await LearnerEngine.start(
+            engine = await LocalLearnerEngine.start(
                 model_dir, log_file=logs / "engine.log", cpu_threads=plan, dtype=dtype
             )
         else:

@@ -33,8 +33,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from engine.learner_engine import LearnerEngine  # noqa: E402
 from harness.processes import shared_model_dir  # noqa: E402
+from learner.engines import LocalLearnerEngine  # noqa: E402
 from learner.es_loop import replay, run_es, target_score  # noqa: E402
 from learner.items import load_items  # noqa: E402
 from weights.config import ESConfig  # noqa: E402
@@ -178,7 +178,7 @@ async def main_async(args) -> dict:
     es = ESConfig.preset("cpu", iterations=args.iterations, seed=args.seed)
     awd = es.model_copy(update={"awd_lambda": args.awd_lambda, "awd_kind": args.awd_kind})
     WORK.mkdir(parents=True, exist_ok=True)
-    engine = await LearnerEngine.start(model_dir, log_file=WORK / "engine.log")
+    engine = await LocalLearnerEngine.start(model_dir, log_file=WORK / "engine.log")
     try:
         base_file = WORK / "base.done.json"
         if not base_file.is_file():

@@ -45,7 +45,7 @@ def make_chain(model_dir: Path, root: Path, generations: int, iterations: int, p
     """Versions v1..vn, each ES + AWD from the last (weights.es, as the learner engine runs it)."""
     from weights.es import NoiseTable, es_step, iteration_seeds, pair_coefficients
     from weights.lineage import Generation
-    from weights.meta import NoiseRecord, SnapshotMeta
+    from weights.meta import NoiseSpec, SnapshotMeta
     from weights.snapshot import load_tensors, write_snapshot
 
     theta0 = load_tensors(model_dir)
@@ -62,7 +62,7 @@ def make_chain(model_dir: Path, root: Path, generations: int, iterations: int, p
             seeds.append(s)
             coefs.append(c)
         meta = SnapshotMeta(
-            parent=parent, base="base", config=config, seeds=seeds, coefficients=coefs, noise=NoiseRecord()
+            parent=parent, base="base", config=config, seeds=seeds, coefficients=coefs, noise=NoiseSpec()
         )
         chain.append(Generation(f"v{g}", write_snapshot(root / f"v{g}", theta, model_dir, meta)))
         parent = f"v{g}"

@@ -24,24 +24,14 @@ arm ``all+prefix``), hence off.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
 
 from engine.client import EngineClient
 from engine.supervisor import EngineSpec, EngineSupervisor
-from weights.meta import AWD_KINDS, NOISE_TABLE_SIZE, SnapshotMeta
+from weights.meta import AWD_KINDS, NoiseSpec, SnapshotMeta
 
 WORKER_EXTENSION = "engine.es_worker.ESWorkerExtension"
-
-
-@dataclass(frozen=True)
-class NoiseSpec:
-    """Which shared noise table the worker draws from (the driver and replays must agree)."""
-
-    size: int = NOISE_TABLE_SIZE
-    seed: int = 0
-    load_mode: str = "auto"  # auto | direct | reload (see engine.kernel_load)
 
 
 class LearnerEngine:
@@ -54,6 +44,7 @@ class LearnerEngine:
         supervisor: EngineSupervisor | None = None,
         *,
         prefix_cache: bool = False,
+        load_mode: str = "auto",
     ):
         self.client = client
         self.served_name = served_name
@@ -63,6 +54,9 @@ class LearnerEngine:
         self.noise = NoiseSpec()
         self.init_info: dict = {}
         self.prefix_cache = prefix_cache  # whether the engine caches prefixes (reset at every load)
+        self.load_mode = (
+            load_mode  # how members reach the kernels: auto | direct | reload (engine.kernel_load)
+        )
 
     @property
     def base_url(self) -> str:
@@ -84,6 +78,7 @@ class LearnerEngine:
         dtype: str = "auto",
         idle_spin_s: float | None = None,
         nice: int = 0,
+        load_mode: str = "auto",
     ) -> Self:
         """Start a learner engine on ``model_dir`` (the parent) anchored to ``base_dir``.
 
@@ -103,6 +98,8 @@ class LearnerEngine:
                 vLLM's own wait).
             nice: the engine processes' CPU priority (0-19): above 0 it yields the cores to a
                 serving engine on the same machine whenever that one has work.
+            load_mode: how a member's weights reach the kernels: ``auto``, ``direct`` or
+                ``reload`` (see ``engine.kernel_load``).
 
         Returns:
             A ready handle whose engine has the master loaded.
@@ -123,7 +120,13 @@ class LearnerEngine:
         )
         supervisor = EngineSupervisor(spec, start_timeout_s=start_timeout_s, max_restarts=0)
         await supervisor.start()
-        engine = cls(EngineClient(supervisor.url), served_name, supervisor, prefix_cache=prefix_cache)
+        engine = cls(
+            EngineClient(supervisor.url),
+            served_name,
+            supervisor,
+            prefix_cache=prefix_cache,
+            load_mode=load_mode,
+        )
         try:
             await engine.init_state(Path(model_dir), Path(base_dir or model_dir), noise)
         except BaseException:
@@ -150,7 +153,7 @@ class LearnerEngine:
             base_dir=str(base_dir),
             table_size=noise.size,
             table_seed=noise.seed,
-            load_mode=noise.load_mode,
+            load_mode=self.load_mode,
         )
         self.master_dir, self.base_dir, self.noise = Path(master_dir), Path(base_dir), noise
         self.init_info = info

@@ -31,7 +31,7 @@ def seed_log_snapshot(base_dir: Path, out_dir: Path, *, seed: int, awd_lambda: f
     (the same ``weights.es`` arithmetic the learner engine runs), written with its seed log.
     Returns the written ``SnapshotMeta``."""
     from weights.es import NoiseTable, es_step, iteration_seeds, pair_coefficients
-    from weights.meta import NoiseRecord, SnapshotMeta
+    from weights.meta import NoiseSpec, SnapshotMeta
     from weights.snapshot import load_tensors, write_snapshot
 
     theta0 = load_tensors(base_dir)
@@ -47,6 +47,6 @@ def seed_log_snapshot(base_dir: Path, out_dir: Path, *, seed: int, awd_lambda: f
         config=config,
         seeds=[seeds],
         coefficients=[coefficients],
-        noise=NoiseRecord(),
+        noise=NoiseSpec(),
     )
     return write_snapshot(out_dir, theta, base_dir, meta)

@@ -37,12 +37,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.learner_engine import NoiseSpec
 from engine.threads import replica_plans
 from learner.engines import BeforeMember, LocalLearnerEngine
 from learner.fitness import MemberFitness
 from learner.items import ItemSet
-from weights.meta import SnapshotMeta
+from weights.meta import NoiseSpec, SnapshotMeta
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +100,7 @@ class LearnerActor:
                     "directories at the same path (a shared filesystem)"
                 )
         options = dict(options)
-        options["noise"] = NoiseSpec(**options["noise"])
+        options["noise"] = NoiseSpec.model_validate(options["noise"])
         options["log_file"] = Path(options["log_file"])
         self.engine = await LocalLearnerEngine.start(Path(model_dir), base_dir=Path(base_dir), **options)
         return {**await self.engine.ping(), "init_info": self.engine.init_info}
@@ -348,7 +347,7 @@ class RayLearnerEngine:
             log_dir = Path(log_dir)
             log_dir.mkdir(parents=True, exist_ok=True)
             options = {
-                "noise": vars(noise),
+                "noise": noise.model_dump(),
                 "served_name": served_name,
                 "extra_args": list(extra_args or []),
                 "start_timeout_s": start_timeout_s,

@@ -23,11 +23,11 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from engine.learner_engine import LearnerEngine, NoiseSpec
+from engine.learner_engine import LearnerEngine
 from engine.supervisor import EngineSupervisor
 from learner.fitness import FitnessEvaluator, MemberFitness
 from learner.items import ItemSet
-from weights.meta import SnapshotMeta
+from weights.meta import NoiseSpec, SnapshotMeta
 
 BeforeMember = Callable[[], Awaitable[object]]  # e.g. learner.yielding.ChatYield
 

@@ -54,7 +54,7 @@ from store.versions import (
 )
 from weights.config import ESConfig
 from weights.lineage import can_replay
-from weights.meta import NoiseRecord, SnapshotMeta
+from weights.meta import SnapshotMeta
 
 log = logging.getLogger(__name__)
 
@@ -391,7 +391,7 @@ def snapshot_meta(
         config=config.to_dict(),
         seeds=[r.seeds for r in records],
         coefficients=[r.coefficients for r in records],
-        noise=NoiseRecord(size=config.noise_table_size, seed=config.noise_table_seed),
+        noise=config.noise,
         drift=drift,
         metrics={"iterations": [r.to_json() for r in records]},
     )

@@ -36,7 +36,7 @@ from learner.engines import ESEngine, LocalLearnerEngine
 from learner.es_loop import IterationRecord, replay, run_es
 from learner.items import ItemError, load_items
 from weights.config import ESConfig
-from weights.meta import NoiseRecord, SnapshotMeta, read_meta
+from weights.meta import SnapshotMeta, read_meta
 from weights.prep import read_record, weights_sha256
 
 log = logging.getLogger(__name__)
@@ -180,7 +180,7 @@ async def learn(
             config=config.to_dict(),
             seeds=[r["seeds"] for r in records] + result.seeds,
             coefficients=[r["coefficients"] for r in records] + result.coefficients,
-            noise=NoiseRecord(size=config.noise_table_size, seed=config.noise_table_seed),
+            noise=config.noise,
             drift=drift["drift"],
             metrics={
                 **(result.records[-1].to_json() if result.records else {}),

@@ -36,7 +36,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 from pydantic.fields import FieldInfo
 
-from weights.meta import NOISE_TABLE_SIZE, NoiseRecord
+from weights.meta import NOISE_TABLE_SIZE, NoiseSpec
 
 PRESETS: dict[str, dict[str, Any]] = {
     "paper": {},
@@ -130,9 +130,9 @@ class ESConfig(BaseModel):
         return self.population // 2
 
     @property
-    def noise(self) -> NoiseRecord:
+    def noise(self) -> NoiseSpec:
         """The shared noise table this run's members are drawn from."""
-        return NoiseRecord(size=self.noise_table_size, seed=self.noise_table_seed)
+        return NoiseSpec(size=self.noise_table_size, seed=self.noise_table_seed)
 
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> ESConfig:

@@ -20,10 +20,12 @@ AWD_KINDS = ("l2", "l1")  # the forms of anchored weight decay a seed log may na
 NOISE_TABLE_SIZE = 1 << 26
 
 
-class NoiseRecord(BaseModel):
-    """The shared noise table a seed log was drawn from (a seed means nothing without it)."""
+class NoiseSpec(BaseModel):
+    """The shared noise table: which one a run draws from, and a seed log was drawn from (a seed
+    means nothing without it). The one declaration of it: the ES config holds it, the learner
+    engine builds ``weights.es.NoiseTable(spec.size, spec.seed)`` from it, meta.json records it."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     size: int = NOISE_TABLE_SIZE
     seed: int = 0
@@ -53,7 +55,7 @@ class SnapshotMeta(BaseModel):
     coefficients: list[list[float]] = Field(
         default_factory=list, description="Update coefficient of each pair seed, per iteration."
     )
-    noise: NoiseRecord = Field(default_factory=NoiseRecord)
+    noise: NoiseSpec = Field(default_factory=NoiseSpec)
     drift: float | None = Field(None, description="||theta - theta0||_2 at the end.")
     metrics: dict[str, Any] = Field(default_factory=dict, description="What the writer measured.")
     created_at: str | None = Field(None, description="UTC, ISO 8601; set by write_snapshot.")

@@ -11,7 +11,7 @@ from safetensors.torch import save_file
 
 from weights.es import NoiseTable, es_step, iteration_seeds, pair_coefficients, tensors_sha256
 from weights.lineage import Generation, RebuildError, rebuild, replayable, seed_log_bytes
-from weights.meta import NoiseRecord, SnapshotMeta
+from weights.meta import NoiseSpec, SnapshotMeta
 from weights.snapshot import WEIGHTS, load_tensors, write_snapshot
 
 TABLE = (1 << 14, 3)  # a small noise table: (size, seed)
@@ -52,7 +52,7 @@ def make_chain(root: Path, base: Path, lambdas: list[float]) -> list[Generation]
             config=config,
             seeds=seeds,
             coefficients=coefficients,
-            noise=NoiseRecord(size=TABLE[0], seed=TABLE[1]),
+            noise=NoiseSpec(size=TABLE[0], seed=TABLE[1]),
         )
         written = write_snapshot(root / f"v{g}", theta, base, meta)
         chain.append(Generation(f"v{g}", written))
