@@ -36,6 +36,7 @@ from store.sink import Acceptance, IdempotencyRequest, IngestSink, StoreUnavaila
 log = logging.getLogger(__name__)
 
 MAX_IDEMPOTENCY_KEY = 255
+ANSWER_ONLY = frozenset({"object", "created"})  # FeedbackObject's fields that are not columns
 
 
 def unavailable(exc: Exception) -> APIError:
@@ -103,9 +104,9 @@ class FeedbackService:
             for i, (item, verifier) in enumerate(zip(items, verifiers, strict=True))
         ]
         data = [obj.model_dump() for obj in accepted]
-        # the feedback table's rows: the answer less what it derives, plus who sent it
+        # the feedback table's rows: the answer less what only the answer says, plus who sent it
         extra = {"caller": caller, "idempotency_key": key, "created_at": now}
-        rows = [{**obj.model_dump(exclude={"object", "created"}), **extra} for obj in accepted]
+        rows = [{**{k: v for k, v in d.items() if k not in ANSWER_ONLY}, **extra} for d in data]
         response: dict[str, Any] = data[0] if route == "one" else {"object": "list", "data": data}
         idem = None
         if key is not None:

@@ -8,8 +8,8 @@
 
 ``server`` and ``learner`` never import each other; ``perennial/`` plugs the learner into the
 gateway. Inside ``server`` imports point down its own layers (``SERVER_LAYERS``): shared
-machinery below the resources, ``server.app`` alone above them. ``bench/`` never imports ``tests``. Imports inside functions count too (the test reads
-every import statement).
+machinery below the resources, ``server.app`` alone above them. ``bench/`` never imports
+``tests``. Imports inside functions count too (the test reads every import statement).
 """
 
 from __future__ import annotations
