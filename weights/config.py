@@ -36,7 +36,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 from pydantic.fields import FieldInfo
 
-from weights.meta import NOISE_TABLE_SIZE, NoiseSpec
+from weights.meta import NoiseSpec
 
 PRESETS: dict[str, dict[str, Any]] = {
     "paper": {},
@@ -96,10 +96,9 @@ class ESConfig(BaseModel):
     concurrency: int = Field(
         32, ge=1, le=1024, description="Requests in flight per member (vLLM batches them)."
     )
-    noise_table_size: int = Field(
-        NOISE_TABLE_SIZE, ge=1024, description="Values in the shared Gaussian noise table."
+    noise: NoiseSpec = Field(
+        default_factory=NoiseSpec, description="The shared Gaussian noise table members are drawn from."
     )
-    noise_table_seed: int = Field(0, description="Seed the shared noise table is drawn from.")
 
     @field_validator("population")
     @classmethod
@@ -128,11 +127,6 @@ class ESConfig(BaseModel):
     @property
     def pairs(self) -> int:
         return self.population // 2
-
-    @property
-    def noise(self) -> NoiseSpec:
-        """The shared noise table this run's members are drawn from."""
-        return NoiseSpec(size=self.noise_table_size, seed=self.noise_table_seed)
 
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> ESConfig:

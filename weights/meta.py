@@ -27,8 +27,8 @@ class NoiseSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    size: int = NOISE_TABLE_SIZE
-    seed: int = 0
+    size: int = Field(NOISE_TABLE_SIZE, ge=1024, description="Values in the table (fp32 Gaussians).")
+    seed: int = Field(0, description="Seed the table is drawn from.")
 
 
 class SnapshotMeta(BaseModel):
