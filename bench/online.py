@@ -258,30 +258,34 @@ class Arm:
             )
         return measures[version]
 
-    async def wait_round(self, run_id: int, seen_metrics: dict[str, Any]) -> dict[str, Any]:
+    async def wait_round(self, round_id: int, seen_metrics: dict[str, Any]) -> dict[str, Any]:
         """Poll the round until it ends; keep what its ES phase shows only while it runs."""
         deadline, seen = time.monotonic() + self.args.round_timeout_s, None
         while time.monotonic() < deadline:
             try:
                 run = (
-                    httpx.get(f"{self.gw.url}/admin/learner/rounds/{run_id}", headers=self.admin, timeout=60)
+                    httpx.get(
+                        f"{self.gw.url}/admin/learner/rounds/{round_id}", headers=self.admin, timeout=60
+                    )
                     .raise_for_status()
                     .json()
                 )
             except httpx.HTTPError as exc:  # a gateway starved of CPU answers late; ask again
-                self.log(f"learner run {run_id}: status poll failed ({type(exc).__name__}: {exc}); retrying")
+                self.log(
+                    f"learner run {round_id}: status poll failed ({type(exc).__name__}: {exc}); retrying"
+                )
                 await asyncio.sleep(10)
                 continue
             metrics = run.get("metrics") or {}
             seen_metrics.update({k: metrics[k] for k in ("items", "config") if k in metrics})
             now = (run["status"], metrics.get("phase"))
             if now != seen:
-                self.log(f"learner run {run_id}: {now[0]} {now[1] or ''}")
+                self.log(f"learner run {round_id}: {now[0]} {now[1] or ''}")
                 seen = now
             if run["status"] in ("succeeded", "failed"):
                 return run
             await asyncio.sleep(3)
-        raise TimeoutError(f"round {run_id} not finished after {self.args.round_timeout_s} s")
+        raise TimeoutError(f"round {round_id} not finished after {self.args.round_timeout_s} s")
 
     async def simulate(self, r: int) -> dict[str, Any]:
         a = self.args
@@ -323,20 +327,22 @@ class Arm:
             pend["simulation"] = await self.simulate(r)
             self.save()
             await asyncio.sleep(SETTLE_S)
-        if "run_id" not in pend:
-            pend["run_id"] = self.trigger()
+        if "round_id" not in pend:
+            pend["round_id"] = self.trigger()
             self.save()
         seen = pend.setdefault("seen", {})  # the split and the resolved ES config
-        run = await self.wait_round(pend["run_id"], seen)
+        run = await self.wait_round(pend["round_id"], seen)
         if run["status"] == "failed" and (run.get("error") or "").startswith(("interrupted", "cancelled")):
-            self.log(f"learner run {pend['run_id']} was cut off by a stop ({run['error']}); running it again")
-            pend.setdefault("interrupted_runs", []).append(pend.pop("run_id"))
-            pend["run_id"] = self.trigger()
+            self.log(
+                f"learner run {pend['round_id']} was cut off by a stop ({run['error']}); running it again"
+            )
+            pend.setdefault("interrupted_runs", []).append(pend.pop("round_id"))
+            pend["round_id"] = self.trigger()
             self.save()
-            run = await self.wait_round(pend["run_id"], seen)
+            run = await self.wait_round(pend["round_id"], seen)
         record = {
             "round": r,
-            **round_record(self.gw.url, ADMIN_KEY, pend["run_id"]),
+            **round_record(self.gw.url, ADMIN_KEY, pend["round_id"]),
             "simulation": pend["simulation"],
             "interrupted_runs": pend.get("interrupted_runs", []),
         }

@@ -127,9 +127,9 @@ def base_intervals(checks: list[dict[str, Any]] | None) -> dict[str, dict[str, f
     return found
 
 
-def round_record(url: str, admin_key: str, run_id: int) -> dict[str, Any]:
+def round_record(url: str, admin_key: str, round_id: int) -> dict[str, Any]:
     """One finished round, flattened (see the module docstring); missing parts are None."""
-    run = admin_get(url, admin_key, f"/admin/learner/rounds/{run_id}")
+    run = admin_get(url, admin_key, f"/admin/learner/rounds/{round_id}")
     gate = ((run.get("gate") or {}).get("checks")) or {}
     scores = gate.get("scores") or {}
     candidate = run.get("candidate_version")
@@ -138,7 +138,7 @@ def round_record(url: str, admin_key: str, run_id: int) -> dict[str, Any]:
     served = listing.get("serving")
     served_row = next((v for v in listing["data"] if v["id"] == served), {})
     return {
-        "run_id": run_id,
+        "round_id": round_id,
         "status": run["status"],
         "error": run.get("error"),
         "decision": run.get("decision"),

@@ -40,9 +40,9 @@ from learner.gate_eval import cached_suite_scores, kl_to_base, load_dir
 from learner.items import ItemSet
 from learner.settings import LearnerSettings
 from store.db import Database
-from store.learner_runs import add_iteration, feedback_cursor, update_run
 from store.queries import feedback_since
 from store.retention import disk_free, enforce, weights_bytes
+from store.rounds import add_iteration, feedback_cursor, update_round
 from store.versions import (
     BASE,
     add_candidate,
@@ -86,19 +86,19 @@ class RoundOutcome:
     gate: dict[str, Any] = field(default_factory=dict)
 
 
-def banner(run_id: int, text: str) -> None:
-    log.info("round %d: ---- %s", run_id, text)
+def banner(round_id: int, text: str) -> None:
+    log.info("round %d: ---- %s", round_id, text)
 
 
-async def run_round(ctx: RoundContext, run_id: int, overrides: dict[str, Any]) -> RoundOutcome:
+async def run_round(ctx: RoundContext, round_id: int, overrides: dict[str, Any]) -> RoundOutcome:
     s, db, engine = ctx.settings, ctx.db, ctx.engine
     phases: dict[str, float] = {}
 
     async def phase(name: str, **extra: Any) -> None:
-        banner(run_id, name)
+        banner(round_id, name)
         phases[name] = time.time()
         async with db.sessions() as session:
-            await update_run(session, run_id=run_id, metrics={"phase": name, "phases": phases, **extra})
+            await update_round(session, round_id=round_id, metrics={"phase": name, "phases": phases, **extra})
             await session.commit()
 
     # ---- 1. feedback since the last round ----------------------------------------------------
@@ -107,9 +107,9 @@ async def run_round(ctx: RoundContext, run_id: int, overrides: dict[str, Any]) -
         cursor = await feedback_cursor(session)
         page = await feedback_since(session, after_id=cursor, limit=s.learner_max_feedback)
         incumbent = await serving_version(session) or await get_version(session, version_id=BASE)
-        await update_run(
+        await update_round(
             session,
-            run_id=run_id,
+            round_id=round_id,
             feedback_from_seq=cursor,
             feedback_to_seq=page.next_after_id,
             parent_version=incumbent.id,
@@ -119,10 +119,10 @@ async def run_round(ctx: RoundContext, run_id: int, overrides: dict[str, Any]) -
 
     # ---- 2. split train / held-out, build fitness items --------------------------------------
     items = build_round_items(page.items, s.learner_heldout_fraction)
-    log.info("round %d: %d feedback -> %s", run_id, len(page.items), items.summary())
+    log.info("round %d: %d feedback -> %s", round_id, len(page.items), items.summary())
     if not len(items.train):
         raise RoundError(f"no usable feedback since seq {cursor} ({items.summary()['skipped']})")
-    config = s.es_config(run_id, overrides.get("es"))
+    config = s.es_config(round_id, overrides.get("es"))
     await phase("es", items=items.summary(), config=config.to_dict())
 
     # ---- 3. ES + AWD from the serving version, anchored to the base ---------------------------
@@ -132,7 +132,7 @@ async def run_round(ctx: RoundContext, run_id: int, overrides: dict[str, Any]) -
         engine,
         items.train,
         config,
-        on_iteration=iteration_recorder(db, run_id),
+        on_iteration=iteration_recorder(db, round_id),
         before_member=ctx.before_member,
     )
     candidate_target, _ = await heldout_target(engine, items, config)
@@ -145,7 +145,7 @@ async def run_round(ctx: RoundContext, run_id: int, overrides: dict[str, Any]) -
     await ensure_disk(db, s, weights_bytes(incumbent.snapshot_path))  # a candidate: its parent's size
     drift = await engine.drift()
     meta = await engine.snapshot(
-        path, snapshot_meta(run_id, incumbent.id, config, result.records, drift["drift"])
+        path, snapshot_meta(round_id, incumbent.id, config, result.records, drift["drift"])
     )
     metrics = {
         "target": candidate_target,
@@ -163,7 +163,7 @@ async def run_round(ctx: RoundContext, run_id: int, overrides: dict[str, Any]) -
             meta=meta.model_dump(mode="json"),
             metrics=metrics,
         )
-        await update_run(session, run_id=run_id, candidate_version=version_id)
+        await update_round(session, round_id=round_id, candidate_version=version_id)
         await session.commit()
 
     # ---- 5. gate: held-out target, prior suites, KL(candidate || base) -----------------------
@@ -173,7 +173,7 @@ async def run_round(ctx: RoundContext, run_id: int, overrides: dict[str, Any]) -
         reject_without_suites(candidate_target, incumbent_target, thresholds) if s.gate_early_reject else None
     )
     if early is not None:
-        log.info("round %d: %s; suites and KL skipped", run_id, early.reasons[0])
+        log.info("round %d: %s; suites and KL skipped", round_id, early.reasons[0])
         decision = early
         measured: dict[str, Any] = {
             "scores": {
@@ -198,14 +198,14 @@ async def run_round(ctx: RoundContext, run_id: int, overrides: dict[str, Any]) -
             promote=decision.promote,
             reasons=decision.reasons,
             checks=gate,
-            run_id=run_id,
+            round_id=round_id,
         )
         await session.commit()
 
     # ---- 6. promote (hot swap, verified by the gateway) or reject ------------------------------
     await phase("promote" if decision.promote else "reject", candidate=version_id, gate=gate)
     if decision.promote:
-        reason = f"round {run_id}: " + "; ".join(decision.reasons)
+        reason = f"round {round_id}: " + "; ".join(decision.reasons)
         swap = await ctx.promote(version_id, reason)
         gate["swap"] = swap.get("swap", swap)
     else:
@@ -363,11 +363,11 @@ def actors_summary(workers: dict[str, dict[str, Any]] | None) -> str:
     return " | actors: " + ", ".join(parts)
 
 
-def iteration_recorder(db: Database, run_id: int):
+def iteration_recorder(db: Database, round_id: int):
     async def record(it: IterationRecord) -> None:
         log.info(
             "round %d: iteration %d fitness %.3f drift %.3f (%.1f s)%s",
-            run_id,
+            round_id,
             it.iteration,
             it.fitness_mean,
             it.drift,
@@ -375,19 +375,19 @@ def iteration_recorder(db: Database, run_id: int):
             actors_summary(it.workers),
         )
         async with db.sessions() as session:
-            await add_iteration(session, run_id=run_id, iteration=it.iteration, metrics=it.to_json())
+            await add_iteration(session, round_id=round_id, iteration=it.iteration, metrics=it.to_json())
             await session.commit()
 
     return record
 
 
 def snapshot_meta(
-    run_id: int, parent: str, config: ESConfig, records: list[IterationRecord], drift: float
+    round_id: int, parent: str, config: ESConfig, records: list[IterationRecord], drift: float
 ) -> SnapshotMeta:
     return SnapshotMeta(
         parent=parent,
         base=BASE,
-        run_id=run_id,
+        round_id=round_id,
         config=config.to_dict(),
         seeds=[r.seeds for r in records],
         coefficients=[r.coefficients for r in records],

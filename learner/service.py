@@ -39,19 +39,19 @@ from learner.settings import LearnerSettings
 from learner.suites_store import enabled_suites, register_builtin_suites
 from learner.yielding import ChatGuard, ChatYield
 from store.db import Database
-from store.learner_runs import (
+from store.models import Round, utcnow
+from store.rounds import (
     acquire_lock,
-    active_run,
+    active_round,
+    add_round,
     count_feedback_after,
-    enqueue_run,
     fail_interrupted,
     feedback_cursor,
-    list_runs,
+    list_rounds,
     next_queued,
     release_lock,
-    update_run,
+    update_round,
 )
-from store.models import LearnerRun, utcnow
 from store.versions import BASE, serving_version
 from weights.config import ConfigError
 
@@ -64,7 +64,7 @@ JOB_ID = "perennial-learner-round-check"
 class RoundBusy(Exception):
     """A round is queued or running already."""
 
-    def __init__(self, run: LearnerRun):
+    def __init__(self, run: Round):
         super().__init__(f"round {run.id} is {run.status}")
         self.run = run
 
@@ -80,14 +80,14 @@ def validate_overrides(settings: LearnerSettings, overrides: dict[str, Any]) -> 
 
 async def enqueue_round(
     db: Database, settings: LearnerSettings, overrides: dict[str, Any], trigger: str
-) -> LearnerRun:
+) -> Round:
     """Queue a round; raise RoundBusy if one is queued or running, ConfigError if invalid."""
     validate_overrides(settings, overrides)
     async with db.sessions() as session:
-        busy = await active_run(session)
+        busy = await active_round(session)
         if busy is not None:
             raise RoundBusy(busy)
-        run = await enqueue_run(session, config={"trigger": trigger, "overrides": overrides})
+        run = await add_round(session, config={"trigger": trigger, "overrides": overrides})
         await session.commit()
         return run
 
@@ -170,12 +170,12 @@ class LearnerService:
         self._scheduler = scheduler
         log.info("learner schedule: %s", s.learner_cron or f"every {s.learner_interval_s:.0f} s")
 
-    async def check_feedback(self) -> LearnerRun | None:
+    async def check_feedback(self) -> Round | None:
         """The scheduled check: queue a round if enough new feedback arrived and none is active."""
         async with self.db.sessions() as session:
-            if await active_run(session) is not None:
+            if await active_round(session) is not None:
                 return None
-            last = (await list_runs(session, limit=1) or [None])[0]
+            last = (await list_rounds(session, limit=1) or [None])[0]
             backoff = timedelta(seconds=self.settings.learner_failure_backoff_s)
             if (
                 last is not None
@@ -266,10 +266,10 @@ class LearnerService:
                     session, name=LOCK, holder=self.holder, ttl_s=self.settings.learner_lock_ttl_s
                 )
 
-    async def _execute(self, run: LearnerRun) -> None:
+    async def _execute(self, run: Round) -> None:
         self.running = run.id
         async with self.db.sessions() as session:
-            await update_run(session, run_id=run.id, status="running", started_at=utcnow())
+            await update_round(session, round_id=run.id, status="running", started_at=utcnow())
             await session.commit()
         values: dict[str, Any]
         try:
@@ -305,7 +305,7 @@ class LearnerService:
         finally:
             self.running = None
             async with self.db.sessions() as session:
-                await update_run(session, run_id=run.id, finished_at=utcnow(), **values)
+                await update_round(session, round_id=run.id, finished_at=utcnow(), **values)
                 await session.commit()
 
     def _chat_yield(self) -> ChatYield | None:

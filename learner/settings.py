@@ -180,13 +180,13 @@ class LearnerSettings(_RoundKnobs, ChatFormatSettings):
     def _csv(cls, value: object) -> object:
         return split_csv(value)
 
-    def es_config(self, run_id: int, overrides: dict[str, Any] | None = None) -> ESConfig:
+    def es_config(self, round_id: int, overrides: dict[str, Any] | None = None) -> ESConfig:
         """The round's ES config: preset, then these settings, then the admin's overrides.
 
         The seed is ``learner_seed`` (0 when unset) plus the round's id, so rounds differ.
         """
         values: dict[str, Any] = {name: getattr(self, f"learner_{name}") for name in ROUND_KNOBS}
-        values["seed"] = (self.learner_seed or 0) + run_id
+        values["seed"] = (self.learner_seed or 0) + round_id
         values.update({k: v for k, v in (overrides or {}).items() if v is not None})
         return ESConfig.preset(self.learner_preset, **values)
 

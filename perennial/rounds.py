@@ -15,7 +15,7 @@ from learner.service import LearnerService
 from learner.settings import LearnerSettings
 from server.rounds import InvalidRound, RoundBusy
 from store.db import Database
-from store.models import LearnerRun
+from store.models import Round
 from weights.config import ConfigError
 
 
@@ -28,7 +28,7 @@ class LearnerRounds:
         self.service = service
         self.mode = settings.learner_mode
 
-    async def enqueue(self, overrides: dict[str, Any], trigger: str) -> LearnerRun:
+    async def enqueue(self, overrides: dict[str, Any], trigger: str) -> Round:
         try:
             return await learner_service.enqueue_round(self.db, self.settings, overrides, trigger)
         except learner_service.RoundBusy as exc:

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from store.models import LearnerRun
+from store.models import Round
 
 
 class RoundBusy(Exception):
     """A round is queued or running already."""
 
-    def __init__(self, run: LearnerRun):
+    def __init__(self, run: Round):
         super().__init__(f"round {run.id} is {run.status}")
         self.run = run
 
@@ -37,7 +37,7 @@ class Rounds(Protocol):
 
     mode: str  # embedded | external | off
 
-    async def enqueue(self, overrides: dict[str, Any], trigger: str) -> LearnerRun:
+    async def enqueue(self, overrides: dict[str, Any], trigger: str) -> Round:
         """Queue a round; raise :class:`RoundBusy` or :class:`InvalidRound`."""
         ...
 

@@ -11,7 +11,7 @@ consumer.py     ``StreamConsumer``: consumer group, XAUTOCLAIM of abandoned entr
 sink.py         ``IngestSink``: what the gateway calls (record, accept feedback), with fallback
 queries.py      reads: admin listings, export, ``feedback_since`` for the learner
 versions.py     the version registry: rows, serving pointer, gate decisions, audit log
-learner_runs.py learner rounds, their iterations, the round lock, the feedback cursor
+rounds.py       learner rounds, their iterations, the round lock, the feedback cursor
 suites.py       registered prior suites and cached suite scores per version
 ==============  ==========================================================================
 

@@ -7,7 +7,7 @@ interactions         one row per finished chat completion (gateway, via the inge
 feedback             rewards, labels, corrections, references + verifiers (gateway, ingest)
 idempotency_keys     the first answer to each ``Idempotency-Key`` (gateway, ingest)
 model_versions       every weights version: base, candidates, promoted, rejected, retired
-learner_runs         one row per learner round; ``learner_iterations`` its per-step metrics
+rounds               one row per learner round; ``round_iterations`` its per-step metrics
 gate_decisions       the promotion gate's verdict on a candidate, with reasons and checks
 audit_log            who did what (promote, rollback, suite upload, key use by admins)
 eval_suites          regression suites (builtin files or operator uploads), versioned
@@ -59,7 +59,7 @@ NAMING = {
 }
 
 VERSION_STATUSES = ("candidate", "promoted", "rejected", "retired")
-RUN_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
+ROUND_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 SUITE_SOURCES = ("builtin", "operator")
 LABELS = ("up", "down")
 
@@ -182,11 +182,11 @@ class ModelVersion(Base):
     engine_checksum: Mapped[str | None] = mapped_column(String(64))
 
 
-class LearnerRun(Base):
+class Round(Base):
     """One learner round: read feedback -> ES+AWD -> gate -> (maybe) promote."""
 
-    __tablename__ = "learner_runs"
-    __table_args__ = (CheckConstraint(_in("status", RUN_STATUSES), name="status"),)
+    __tablename__ = "rounds"
+    __table_args__ = (CheckConstraint(_in("status", ROUND_STATUSES), name="status"),)
 
     id: Mapped[int] = mapped_column(SeqType, primary_key=True, autoincrement=True)
     status: Mapped[str] = mapped_column(String(16), default="queued", index=True)
@@ -204,14 +204,14 @@ class LearnerRun(Base):
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
-class LearnerIteration(Base):
+class RoundIteration(Base):
     """Metrics of one ES iteration (fitness, ||theta - theta0||, update norm, ...)."""
 
-    __tablename__ = "learner_iterations"
-    __table_args__ = (UniqueConstraint("run_id", "iteration"),)
+    __tablename__ = "round_iterations"
+    __table_args__ = (UniqueConstraint("round_id", "iteration"),)
 
     id: Mapped[int] = mapped_column(SeqType, primary_key=True, autoincrement=True)
-    run_id: Mapped[int] = mapped_column(ForeignKey("learner_runs.id", ondelete="CASCADE"))
+    round_id: Mapped[int] = mapped_column(ForeignKey("rounds.id", ondelete="CASCADE"))
     iteration: Mapped[int] = mapped_column(Integer)
     metrics: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -223,7 +223,7 @@ class GateDecision(Base):
     __tablename__ = "gate_decisions"
 
     id: Mapped[int] = mapped_column(SeqType, primary_key=True, autoincrement=True)
-    run_id: Mapped[int | None] = mapped_column(ForeignKey("learner_runs.id", ondelete="SET NULL"), index=True)
+    round_id: Mapped[int | None] = mapped_column(ForeignKey("rounds.id", ondelete="SET NULL"), index=True)
     version: Mapped[str] = mapped_column(String(64), index=True)
     promote: Mapped[bool] = mapped_column(Boolean)
     reasons: Mapped[list[Any]] = mapped_column(JSONType, default=list)

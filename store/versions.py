@@ -136,10 +136,10 @@ async def record_decision(
     promote: bool,
     reasons: list[Any],
     checks: dict[str, Any],
-    run_id: int | None = None,
+    round_id: int | None = None,
 ) -> GateDecision:
     decision = GateDecision(
-        run_id=run_id, version=version_id, promote=promote, reasons=reasons, checks=checks
+        round_id=round_id, version=version_id, promote=promote, reasons=reasons, checks=checks
     )
     session.add(decision)
     await session.flush()

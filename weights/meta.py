@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 META = "meta.json"
 AWD_KINDS = ("l2", "l1")  # the forms of anchored weight decay a seed log may name
@@ -49,7 +49,12 @@ class SnapshotMeta(BaseModel):
     parent_sha256: str | None = Field(None, description="sha256 of the parent's weights files.")
     base: str | None = Field(None, description="theta0, the AWD anchor: version id or directory.")
     base_sha256: str | None = Field(None, description="sha256 of the base's weights files.")
-    run_id: int | None = Field(None, description="The learner round that made it.")
+    # meta.json files written before rounds had one name say run_id: read either, write round_id.
+    round_id: int | None = Field(
+        None,
+        validation_alias=AliasChoices("round_id", "run_id"),
+        description="The learner round that made it.",
+    )
     config: dict[str, Any] = Field(default_factory=dict, description="The resolved ES config.")
     seeds: list[list[int]] = Field(default_factory=list, description="Pair seeds per iteration.")
     coefficients: list[list[float]] = Field(

@@ -13,7 +13,7 @@ from server.deps import DB, state
 from server.errors import APIError
 from server.openapi import doc
 from server.rounds import InvalidRound, RoundBusy, Rounds
-from store.learner_runs import get_run, iterations, list_runs
+from store.rounds import get_round, iterations, list_rounds
 from store.versions import latest_decision
 from weights.config import ROUND_KNOBS, ESConfig, optional_fields
 
@@ -49,7 +49,7 @@ RoundRequest = create_model(
 )
 
 
-def run_json(run, decision=None, its=None) -> dict[str, Any]:
+def round_json(run, decision=None, its=None) -> dict[str, Any]:
     def iso(t):
         return t.isoformat() if t else None
 
@@ -89,13 +89,13 @@ async def trigger_round(rounds: LearnerRounds, body: RoundRequest | None = None)
         raise APIError(409, f"{exc}; wait for it to finish", code="round_in_progress") from exc
     except InvalidRound as exc:
         raise APIError(400, str(exc), param=exc.field, code="invalid_value") from exc
-    return run_json(run)
+    return round_json(run)
 
 
 @router.get("/rounds")
 async def rounds_list(db: DB, limit: int = Query(50, ge=1, le=500)) -> dict:
     async with db.sessions() as session:
-        runs = await list_runs(session, limit=limit)
+        runs = await list_rounds(session, limit=limit)
         data = []
         for run in runs:
             decision = (
@@ -103,22 +103,22 @@ async def rounds_list(db: DB, limit: int = Query(50, ge=1, le=500)) -> dict:
                 if run.candidate_version
                 else None
             )
-            data.append(run_json(run, decision))
+            data.append(round_json(run, decision))
     return {"object": "list", "data": data}
 
 
-@router.get("/rounds/{run_id}", **doc(errors=(404,)))
-async def round_detail(db: DB, run_id: int) -> dict:
+@router.get("/rounds/{round_id}", **doc(errors=(404,)))
+async def round_detail(db: DB, round_id: int) -> dict:
     async with db.sessions() as session:
-        run = await get_run(session, run_id=run_id)
+        run = await get_round(session, round_id=round_id)
         if run is None:
-            raise APIError(404, f"no round {run_id}", param="run_id", code="round_not_found")
+            raise APIError(404, f"no round {round_id}", param="round_id", code="round_not_found")
         decision = (
             await latest_decision(session, version_id=run.candidate_version)
             if run.candidate_version
             else None
         )
-        return run_json(run, decision, await iterations(session, run_id=run_id))
+        return round_json(run, decision, await iterations(session, round_id=round_id))
 
 
 @router.get("")

@@ -163,7 +163,7 @@ def test_dashboard_shows_plots_and_promotes_and_rolls_back(server, seeded, watch
     actors = page.locator("#iterations-table tbody td.actors")
     expect(actors.first).to_contain_text("actor-1 (10.0.0.2): 4 members")
     expect(actors.last).to_contain_text("actor-1 failed: ActorDiedError")
-    page.select_option("#round-select", str(good.run_id))
+    page.select_option("#round-select", str(good.round_id))
     expect(page.locator("#iterations-table tbody td.actors").first).to_have_text("-")
     expect(page.locator("#iterations-table tbody tr")).to_have_count(good.iterations)
     assert set(line_points(page, "chart-iter-fitness").values()) == {good.iterations}

@@ -61,14 +61,14 @@ def give_feedback(server, n: int, offset: int) -> None:
     time.sleep(6)  # the learner only takes feedback that has settled (5 s)
 
 
-def wait_round(server, run_id: int, timeout: float = 1500, until=("succeeded", "failed")) -> dict:
+def wait_round(server, round_id: int, timeout: float = 1500, until=("succeeded", "failed")) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        run = get(server, f"/admin/learner/rounds/{run_id}")
+        run = get(server, f"/admin/learner/rounds/{round_id}")
         if run["status"] in until:
             return run
         time.sleep(2)
-    raise AssertionError(f"round {run_id} still {run['status']} after {timeout} s: {run}")
+    raise AssertionError(f"round {round_id} still {run['status']} after {timeout} s: {run}")
 
 
 def greedy(server) -> tuple[list[str], set[str]]:

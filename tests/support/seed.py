@@ -20,8 +20,8 @@ from pathlib import Path
 from learner.es_loop import IterationRecord
 from learner.gate import Scores, Thresholds, decide
 from store.db import Database
-from store.learner_runs import add_iteration, enqueue_run, update_run
 from store.models import utcnow
+from store.rounds import add_iteration, add_round, update_round
 from store.versions import add_candidate, record_decision, set_status
 
 BASE_SUITES = {
@@ -53,7 +53,7 @@ class Candidate:
     suites: dict[str, float]
     iterations: int
     incumbent_target: float = 0.3
-    run_id: int | None = None  # set by :func:`seed`
+    round_id: int | None = None  # set by :func:`seed`
     gate: dict = field(default_factory=dict)  # set by :func:`seed`: the stored gate record
     on_ray: bool = False  # iterations carry a learner-on-Ray work report (actor-1 dies in the last)
 
@@ -141,14 +141,14 @@ async def _insert(db: Database, c: Candidate) -> None:
     started = utcnow() - timedelta(seconds=12 * c.iterations)
     async with db.sessions() as session:
         # queued -> succeeded in one transaction: no learner service can see it queued.
-        run = await enqueue_run(session, config={"trigger": "dashboard-test", "overrides": {}})
+        run = await add_round(session, config={"trigger": "dashboard-test", "overrides": {}})
         await add_candidate(
             session,
             version_id=c.version,
             parent_id="base",
             snapshot_path=str(c.snapshot),
             sha256=None,
-            meta={"run_id": run.id},
+            meta={"round_id": run.id},
             metrics={
                 "target": c.target,
                 "incumbent_target": c.incumbent_target,
@@ -157,21 +157,21 @@ async def _insert(db: Database, c: Candidate) -> None:
             },
         )
         for metrics in iteration_rows(c):
-            await add_iteration(session, run_id=run.id, iteration=metrics["iteration"], metrics=metrics)
+            await add_iteration(session, round_id=run.id, iteration=metrics["iteration"], metrics=metrics)
         await record_decision(
             session,
             version_id=c.version,
             promote=gate["promote"],
             reasons=gate["reasons"],
             checks=gate,
-            run_id=run.id,
+            round_id=run.id,
         )
         if not gate["promote"]:
             await set_status(session, version_id=c.version, status="rejected")
         # feedback_to_seq stays NULL: these rounds consumed no feedback (the cursor ignores them).
-        await update_run(
+        await update_round(
             session,
-            run_id=run.id,
+            round_id=run.id,
             status="succeeded",
             parent_version="base",
             base_version="base",
@@ -183,7 +183,7 @@ async def _insert(db: Database, c: Candidate) -> None:
             finished_at=utcnow(),
         )
         await session.commit()
-    c.run_id, c.gate = run.id, gate
+    c.round_id, c.gate = run.id, gate
 
 
 def seed(data_dir: Path, candidates: list[Candidate]) -> None:

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from weights.config import ConfigError, ESConfig
 from learner.items import ItemError, RatedItem, VerifiableItem, load_items, parse_item
+from weights.config import ConfigError, ESConfig
 
 
 def test_defaults_are_the_papers():

@@ -70,8 +70,8 @@ def test_sleep_when_idle_shortens_the_queue_readers_poll_and_says_so(monkeypatch
 def test_the_serving_engines_idle_poll_comes_from_its_setting(tmp_path, monkeypatch):
     """PERENNIAL_ENGINE_IDLE_SPIN_S reaches the serving engine (default 50 ms); empty: vLLM's own."""
     from engine.idle import IDLE_SPIN_ENV
-    from server.versions.boot import build_engine
     from server.settings import Settings
+    from server.versions.boot import build_engine
 
     def spin(value: str | None) -> str | None:
         if value is None:

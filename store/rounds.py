@@ -1,6 +1,6 @@
 """Learner rounds in the store: the run queue, per-iteration metrics, and the round lock.
 
-A round is a ``learner_runs`` row: ``queued`` (asked for by the scheduler or an admin) ->
+A round is a ``rounds`` row: ``queued`` (asked for by the scheduler or an admin) ->
 ``running`` -> ``succeeded`` (the gate decided: ``decision`` is ``promoted`` or ``rejected``) or
 ``failed`` (``error`` says why) or ``cancelled``. Rounds never overlap: the runner holds the
 ``learner_locks`` row named ``round`` (expiring, renewed by a heartbeat), which works the same
@@ -16,56 +16,56 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from store.models import Feedback, LearnerIteration, LearnerLock, LearnerRun, utcnow
+from store.models import Feedback, LearnerLock, Round, RoundIteration, utcnow
 
 ACTIVE = ("queued", "running")
 
 
-async def active_run(session: AsyncSession) -> LearnerRun | None:
-    stmt = select(LearnerRun).where(LearnerRun.status.in_(ACTIVE)).order_by(LearnerRun.id).limit(1)
+async def active_round(session: AsyncSession) -> Round | None:
+    stmt = select(Round).where(Round.status.in_(ACTIVE)).order_by(Round.id).limit(1)
     return await session.scalar(stmt)
 
 
-async def enqueue_run(session: AsyncSession, *, config: dict[str, Any]) -> LearnerRun:
-    run = LearnerRun(status="queued", config=config, metrics={})
+async def add_round(session: AsyncSession, *, config: dict[str, Any]) -> Round:
+    run = Round(status="queued", config=config, metrics={})
     session.add(run)
     await session.flush()
     return run
 
 
-async def next_queued(session: AsyncSession) -> LearnerRun | None:
-    stmt = select(LearnerRun).where(LearnerRun.status == "queued").order_by(LearnerRun.id).limit(1)
+async def next_queued(session: AsyncSession) -> Round | None:
+    stmt = select(Round).where(Round.status == "queued").order_by(Round.id).limit(1)
     return await session.scalar(stmt)
 
 
-async def get_run(session: AsyncSession, *, run_id: int) -> LearnerRun | None:
-    return await session.get(LearnerRun, run_id)
+async def get_round(session: AsyncSession, *, round_id: int) -> Round | None:
+    return await session.get(Round, round_id)
 
 
-async def list_runs(session: AsyncSession, *, limit: int = 50) -> list[LearnerRun]:
-    stmt = select(LearnerRun).order_by(LearnerRun.id.desc()).limit(limit)
+async def list_rounds(session: AsyncSession, *, limit: int = 50) -> list[Round]:
+    stmt = select(Round).order_by(Round.id.desc()).limit(limit)
     return list(await session.scalars(stmt))
 
 
-async def update_run(session: AsyncSession, *, run_id: int, **values: Any) -> None:
-    await session.execute(update(LearnerRun).where(LearnerRun.id == run_id).values(**values))
+async def update_round(session: AsyncSession, *, round_id: int, **values: Any) -> None:
+    await session.execute(update(Round).where(Round.id == round_id).values(**values))
 
 
-async def add_iteration(session: AsyncSession, *, run_id: int, iteration: int, metrics: dict) -> None:
-    session.add(LearnerIteration(run_id=run_id, iteration=iteration, metrics=metrics))
+async def add_iteration(session: AsyncSession, *, round_id: int, iteration: int, metrics: dict) -> None:
+    session.add(RoundIteration(round_id=round_id, iteration=iteration, metrics=metrics))
     await session.flush()
 
 
-async def iterations(session: AsyncSession, *, run_id: int) -> list[LearnerIteration]:
+async def iterations(session: AsyncSession, *, round_id: int) -> list[RoundIteration]:
     stmt = (
-        select(LearnerIteration).where(LearnerIteration.run_id == run_id).order_by(LearnerIteration.iteration)
+        select(RoundIteration).where(RoundIteration.round_id == round_id).order_by(RoundIteration.iteration)
     )
     return list(await session.scalars(stmt))
 
 
 async def feedback_cursor(session: AsyncSession) -> int:
     """The feedback ``seq`` up to which finished rounds have consumed feedback."""
-    stmt = select(func.max(LearnerRun.feedback_to_seq)).where(LearnerRun.status == "succeeded")
+    stmt = select(func.max(Round.feedback_to_seq)).where(Round.status == "succeeded")
     return int(await session.scalar(stmt) or 0)
 
 
@@ -76,8 +76,8 @@ async def count_feedback_after(session: AsyncSession, *, after_seq: int) -> int:
 async def fail_interrupted(session: AsyncSession, *, reason: str) -> int:
     """Mark ``running`` rounds failed (their process died); returns how many."""
     result = await session.execute(
-        update(LearnerRun)
-        .where(LearnerRun.status == "running")
+        update(Round)
+        .where(Round.status == "running")
         .values(status="failed", error=reason, finished_at=utcnow())
     )
     return result.rowcount or 0
