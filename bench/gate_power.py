@@ -49,8 +49,8 @@ from engine.client import EngineClient  # noqa: E402
 from evals.scoring import score_suites  # noqa: E402
 from evals.suites import Suite, load_builtin_suites, load_probes, split_looks, trim  # noqa: E402
 from harness.processes import shared_model_dir  # noqa: E402
-from learner.drift import kl_estimate, sample_continuations, score_samples  # noqa: E402
 from learner.gate import Scores, Thresholds, at_look, decide, suite_check_of  # noqa: E402
+from learner.kl import kl_estimate, sample_continuations, score_samples  # noqa: E402
 
 RESULTS = REPO / "bench" / "results" / "gate_power.json"
 TODAY = {"tolerance": 0.05, "max_kl": 0.02, "items": 40}  # the rule and suite size before this gate

@@ -42,7 +42,7 @@ from engine.supervisor import EngineSpec, EngineSupervisor, resolve_dtype  # noq
 from evals.scoring import score_suites  # noqa: E402
 from evals.suites import load_builtin_suites, load_probes  # noqa: E402
 from harness.processes import shared_model_dir  # noqa: E402
-from learner.drift import kl_estimate, measure_kl, sample_continuations, score_samples  # noqa: E402
+from learner.kl import kl_estimate, measure_kl, sample_continuations, score_samples  # noqa: E402
 
 MODEL = "smollm2-135m-instruct"
 RESULTS = REPO / "bench" / "results" / "suite_baseline.json"

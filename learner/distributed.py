@@ -230,7 +230,7 @@ class ActorClient:
             self.in_flight[state.name] -= 1
 
     # the ``engine.client.EngineClient`` methods that the driver's scoring uses (evals.scoring,
-    # learner.fitness, learner.drift)
+    # learner.fitness, learner.kl)
     async def chat(self, body: dict) -> dict:
         return await self._call("chat", body)
 

@@ -16,9 +16,9 @@ from typing import Any
 
 from evals.scoring import score_suites
 from evals.suites import Probe, Suite
-from learner.drift import DriftEstimate, measure_kl
 from learner.engines import ESEngine
 from learner.fitness import ServingEngine
+from learner.kl import KLEstimate, measure_kl
 from store.db import Database
 from store.suites import cached_items, store_score
 
@@ -89,7 +89,7 @@ async def cached_suite_scores(
 
 async def kl_to_base(
     engine: ESEngine, probes: Sequence[Probe], *, k: int, max_tokens: int, seed: int
-) -> DriftEstimate:
+) -> KLEstimate:
     """KL(served || base): sample from what the engine serves now, then load theta0 and score.
 
     Leaves the engine serving the base.

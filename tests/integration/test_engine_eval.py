@@ -16,7 +16,7 @@ import pytest
 from evals.scoring import score_suite, score_suites
 from evals.suites import load_builtin_suites, load_probes, trim
 from harness.processes import SERVED_MODEL as MODEL
-from learner.drift import kl_estimate, measure_kl, sample_continuations, score_samples
+from learner.kl import kl_estimate, measure_kl, sample_continuations, score_samples
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
 

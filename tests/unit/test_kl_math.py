@@ -7,13 +7,13 @@ import math
 
 import pytest
 
-import learner.drift as drift
 import learner.gate as gate
+import learner.kl as kl
 from engine.client import EngineClient
 from engine.supervisor import free_port
 from evals.scoring import score_suites
 from evals.suites import load_builtin_suites, load_probes
-from learner.drift import Sample, Samples, kl_estimate, measure_kl
+from learner.kl import Sample, Samples, kl_estimate, measure_kl
 
 
 def sample(lps, probe="p", prompt=(1, 2, 3)) -> Sample:
@@ -72,9 +72,9 @@ def test_continuation_logprobs_from_a_vllm_shaped_reply():
             }
         ]
     }
-    assert drift._continuation_logprobs(reply, s) == [-0.7, -0.2]
+    assert kl._continuation_logprobs(reply, s) == [-0.7, -0.2]
     reply["choices"][0]["prompt_logprobs"].pop()
-    assert drift._continuation_logprobs(reply, s) is None
+    assert kl._continuation_logprobs(reply, s) is None
 
 
 def test_sampling_request_disables_every_processor():
@@ -85,10 +85,10 @@ def test_sampling_request_disables_every_processor():
         "min_p": 0.0,
         "repetition_penalty": 1.0,
     }.items():
-        assert drift.UNPROCESSED_SAMPLING[key] == neutral
+        assert kl.UNPROCESSED_SAMPLING[key] == neutral
 
 
-@pytest.mark.parametrize("module", [drift, gate])
+@pytest.mark.parametrize("module", [kl, gate])
 def test_docstring_examples(module):
     result = doctest.testmod(module)
     assert result.attempted > 0 and result.failed == 0

@@ -1,4 +1,7 @@
-"""Function-space drift: mean KL(candidate || base) on probe prompts, measured on one engine.
+"""KL to the base: mean KL(candidate || base) on probe prompts, measured on one engine.
+
+(How far a candidate moved in function space. Its distance in weight space, ||theta - theta0||,
+is what the learner engine reports as ``drift``; the two are different measures.)
 
 The learner engine holds the candidate and the base as fp32 masters and loads one at a time,
 so the measurement has two phases:
@@ -14,7 +17,7 @@ so the measurement has two phases:
 :func:`kl_estimate` then averages ``log p_cand(y_t) - log p_base(y_t)`` over all sampled tokens:
 a Monte Carlo estimate of the **per-token** KL(candidate || base) (sequence KL divided by the
 mean continuation length; scale-free across ``max_tokens``), with a standard error. The
-end-of-sequence token is included, so a change in when the model stops counts as drift.
+end-of-sequence token is included, so a change in when the model stops counts.
 
 Why these logprobs are the right ones: vLLM's default ``logprobs_mode`` is ``raw_logprobs``
 (the model's log-softmax before any sampling processor), and prompt logprobs are always raw.
@@ -90,7 +93,7 @@ class Samples:
 
 
 @dataclass
-class DriftEstimate:
+class KLEstimate:
     """Mean KL(candidate || base) per token (``kl``), with its standard error and counts.
 
     ``kl`` is NaN when no sample could be scored (the gate then fails closed).
@@ -127,7 +130,7 @@ async def _sample_probe(
             prompt_ids = reply["prompt_token_ids"]
             samples = [_sample_from(probe.id, prompt_ids, choice) for choice in reply["choices"]]
         except Exception as exc:  # noqa: BLE001 - a failed probe is counted, not raised
-            log.debug("drift probe %s failed: %s", probe.id, exc)
+            log.debug("KL probe %s failed: %s", probe.id, exc)
             return None
     return [s for s in samples if s is not None]
 
@@ -173,7 +176,7 @@ async def sample_continuations(
     items = [s for r in results if r for s in r]
     failed = sum(r is None for r in results)
     if failed:
-        log.warning("drift sampling: %d of %d probe requests failed", failed, len(probes))
+        log.warning("KL sampling: %d of %d probe requests failed", failed, len(probes))
     return Samples(items, len(probes), k, max_tokens, seed, failed, time.perf_counter() - started)
 
 
@@ -203,7 +206,7 @@ async def _score_one(
         try:
             return _continuation_logprobs(await client.completions(body), sample)
         except Exception as exc:  # noqa: BLE001 - an unscored sample is skipped, not raised
-            log.debug("drift scoring of a %s sample failed: %s", sample.probe_id, exc)
+            log.debug("KL scoring of a %s sample failed: %s", sample.probe_id, exc)
             return None
 
 
@@ -225,13 +228,13 @@ async def score_samples(
     sem = asyncio.Semaphore(concurrency)
     scored = list(await asyncio.gather(*(_score_one(client, model, s, sem) for s in items)))
     if unscored := sum(x is None for x in scored):
-        log.warning("drift scoring: %d of %d samples could not be scored", unscored, len(items))
+        log.warning("KL scoring: %d of %d samples could not be scored", unscored, len(items))
     return scored
 
 
 def kl_estimate(
     samples: Samples | Sequence[Sample], base_logprobs: Sequence[Sequence[float] | None]
-) -> DriftEstimate:
+) -> KLEstimate:
     """Per-token Monte Carlo KL(candidate || base) from phase 1 and phase 2.
 
     ``kl = sum_i sum_t (lc_it - lb_it) / sum_i n_i`` (a ratio estimator; its standard error is
@@ -245,7 +248,7 @@ def kl_estimate(
         samples: phase 1's samples.
         base_logprobs: phase 2's result, aligned with ``samples``.
     Returns:
-        A :class:`DriftEstimate` (``kl`` NaN if nothing could be scored).
+        A :class:`KLEstimate` (``kl`` NaN if nothing could be scored).
     """
     items = samples.items if isinstance(samples, Samples) else list(samples)
     sums, lengths, skipped = [], [], 0
@@ -257,11 +260,11 @@ def kl_estimate(
         lengths.append(len(base))
     n, tokens = len(sums), sum(lengths)
     if n == 0 or tokens == 0:
-        return DriftEstimate(math.nan, math.nan, math.nan, 0, 0, skipped)
+        return KLEstimate(math.nan, math.nan, math.nan, 0, 0, skipped)
     kl = math.fsum(sums) / tokens
     residuals = math.fsum((d - kl * m) ** 2 for d, m in zip(sums, lengths, strict=True))
     stderr = math.sqrt(n / (n - 1) * residuals) / tokens if n > 1 else math.nan
-    return DriftEstimate(kl, stderr, math.fsum(sums) / n, n, tokens, skipped)
+    return KLEstimate(kl, stderr, math.fsum(sums) / n, n, tokens, skipped)
 
 
 async def measure_kl(
@@ -274,7 +277,7 @@ async def measure_kl(
     max_tokens: int = 32,
     seed: int = 0,
     concurrency: int = 16,
-) -> DriftEstimate:
+) -> KLEstimate:
     """Both phases: sample from what is loaded now, call ``load_reference``, score, estimate.
 
     Args:
@@ -285,7 +288,7 @@ async def measure_kl(
             reset its prefix cache); ``None`` measures the loaded model against itself.
         k, max_tokens, seed, concurrency: as in :func:`sample_continuations`.
     Returns:
-        The :class:`DriftEstimate`, with ``timings`` (``sample_s``, ``load_s``, ``score_s``).
+        The :class:`KLEstimate`, with ``timings`` (``sample_s``, ``load_s``, ``score_s``).
     """
     samples = await sample_continuations(
         client, model, probes, k=k, max_tokens=max_tokens, seed=seed, concurrency=concurrency
