@@ -41,6 +41,7 @@ from learner.yielding import ChatGuard, ChatYield
 from store.db import Database
 from store.models import Round, utcnow
 from store.rounds import (
+    RoundBusy,
     acquire_lock,
     active_round,
     add_round,
@@ -59,14 +60,6 @@ log = logging.getLogger(__name__)
 
 LOCK = "round"
 JOB_ID = "perennial-learner-round-check"
-
-
-class RoundBusy(Exception):
-    """A round is queued or running already."""
-
-    def __init__(self, run: Round):
-        super().__init__(f"round {run.id} is {run.status}")
-        self.run = run
 
 
 def validate_overrides(settings: LearnerSettings, overrides: dict[str, Any]) -> None:

@@ -1,9 +1,8 @@
 """The learner as the gateway sees it: :class:`server.rounds.Rounds`, implemented by the learner.
 
 The composition root's adapter between the two layers that never import each other: it queues
-rounds with the learner's own validation (``learner.service.enqueue_round``) and translates the
-learner's errors into the gateway's (:class:`server.rounds.RoundBusy`,
-:class:`server.rounds.InvalidRound`).
+rounds with the learner's own validation (``learner.service.enqueue_round``), whose errors both
+layers know (``store.rounds.RoundBusy``, ``weights.config.ConfigError``).
 """
 
 from __future__ import annotations
@@ -13,10 +12,8 @@ from typing import Any
 from learner import service as learner_service
 from learner.service import LearnerService
 from learner.settings import LearnerSettings
-from server.rounds import InvalidRound, RoundBusy
 from store.db import Database
 from store.models import Round
-from weights.config import ConfigError
 
 
 class LearnerRounds:
@@ -29,12 +26,7 @@ class LearnerRounds:
         self.mode = settings.learner_mode
 
     async def enqueue(self, overrides: dict[str, Any], trigger: str) -> Round:
-        try:
-            return await learner_service.enqueue_round(self.db, self.settings, overrides, trigger)
-        except learner_service.RoundBusy as exc:
-            raise RoundBusy(exc.run) from exc
-        except ConfigError as exc:
-            raise InvalidRound(exc.field, str(exc)) from exc
+        return await learner_service.enqueue_round(self.db, self.settings, overrides, trigger)
 
     def status(self) -> dict[str, Any]:
         service = self.service

@@ -13,32 +13,14 @@ from typing import Any, Protocol
 from store.models import Round
 
 
-class RoundBusy(Exception):
-    """A round is queued or running already."""
-
-    def __init__(self, run: Round):
-        super().__init__(f"round {run.id} is {run.status}")
-        self.run = run
-
-
-class InvalidRound(ValueError):
-    """An override of the round's ES or gate settings is invalid; ``field`` names it.
-
-    The message names the field too (``"sigma: must be > 0"``).
-    """
-
-    def __init__(self, field: str, message: str):
-        super().__init__(message)
-        self.field = field
-
-
 class Rounds(Protocol):
     """What the gateway can ask of the learner, wherever it runs."""
 
     mode: str  # embedded | external | off
 
     async def enqueue(self, overrides: dict[str, Any], trigger: str) -> Round:
-        """Queue a round; raise :class:`RoundBusy` or :class:`InvalidRound`."""
+        """Queue a round; raise :class:`store.rounds.RoundBusy` while one is queued or running,
+        :class:`weights.config.ConfigError` (naming the field) for an invalid override."""
         ...
 
     def status(self) -> dict[str, Any]:

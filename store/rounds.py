@@ -21,6 +21,14 @@ from store.models import Feedback, LearnerLock, Round, RoundIteration, utcnow
 ACTIVE = ("queued", "running")
 
 
+class RoundBusy(Exception):
+    """A round is queued or running already (``round`` is that one)."""
+
+    def __init__(self, round: Round):
+        super().__init__(f"round {round.id} is {round.status}")
+        self.round = round
+
+
 async def active_round(session: AsyncSession) -> Round | None:
     stmt = select(Round).where(Round.status.in_(ACTIVE)).order_by(Round.id).limit(1)
     return await session.scalar(stmt)

@@ -12,10 +12,10 @@ from server.auth import admin_caller
 from server.deps import DB, state
 from server.errors import APIError
 from server.openapi import doc
-from server.rounds import InvalidRound, RoundBusy, Rounds
-from store.rounds import get_round, iterations, list_rounds
+from server.rounds import Rounds
+from store.rounds import RoundBusy, get_round, iterations, list_rounds
 from store.versions import latest_decision
-from weights.config import ROUND_KNOBS, ESConfig, optional_fields
+from weights.config import ROUND_KNOBS, ConfigError, ESConfig, optional_fields
 
 router = APIRouter(prefix="/admin/learner", dependencies=[Depends(admin_caller)])
 # what perennial/ plugged in (app.state.rounds), None without a learner
@@ -87,7 +87,7 @@ async def trigger_round(rounds: LearnerRounds, body: RoundRequest | None = None)
         run = await rounds.enqueue((body or RoundRequest()).overrides(), trigger="admin")
     except RoundBusy as exc:
         raise APIError(409, f"{exc}; wait for it to finish", code="round_in_progress") from exc
-    except InvalidRound as exc:
+    except ConfigError as exc:
         raise APIError(400, str(exc), param=exc.field, code="invalid_value") from exc
     return round_json(run)
 
