@@ -10,12 +10,18 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode
 
 from engine.settings import ChatFormatSettings
 from engine.threads import ReplicaPlans
 from store.settings import StateSettings, split_csv
+
+
+def _renamed(name: str, old: str) -> AliasChoices:
+    # PERENNIAL_ROLLOUT_* were renamed PERENNIAL_SWAP_* ("rollout" means sampled trajectories in
+    # RL and ES code); the old variables are still read.
+    return AliasChoices(name, f"PERENNIAL_{name.upper()}", f"PERENNIAL_{old.upper()}")
 
 
 class Settings(StateSettings, ChatFormatSettings):
@@ -54,30 +60,34 @@ class Settings(StateSettings, ChatFormatSettings):
         description="Supervised local engines to start (ports engine_port, engine_port+1, ... or "
         "free ones). Ignored when engine_url / engine_urls attach engines.",
     )
-    rollout_drain_timeout_s: float = Field(
+    swap_drain_timeout_s: float = Field(
         60.0,
+        validation_alias=_renamed("swap_drain_timeout_s", "rollout_drain_timeout_s"),
         gt=0,
         description="Rolling swap: how long a replica out of rotation may take to finish its "
         "requests before it is paused anyway (its requests then finish first, in the engine).",
     )
-    rollout_settle_s: float = Field(
+    swap_settle_s: float = Field(
         0.0,
+        validation_alias=_renamed("swap_settle_s", "rollout_settle_s"),
         ge=0,
         description="Rolling swap: seconds to wait after a replica returns before the next one "
         "leaves rotation (time to watch the new version under traffic).",
     )
-    rollout_coordination: Literal["local", "redis"] = Field(
+    swap_coordination: Literal["local", "redis"] = Field(
         "local",
+        validation_alias=_renamed("swap_coordination", "rollout_coordination"),
         description="Who may roll weights over the replicas. local: this gateway alone. redis: "
         "several gateways sharing the same replicas (same engine URLs, database and "
-        "redis_prefix): one rollout at a time across them (a lock in Redis) and every gateway "
+        "redis_prefix): one rolling swap at a time across them (a lock in Redis) and every gateway "
         "drains, and learns the served version, through Redis pub/sub. Needs redis_url.",
     )
-    rollout_lock_ttl_s: float = Field(
+    swap_lock_ttl_s: float = Field(
         30.0,
+        validation_alias=_renamed("swap_lock_ttl_s", "rollout_lock_ttl_s"),
         gt=0,
-        description="redis coordination: the rollout lock's TTL, renewed while a rollout runs; "
-        "how long a gateway that died mid-rollout blocks the next one.",
+        description="redis coordination: the rolling swap lock's TTL, renewed while a rolling swap runs; "
+        "how long a gateway that died mid-swap blocks the next one.",
     )
     engine_dtype: str = Field(
         "auto",
@@ -182,8 +192,8 @@ class Settings(StateSettings, ChatFormatSettings):
 
     @model_validator(mode="after")
     def _coordination_needs_redis(self) -> Settings:
-        if self.rollout_coordination == "redis" and self.redis_url is None:
-            raise ValueError("rollout_coordination=redis needs redis_url (PERENNIAL_REDIS_URL)")
+        if self.swap_coordination == "redis" and self.redis_url is None:
+            raise ValueError("swap_coordination=redis needs redis_url (PERENNIAL_REDIS_URL)")
         return self
 
     @field_validator("api_keys", "engine_extra_args", "engine_urls", mode="before")

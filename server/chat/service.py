@@ -7,7 +7,7 @@ given to vLLM as its request id) and the version of the weights that produced it
 that answered, read while the request is still counted on it (``engine.replicas``). A rolling swap
 changes a replica's weights only once nothing is outstanding on it (a lone replica: while its
 engine is paused, after its in-flight requests finished), so that version identifies the weights
-exactly, also while a rollout has both versions serving.
+exactly, also while a rolling swap has both versions serving.
 
 Each finished completion is handed to the interaction recorder (off the request path).
 """

@@ -3,7 +3,7 @@
 ``start_engine`` is the gateway lifespan's engine step: it starts (or attaches to) the serving
 replicas, makes every one hold the serving version, and sets ``app.state.served``, ``.engine``,
 ``.swapper`` and ``.versions`` (the hot swapper and the version service over them). With Redis
-coordination this happens under the rollout lock, so no other gateway's rollout changes what
+coordination this happens under the rolling swap lock, so no other gateway's rolling swap changes what
 serves meanwhile. ``build_engine`` is also how ``perennial engine`` starts one engine.
 """
 
@@ -25,8 +25,8 @@ from engine.supervisor import EngineSpec, EngineSupervisor
 from engine.threads import replica_plans
 from server.chat.service import ServedModel
 from server.settings import Settings
-from server.versions.redis_rollouts import RedisRollouts
-from server.versions.rollouts import LocalRollouts, Rollouts
+from server.versions.coordination import LocalCoordination, SwapCoordination
+from server.versions.redis_coordination import RedisCoordination
 from server.versions.service import VersionService, boot_version
 from server.versions.swap import HotSwapper, SwapTarget
 from weights.prep import default_model_name, read_record, resolve_model_dir
@@ -92,12 +92,12 @@ async def start_engine(app: FastAPI, settings: Settings, stack: AsyncExitStack) 
     """Start (or attach to) the serving replicas with the version the registry says serves.
 
     With redis coordination the served version is read, and the replicas attached, while
-    holding the rollout lock: no other gateway's rollout changes what serves meanwhile.
+    holding the rolling swap lock: no other gateway's rolling swap changes what serves meanwhile.
     """
     base_dir = resolve_model_dir(settings.model_dir, settings.models_dir)
     app.state.model_dir = base_dir
-    rollouts = await start_rollouts(settings, stack)
-    async with rollouts.hold(wait_s=settings.engine_start_timeout_s):
+    coordination = await start_coordination(settings, stack)
+    async with coordination.hold(wait_s=settings.engine_start_timeout_s):
         boot = await boot_version(app.state.db, base_dir, (read_record(base_dir) or {}).get("sha256"))
         served = ServedModel(name=settings.model_name or default_model_name(base_dir), version=boot.version)
         engine = build_replicas(settings, served.name, boot.path)
@@ -106,9 +106,9 @@ async def start_engine(app: FastAPI, settings: Settings, stack: AsyncExitStack) 
             engine,
             served,
             SwapTarget(boot.version, boot.path, boot.engine_checksum),
-            rollouts=rollouts,
-            drain_timeout_s=settings.rollout_drain_timeout_s,
-            settle_s=settings.rollout_settle_s,
+            coordination=coordination,
+            drain_timeout_s=settings.swap_drain_timeout_s,
+            settle_s=settings.swap_settle_s,
         )
         for replica in engine.replicas:
             supervisor = replica.runtime.supervisor
@@ -126,22 +126,22 @@ async def start_engine(app: FastAPI, settings: Settings, stack: AsyncExitStack) 
     app.state.versions = versions
 
 
-async def start_rollouts(settings: Settings, stack: AsyncExitStack) -> Rollouts:
-    """The rollout coordination: this process alone, or every gateway on the Redis prefix."""
-    if settings.rollout_coordination == "local":
-        return LocalRollouts()
+async def start_coordination(settings: Settings, stack: AsyncExitStack) -> SwapCoordination:
+    """The rolling swap coordination: this process alone, or every gateway on the Redis prefix."""
+    if settings.swap_coordination == "local":
+        return LocalCoordination()
     redis = Redis.from_url(settings.redis_url.get_secret_value(), socket_connect_timeout=2.0)
     stack.push_async_callback(redis.aclose)
-    rollouts = RedisRollouts(
+    coordination = RedisCoordination(
         redis,
         prefix=settings.redis_prefix,
-        drain_timeout_s=settings.rollout_drain_timeout_s,
-        lock_ttl_s=settings.rollout_lock_ttl_s,
+        drain_timeout_s=settings.swap_drain_timeout_s,
+        lock_ttl_s=settings.swap_lock_ttl_s,
     )
-    await rollouts.start()  # Redis must answer: a gateway that cannot coordinate does not start
-    stack.push_async_callback(rollouts.close)
-    log.info("rollouts coordinated through Redis as %s", rollouts.name)
-    return rollouts
+    await coordination.start()  # Redis must answer: a gateway that cannot coordinate does not start
+    stack.push_async_callback(coordination.close)
+    log.info("rolling swaps coordinated through Redis as %s", coordination.name)
+    return coordination
 
 
 async def attach_boot_version(
@@ -174,7 +174,7 @@ async def attach_boot_version(
             f"{boot.version}: every replica must run the same engine build, dtype and settings"
         )
     swapper.held = {r.name: replace(target, checksum=checksum) for r in engine.replicas}
-    # what a failed rollout swaps back to must verify against what the engines hold now
+    # what a failed rolling swap swaps back to must verify against what the engines hold now
     swapper.current = replace(target, checksum=checksum)
     await versions.record_boot(checksum)
 

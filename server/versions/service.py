@@ -21,8 +21,8 @@ from fastapi import Depends
 
 from server.deps import state
 from server.errors import APIError
+from server.versions.coordination import SwapBusy
 from server.versions.rebuild import Rebuilder
-from server.versions.rollouts import RolloutBusy
 from server.versions.swap import HotSwapper, SwapError, SwapTarget
 from store.db import Database
 from store.models import ModelVersion
@@ -223,7 +223,7 @@ class VersionService:
         target = SwapTarget(version.id, Path(version.snapshot_path), version.engine_checksum, version.sha256)
 
         async def record(report) -> None:
-            # inside the rollout: a gateway that reads the served version next sees this one
+            # inside the rolling swap: a gateway that reads the served version next sees this one
             if version.status != "promoted":
                 await set_status(session, version_id=version.id, status="promoted")
             await mark_serving(session, version_id=version.id, engine_checksum=report.checksum)
@@ -239,7 +239,7 @@ class VersionService:
 
         try:
             report = await self.swapper.swap(target, on_served=record)
-        except RolloutBusy as exc:
+        except SwapBusy as exc:
             raise APIError(409, str(exc), code="swap_in_progress") from exc
         except SwapError as exc:
             await audit(

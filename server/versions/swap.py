@@ -11,9 +11,9 @@ For each replica in turn (a *rolling* swap):
        first replica's) and a greedy smoke prompt -> back into rotation
 
 A replica that fails is restored to the previous weights the same way, and every replica
-already swapped is swapped back: a rollout ends with all replicas on the new version or all on
-the previous one. During a rollout both versions serve, each reply stamped with the version of
-the replica that produced it (see ``engine.replicas``). One rollout at a time (``rollouts``:
+already swapped is swapped back: a rolling swap ends with all replicas on the new version or all on
+the previous one. During a rolling swap both versions serve, each reply stamped with the version of
+the replica that produced it (see ``engine.replicas``). One rolling swap at a time (``coordination``:
 this process, or every gateway sharing Redis).
 """
 
@@ -30,13 +30,13 @@ from pathlib import Path
 
 from engine.replicas import Replica, ReplicaSet
 from server.chat.service import ServedModel
-from server.versions.rollouts import LocalRollouts, Rollouts
+from server.versions.coordination import LocalCoordination, SwapCoordination
 from weights.prep import weights_sha256
 
 log = logging.getLogger(__name__)
 
 SMOKE_PROMPT = [{"role": "user", "content": "What is the capital of France?"}]
-ENGINE_WAIT_S = 300.0  # how long a rollout waits for a restarting replica
+ENGINE_WAIT_S = 300.0  # how long a rolling swap waits for a restarting replica
 
 
 class SwapError(RuntimeError):
@@ -67,7 +67,7 @@ class SwapTarget:
 
 @dataclass
 class SwapReport:
-    """One replica's swap, or a whole rollout (then the slowest replica's times, and ``replicas``)."""
+    """One replica's swap, or a whole rolling swap (then the slowest replica's times, and ``replicas``)."""
 
     version: str
     previous: str
@@ -84,7 +84,7 @@ class SwapReport:
         return asdict(self)
 
 
-def rollout_report(reports: list[SwapReport], started: float) -> SwapReport:
+def rolling_report(reports: list[SwapReport], started: float) -> SwapReport:
     first = reports[0]
     if len(reports) == 1:
         return first
@@ -93,7 +93,7 @@ def rollout_report(reports: list[SwapReport], started: float) -> SwapReport:
         pause_to_resume_s=max(r.pause_to_resume_s for r in reports),
         drain_s=max(r.drain_s for r in reports),
         load_s=max(r.load_s for r in reports),
-        timings={"rollout_s": time.perf_counter() - started},
+        timings={"rolling_s": time.perf_counter() - started},
         replicas=[r.to_json() for r in reports],
     )
 
@@ -107,35 +107,35 @@ class HotSwapper:
         served: ServedModel,
         current: SwapTarget,
         *,
-        rollouts: Rollouts | None = None,
+        coordination: SwapCoordination | None = None,
         drain_timeout_s: float = 60.0,
         settle_s: float = 0.0,
     ):
         self.engine = engine
         self.served = served
         self.current = current
-        self.rollouts = rollouts or LocalRollouts()
+        self.coordination = coordination or LocalCoordination()
         self.drain_timeout_s = drain_timeout_s
         self.settle_s = settle_s
         self.held: dict[str, SwapTarget] = {r.name: current for r in engine.replicas}
         for replica in engine.replicas:
             replica.version = current.version
-        self.rollouts.attach(self)
+        self.coordination.attach(self)
 
     @property
     def busy(self) -> bool:
-        return self.rollouts.busy
+        return self.coordination.busy
 
     async def swap(
         self, target: SwapTarget, *, on_served: Callable[[SwapReport], Awaitable[None]] | None = None
     ) -> SwapReport:
         """Serve ``target`` on every replica; on failure restore the previous version and raise SwapError.
 
-        ``on_served(report)`` runs once every replica holds ``target``, still inside the rollout
+        ``on_served(report)`` runs once every replica holds ``target``, still inside the rolling swap
         (e.g. recording the served version, so that no other gateway reads the old one after
-        the lock is free). Raises RolloutBusy when another rollout holds the lock.
+        the lock is free). Raises SwapBusy when another rolling swap holds the lock.
         """
-        async with self.rollouts.hold():
+        async with self.coordination.hold():
             started = time.perf_counter()
             previous = self.current
             reports: list[SwapReport] = []
@@ -155,7 +155,7 @@ class HotSwapper:
             except Exception as raised:  # noqa: BLE001 - whatever failed, what was swapped goes back
                 exc = raised
                 if not isinstance(raised, SwapError):
-                    msg = f"rollout of {target.version} failed: {type(raised).__name__}: {raised}"
+                    msg = f"rolling swap of {target.version} failed: {type(raised).__name__}: {raised}"
                     exc = SwapError(msg, restored=True)
                 if swapping is not None and self.held[swapping[0].name] is not swapping[1]:
                     done.append(swapping[0])  # it took the target before the failure (its event)
@@ -165,7 +165,10 @@ class HotSwapper:
                     raise exc from raised
                 names = [r.name for r in done]
                 log.error(
-                    "rollout of %s failed; swapping %s back to %s", target.version, names, previous.version
+                    "rolling swap of %s failed; swapping %s back to %s",
+                    target.version,
+                    names,
+                    previous.version,
                 )
                 restored = await self._undo(done, previous) and exc.restored
                 raise SwapError(
@@ -174,14 +177,14 @@ class HotSwapper:
                     rolled_back=names,
                 ) from exc
             self.adopt(replace(target, checksum=reports[0].checksum))
-            report = rollout_report(reports, started)
+            report = rolling_report(reports, started)
             if on_served is not None:
                 await on_served(report)
-            await self.rollouts.finished(self.current)
+            await self.coordination.finished(self.current)
             return report
 
     def adopt(self, target: SwapTarget) -> None:
-        """``target`` is the served version (after this or another gateway's rollout)."""
+        """``target`` is the served version (after this or another gateway's rolling swap)."""
         self.current = target
         self.served.version = target.version
 
@@ -213,7 +216,7 @@ class HotSwapper:
         try:
             if rotate:
                 replica.in_rotation = False
-                await self.rollouts.draining(replica)
+                await self.coordination.draining(replica)
                 if not await replica.drained(self.drain_timeout_s):
                     log.warning(
                         "%s still busy after %.0f s; pausing it anyway", replica.name, self.drain_timeout_s
@@ -277,7 +280,7 @@ class HotSwapper:
                 replica.in_rotation = True
         self.held[replica.name] = replace(target, checksum=checksum)
         self._remember_for_restarts(replica, target.path)
-        await self.rollouts.swapped(replica, self.held[replica.name])
+        await self.coordination.swapped(replica, self.held[replica.name])
         return SwapReport(
             version=target.version,
             previous=previous.version,

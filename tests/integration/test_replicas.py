@@ -52,7 +52,7 @@ def shared_state():
         "PERENNIAL_DATABASE_URL": create_database(PG_SERVER, name),
         "PERENNIAL_REDIS_URL": REDIS_URL,
         "PERENNIAL_REDIS_PREFIX": prefix,
-        "PERENNIAL_ROLLOUT_COORDINATION": "redis",
+        "PERENNIAL_SWAP_COORDINATION": "redis",
     }
     yield env
     drop_database(PG_SERVER, name)
@@ -71,10 +71,10 @@ def gateway(tmp_path_factory, tiny, shared_state):
         "PERENNIAL_ENGINE_EXTRA_ARGS": "--enforce-eager",
         "PERENNIAL_ENGINE_START_TIMEOUT_S": "900",
         "PERENNIAL_LEARNER_MODE": "off",
-        # a window between the replicas, for the failed-rollout and second-gateway tests to act
+        # a window between the replicas, for the failed-rolling swap and second-gateway tests to act
         # in: long enough that a loaded CI machine's second gateway hears engine-0's swap and
         # asks for its own before the first gateway has finished (2 s was not, in CI)
-        "PERENNIAL_ROLLOUT_SETTLE_S": "6",
+        "PERENNIAL_SWAP_SETTLE_S": "6",
     }
     running = start_server(tmp_path_factory.mktemp("replicas"), env, timeout=960)
     yield running
@@ -213,7 +213,7 @@ def test_rolling_swap_under_load_fails_nothing_and_attributes_every_reply(gatewa
     wrong = [(p, v, t) for p, t, v, _ in load.replies if t != expected[v][p]]
     assert wrong == [], wrong[:5]  # every reply came from the weights of the version it reports
     during = {v for _, _, v, end in load.replies if started < end < ended}
-    assert during and during <= {"base", "rv1"}, during  # replies kept coming during the rollout
+    assert during and during <= {"base", "rv1"}, during  # replies kept coming during the rolling swap
     assert [r["version"] for r in replicas(gateway)] == ["rv1", "rv1"]
 
 
@@ -289,11 +289,11 @@ def test_a_swap_that_fails_on_the_second_replica_swaps_the_first_back(gateway, e
     assert all(v == "rv2" for _, v, _ in wrong), wrong[:5]
 
 
-def test_a_second_gateway_over_the_same_replicas_follows_a_rollout_and_never_runs_its_own_beside_it(
+def test_a_second_gateway_over_the_same_replicas_follows_a_rolling_swap_and_never_runs_its_own_beside_it(
     gateway, expected, shared_state, tmp_path
 ):
     """Gateway b attaches to gateway a's two engines (same database and Redis prefix): a
-    rollout through a drains b's requests too, b stamps every reply right, and a promotion on
+    rolling swap through a drains b's requests too, b stamps every reply right, and a promotion on
     b while a rolls out is refused."""
     urls = ",".join(r["url"] for r in replicas(gateway))
     env = {
@@ -315,14 +315,14 @@ def test_a_second_gateway_over_the_same_replicas_follows_a_rollout_and_never_run
         on_b = threading.Thread(
             target=lambda: result.update(b=admin(b, "POST", "/admin/rollback", json={"to": target}))
         )
-        with Load(b) as load:  # the load goes through b; the rollout through a
+        with Load(b) as load:  # the load goes through b; the rolling swap through a
             time.sleep(1)
             promote = threading.Thread(
                 target=lambda: result.update(a=admin(gateway, "POST", "/admin/rollback", json={"to": target}))
             )
             promote.start()
             wait_for(lambda: replicas(b)[0]["version"] == target, what="b to hear engine-0 swapped")
-            on_b.start()  # the same change, during a's settle window: a holds the rollout lock
+            on_b.start()  # the same change, during a's settle window: a holds the rolling swap lock
             promote.join(timeout=300)
             on_b.join(timeout=300)
             time.sleep(1)

@@ -55,7 +55,7 @@ async def test_a_refused_request_is_retried_on_another_replica_and_a_timeout_is_
     assert sum(r.retried_away for r in replicas.replicas) == 0
 
 
-async def test_rollout_takes_one_replica_out_at_a_time_and_waits_for_its_requests(tmp_path):
+async def test_a_rolling_swap_takes_one_replica_out_at_a_time_and_waits_for_its_requests(tmp_path):
     log: list = []
     replicas = fleet(2, log)
     served = ServedModel("m", "base")
@@ -129,8 +129,8 @@ async def test_one_replica_stays_in_rotation_during_its_swap(tmp_path):
     assert seen == [True] and report.replicas == []  # as before replicas: queued, not refused
 
 
-async def test_an_engine_that_refuses_its_pause_fails_the_rollout_and_the_first_is_swapped_back(tmp_path):
-    """Not a load failure: the second engine refuses the pause (it died). The rollout still ends
+async def test_an_engine_that_refuses_its_pause_fails_the_rolling_swap_and_the_first_is_swapped_back(tmp_path):
+    """Not a load failure: the second engine refuses the pause (it died). The rolling swap still ends
     with every replica on the previous version and a SwapError (audited, a 502), never a bare
     error that skips the swap-back; the refusing replica's weights were never touched."""
     log: list = []

@@ -1,14 +1,14 @@
-"""Rollouts across several gateways that share the same replicas, coordinated through Redis.
+"""SwapCoordination across several gateways that share the same replicas, coordinated through Redis.
 
 Every gateway sharing the replicas (same ``PERENNIAL_ENGINE_URLS``, database and
-``PERENNIAL_REDIS_PREFIX``) runs with ``PERENNIAL_ROLLOUT_COORDINATION=redis``:
+``PERENNIAL_REDIS_PREFIX``) runs with ``PERENNIAL_SWAP_COORDINATION=redis``:
 
-- **One rollout at a time.** The gateway that rolls out holds the key ``<prefix>:rollout:lock``
+- **One rolling swap at a time.** The gateway that swaps holds the key ``<prefix>:swap:lock``
   (``SET NX`` with a token and a TTL it renews while it works; released only by its holder). A
   promotion on another gateway meanwhile answers 409 ``swap_in_progress``. A gateway that
-  dies mid-rollout stops renewing: the lock expires after ``lock_ttl_s``.
+  dies mid-swap stops renewing: the lock expires after ``lock_ttl_s``.
 - **Drain across gateways.** Before it pauses a replica the rolling gateway publishes
-  ``draining`` on ``<prefix>:rollout:events``; every other gateway takes that replica out of
+  ``draining`` on ``<prefix>:swap:events``; every other gateway takes that replica out of
   its own rotation, waits for its own requests on it to finish, and acks. The rolling gateway
   waits for as many acks as the publish reached other subscribers (at most the drain timeout).
 - **The served version.** ``swapped`` (one replica holds a version, back in rotation) and
@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from server.versions.rollouts import RolloutBusy
+from server.versions.coordination import SwapBusy
 
 if TYPE_CHECKING:
     from engine.replicas import Replica, ReplicaSet
@@ -56,8 +56,8 @@ def gateway_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
-class RedisRollouts:
-    """The rollout lock and the rollout events, shared by every gateway on one Redis prefix."""
+class RedisCoordination:
+    """The rolling swap lock and the rolling swap events, shared by every gateway on one Redis prefix."""
 
     def __init__(
         self,
@@ -70,8 +70,8 @@ class RedisRollouts:
     ):
         self.redis = redis
         self.name = name or gateway_id()
-        self.lock_key = f"{prefix}:rollout:lock"
-        self.channel = f"{prefix}:rollout:events"
+        self.lock_key = f"{prefix}:swap:lock"
+        self.channel = f"{prefix}:swap:events"
         self.drain_timeout_s = drain_timeout_s
         self.lock_ttl_s = lock_ttl_s
         self.swapper: HotSwapper | None = None
@@ -96,8 +96,8 @@ class RedisRollouts:
         return self.swapper.engine
 
     async def start(self) -> None:
-        """Subscribe to the events channel (before the first rollout can be announced)."""
-        self._listener = asyncio.create_task(self._listen(), name="rollout-events")
+        """Subscribe to the events channel (before the first rolling swap can be announced)."""
+        self._listener = asyncio.create_task(self._listen(), name="swap-events")
         await asyncio.wait_for(self._subscribed.wait(), 10)
 
     async def close(self) -> None:
@@ -106,7 +106,7 @@ class RedisRollouts:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    # --- Rollouts ----------------------------------------------------------------------------
+    # --- SwapCoordination ----------------------------------------------------------------------------
 
     @property
     def busy(self) -> bool:
@@ -121,10 +121,10 @@ class RedisRollouts:
         while not await self.redis.set(self.lock_key, token, nx=True, px=ttl_ms):
             if time.monotonic() >= deadline:
                 holder = (await self.redis.get(self.lock_key) or b"?").decode().rsplit(":", 1)[0]
-                raise RolloutBusy(f"gateway {holder} is rolling out a version")
+                raise SwapBusy(f"gateway {holder} is rolling out a version")
             await asyncio.sleep(0.25)
         self._holding = True
-        renew = asyncio.create_task(self._renew(token, ttl_ms), name="rollout-lock-renew")
+        renew = asyncio.create_task(self._renew(token, ttl_ms), name="swap-lock-renew")
         try:
             await self._publish("started")
             yield
@@ -178,10 +178,10 @@ class RedisRollouts:
             await asyncio.sleep(self.lock_ttl_s / 3)
             try:
                 if not await self.redis.eval(_RENEW, 1, self.lock_key, token, ttl_ms):
-                    log.error("%s lost the rollout lock mid-rollout (expired?)", self.name)
+                    log.error("%s lost the rolling swap lock mid-swap (expired?)", self.name)
                     return
             except (RedisError, OSError) as exc:
-                log.warning("renewing the rollout lock failed: %s", exc)
+                log.warning("renewing the rolling swap lock failed: %s", exc)
 
     async def _listen(self) -> None:
         """Apply other gateways' events; resubscribe after a Redis outage."""
@@ -197,13 +197,13 @@ class RedisRollouts:
                                 self._on(json.loads(message["data"]))
                             except (ValueError, KeyError, TypeError, AttributeError) as exc:
                                 # one malformed event must not stop this gateway's drains and acks
-                                log.warning("ignoring a malformed rollout event: %s", exc)
+                                log.warning("ignoring a malformed rolling swap event: %s", exc)
                         if self._away:
                             await self._check_away()
             except asyncio.CancelledError:
                 raise
             except (RedisError, OSError, ValueError) as exc:
-                log.warning("rollout events: %s; resubscribing in 1 s", exc)
+                log.warning("rolling swap events: %s; resubscribing in 1 s", exc)
                 await asyncio.sleep(1.0)
 
     def _on(self, event: dict) -> None:
@@ -257,7 +257,9 @@ class RedisRollouts:
         except Exception as exc:  # noqa: BLE001 - it stays out; its restart path brings it back
             log.error("%s: cannot read its version (%s); it stays out of rotation", replica.name, exc)
             return
-        log.warning("the rollout that drained %s ended without it; back at %s", replica.name, replica.version)
+        log.warning(
+            "the rolling swap that drained %s ended without it; back at %s", replica.name, replica.version
+        )
         replica.in_rotation = True
 
     def _spawn(self, coro) -> None:

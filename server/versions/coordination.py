@@ -1,8 +1,8 @@
 """Who may roll weights over the replicas now, and who must hear about it.
 
-:class:`LocalRollouts` is one gateway on its own: a rollout at a time in this process, nobody
+:class:`LocalCoordination` is one gateway on its own: a rolling swap at a time in this process, nobody
 else to tell. Several gateways over the same replicas use the Redis one
-(``server.versions.redis_rollouts``): a lock held for the whole rollout, and events on a
+(``server.versions.redis_coordination``): a lock held for the whole rolling swap, and events on a
 pub/sub channel that the other gateways apply to their own view of the replicas.
 """
 
@@ -18,22 +18,22 @@ if TYPE_CHECKING:
     from server.versions.swap import HotSwapper, SwapTarget
 
 
-class RolloutBusy(RuntimeError):
-    """Another rollout holds the lock; nothing was changed."""
+class SwapBusy(RuntimeError):
+    """Another rolling swap holds the lock; nothing was changed."""
 
 
-class Rollouts(Protocol):
+class SwapCoordination(Protocol):
     @property
     def busy(self) -> bool:
-        """A rollout holds the lock now (this gateway's, or as far as it knows, another's)."""
+        """A rolling swap holds the lock now (this gateway's, or as far as it knows, another's)."""
 
     def attach(self, swapper: HotSwapper) -> None:
-        """The swapper whose view other gateways' rollouts update."""
+        """The swapper whose view other gateways' rolling swaps update."""
 
     def hold(self, wait_s: float = 0.0) -> AsyncIterator[None]:
         """Async context manager: the right to roll weights, waiting up to ``wait_s`` for it.
 
-        Raises RolloutBusy if another rollout still holds it then.
+        Raises SwapBusy if another rolling swap still holds it then.
         """
 
     async def draining(self, replica: Replica) -> None:
@@ -46,7 +46,7 @@ class Rollouts(Protocol):
         """Every replica holds ``target``: it is the served version."""
 
 
-class LocalRollouts:
+class LocalCoordination:
     """One gateway: an asyncio lock, and no one else to tell."""
 
     def __init__(self) -> None:
@@ -61,7 +61,7 @@ class LocalRollouts:
 
     @asynccontextmanager
     async def hold(self, wait_s: float = 0.0) -> AsyncIterator[None]:
-        # One process: a second rollout waits for the first (the service answers 409 before
+        # One process: a second rolling swap waits for the first (the service answers 409 before
         # it gets here when one is running).
         async with self._lock:
             yield

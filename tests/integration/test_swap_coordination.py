@@ -17,8 +17,8 @@ from redis.asyncio import Redis
 
 from harness.stores import REDIS_URL
 from server.chat.service import ServedModel
-from server.versions.redis_rollouts import RedisRollouts
-from server.versions.rollouts import RolloutBusy
+from server.versions.coordination import SwapBusy
+from server.versions.redis_coordination import RedisCoordination
 from server.versions.swap import HotSwapper, SwapTarget
 from tests.support.fake_replicas import fleet, gateway_view, snapshot
 
@@ -26,13 +26,13 @@ pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")
 
 
 class Gateway:
-    """One gateway's view: its replica set over the shared fake engines, swapper, rollouts."""
+    """One gateway's view: its replica set over the shared fake engines, swapper, coordination."""
 
     def __init__(self, redis: Redis, prefix: str, replicas, base: SwapTarget, name: str, **kw):
         self.replicas = replicas
         self.served = ServedModel("m", base.version)
-        self.rollouts = RedisRollouts(redis, prefix=prefix, name=name, **kw)
-        self.swapper = HotSwapper(replicas, self.served, base, rollouts=self.rollouts)
+        self.coordination = RedisCoordination(redis, prefix=prefix, name=name, **kw)
+        self.swapper = HotSwapper(replicas, self.served, base, coordination=self.coordination)
 
 
 @pytest.fixture
@@ -46,10 +46,10 @@ async def two(tmp_path, redis_prefix):
     a = Gateway(redis, redis_prefix, replicas_a, base, "gw-a", drain_timeout_s=5)
     b = Gateway(redis, redis_prefix, replicas_b, base, "gw-b", drain_timeout_s=5)
     for g in (a, b):
-        await g.rollouts.start()
+        await g.coordination.start()
     yield a, b, log
     for g in (a, b):
-        await g.rollouts.close()
+        await g.coordination.close()
     await redis.aclose()
 
 
@@ -61,7 +61,7 @@ async def eventually(predicate, timeout: float = 5.0, what: str = "condition") -
         await asyncio.sleep(0.02)
 
 
-async def test_a_rollout_waits_for_the_other_gateways_requests_and_updates_its_view(two, tmp_path):
+async def test_a_rolling_swap_waits_for_the_other_gateways_requests_and_updates_its_view(two, tmp_path):
     a, b, log = two
     b_first = b.replicas.replicas[0]
     b_first.acquire()  # a request of gateway b outstanding on engine-0
@@ -88,36 +88,36 @@ async def test_a_rollout_waits_for_the_other_gateways_requests_and_updates_its_v
     await eventually(lambda: not b.swapper.busy, what="b to hear 'ended'")
 
 
-async def test_one_rollout_at_a_time_across_gateways(two, tmp_path):
+async def test_one_rolling_swap_at_a_time_across_gateways(two, tmp_path):
     a, b, _ = two
     entered = asyncio.Event()
     release = asyncio.Event()
 
     async def hold_a():
-        async with a.rollouts.hold():
+        async with a.coordination.hold():
             entered.set()
             await release.wait()
 
     holding = asyncio.create_task(hold_a())
     await entered.wait()
-    await eventually(lambda: b.swapper.busy, what="b to hear a's rollout start")
-    with pytest.raises(RolloutBusy, match="gw-a"):
+    await eventually(lambda: b.swapper.busy, what="b to hear a's rolling swap start")
+    with pytest.raises(SwapBusy, match="gw-a"):
         await b.swapper.swap(SwapTarget("v1", snapshot(tmp_path, "v1")))
     assert [r.client.weights for r in b.replicas.replicas] == ["base", "base"]  # nothing touched
     release.set()
     await holding
     report = await b.swapper.swap(SwapTarget("v1", snapshot(tmp_path, "v1")))  # free again
     assert report.version == "v1"
-    await eventually(lambda: a.served.version == "v1", what="a to hear b's rollout")
+    await eventually(lambda: a.served.version == "v1", what="a to hear b's rolling swap")
 
 
 async def test_a_replica_drained_by_a_gateway_that_died_comes_back_once_its_lock_expires(two, redis_prefix):
     a, b, _ = two
-    redis = a.rollouts.redis
+    redis = a.coordination.redis
     # a gateway that took the lock, announced a drain of engine-1 and died (no renewals)
-    await redis.set(f"{redis_prefix}:rollout:lock", "gw-dead:x", px=3000)
+    await redis.set(f"{redis_prefix}:swap:lock", "gw-dead:x", px=3000)
     await redis.publish(
-        f"{redis_prefix}:rollout:events",
+        f"{redis_prefix}:swap:events",
         json.dumps({"kind": "draining", "from": "gw-dead", "replica": "http://e1", "ack": 1}),
     )
     await eventually(lambda: not a.replicas.replicas[1].in_rotation, what="a to drain engine-1")
@@ -132,19 +132,19 @@ async def test_a_replica_drained_by_a_gateway_that_died_comes_back_once_its_lock
     assert a.replicas.replicas[1].version == "base"  # what the engine itself reports
 
 
-async def test_a_booting_gateway_waits_for_a_rollout_in_progress(two):
+async def test_a_booting_gateway_waits_for_a_rolling_swap_in_progress(two):
     a, b, _ = two
     order = []
 
-    async def rollout():
-        async with a.rollouts.hold():
+    async def rolling_swap():
+        async with a.coordination.hold():
             order.append("a holds")
             await asyncio.sleep(0.5)
             order.append("a done")
 
-    task = asyncio.create_task(rollout())
+    task = asyncio.create_task(rolling_swap())
     await asyncio.sleep(0.1)
-    async with b.rollouts.hold(wait_s=5):
+    async with b.coordination.hold(wait_s=5):
         order.append("b holds")
     await task
     assert order == ["a holds", "a done", "b holds"]
@@ -154,24 +154,24 @@ async def test_a_booting_gateway_acks_drains_at_once_and_a_malformed_event_stops
     tmp_path, redis_prefix
 ):
     """A gateway still booting (no replicas attached yet) has no requests to drain: it acks at
-    once instead of holding every replica of the rollout for the whole drain timeout. A
+    once instead of holding every replica of the rolling swap for the whole drain timeout. A
     malformed event on the channel is skipped; the listener keeps acking."""
     redis = Redis.from_url(REDIS_URL)
     log: list = []
     replicas = fleet(2, log)
     base = SwapTarget("base", snapshot(tmp_path, "base"))
     a = Gateway(redis, redis_prefix, replicas, base, "gw-a", drain_timeout_s=20)
-    booting = RedisRollouts(redis, prefix=redis_prefix, name="gw-booting", drain_timeout_s=20)
+    booting = RedisCoordination(redis, prefix=redis_prefix, name="gw-booting", drain_timeout_s=20)
     try:
-        await a.rollouts.start()
+        await a.coordination.start()
         await booting.start()  # subscribed, never attached to a swapper
-        await redis.publish(a.rollouts.channel, json.dumps({"kind": "draining", "from": "gw-x"}))
+        await redis.publish(a.coordination.channel, json.dumps({"kind": "draining", "from": "gw-x"}))
         started = time.monotonic()
         await a.swapper.swap(SwapTarget("v1", snapshot(tmp_path, "v1")))
         assert time.monotonic() - started < 10  # two drains, each would wait 20 s without the ack
         assert [r.client.weights for r in replicas.replicas] == ["v1", "v1"]
         assert booting._listener is not None and not booting._listener.done()
     finally:
-        await a.rollouts.close()
+        await a.coordination.close()
         await booting.close()
         await redis.aclose()
