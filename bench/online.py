@@ -168,7 +168,7 @@ def server_env(args, model_dir: Path) -> dict[str, str]:
         "PERENNIAL_GATE_KL_MAX_TOKENS": str(args.kl_max_tokens),
     }
     if args.eager:
-        env["PERENNIAL_ENGINE_EXTRA_ARGS"] = env["PERENNIAL_LEARNER_ENGINE_ARGS"] = "--enforce-eager"
+        env["PERENNIAL_ENGINE_ARGS"] = env["PERENNIAL_LEARNER_ENGINE_ARGS"] = "--enforce-eager"
     return env
 
 

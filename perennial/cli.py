@@ -208,12 +208,12 @@ def learn(
     ray_actors,
     **overrides,
 ) -> None:
-    """ES + AWD on a JSONL item file; writes metrics.jsonl and a snapshot (see perennial/learn.py)."""
+    """ES + AWD on a JSONL item file; writes metrics.jsonl and a snapshot (see perennial/offline.py)."""
     import asyncio
     import logging
 
     from learner.items import ItemError
-    from perennial.learn import learn as run_learn
+    from perennial.offline import learn as run_learn
     from weights.config import ConfigError, ESConfig
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")

@@ -19,8 +19,9 @@ from store.settings import StateSettings, split_csv
 
 
 def _renamed(name: str, old: str) -> AliasChoices:
-    # PERENNIAL_ROLLOUT_* were renamed PERENNIAL_SWAP_* ("rollout" means sampled trajectories in
-    # RL and ES code); the old variables are still read.
+    # Renamed settings whose old variables are still read: PERENNIAL_ROLLOUT_* are PERENNIAL_SWAP_*
+    # ("rollout" means a sampled trajectory in RL and ES code), PERENNIAL_ENGINE_EXTRA_ARGS is
+    # PERENNIAL_ENGINE_ARGS (as PERENNIAL_LEARNER_ENGINE_ARGS).
     return AliasChoices(name, f"PERENNIAL_{name.upper()}", f"PERENNIAL_{old.upper()}")
 
 
@@ -99,12 +100,13 @@ class Settings(StateSettings, ChatFormatSettings):
     engine_kv_cache_gib: int = Field(1, ge=1, description="VLLM_CPU_KVCACHE_SPACE in GiB (CPU only).")
     engine_port: int = Field(0, ge=0, le=65535, description="Engine port on 127.0.0.1 (0: free).")
     engine_start_timeout_s: float = Field(300.0, gt=0, description="Wait this long for health.")
-    engine_extra_args: Annotated[list[str], NoDecode] = Field(
+    engine_args: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
-        description="Extra vLLM server arguments, comma-separated (e.g. --enforce-eager).",
+        validation_alias=_renamed("engine_args", "engine_extra_args"),
+        description="Extra vLLM arguments of the serving engine, comma-separated (e.g. --enforce-eager).",
     )
     engine_max_restarts: int = Field(
-        5, ge=0, description="Restarts of a dying engine before the supervisor gives up."
+        5, ge=0, description="Consecutive restarts of a dying engine before the supervisor gives up."
     )
     engine_idle_spin_s: float | None = Field(
         0.05,
@@ -196,7 +198,7 @@ class Settings(StateSettings, ChatFormatSettings):
             raise ValueError("swap_coordination=redis needs redis_url (PERENNIAL_REDIS_URL)")
         return self
 
-    @field_validator("api_keys", "engine_extra_args", "engine_urls", mode="before")
+    @field_validator("api_keys", "engine_args", "engine_urls", mode="before")
     @classmethod
     def _csv(cls, value: object) -> object:
         return split_csv(value)

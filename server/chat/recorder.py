@@ -1,6 +1,6 @@
 """The interaction recorder the chat service calls after every completion.
 
-``StoreRecorder.record`` turns an ``Interaction`` into an ``interactions`` row and hands it to
+``StoreRecorder.record`` turns an ``Exchange`` into an ``interactions`` row and hands it to
 the ingest sink, which only appends to an in-process queue: no I/O on the request path, so
 logging adds microseconds to a chat, not a database round trip.
 """
@@ -11,7 +11,7 @@ import logging
 import time
 from typing import Any
 
-from server.chat.service import Interaction
+from server.chat.service import Exchange
 from store.sink import IngestSink
 
 log = logging.getLogger(__name__)
@@ -29,7 +29,7 @@ def _slim_choice(choice: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def interaction_row(interaction: Interaction) -> dict[str, Any]:
+def interaction_row(interaction: Exchange) -> dict[str, Any]:
     """The ``interactions`` row of a finished completion (JSON-ready; times as UNIX seconds)."""
     request = interaction.request
     choices = [_slim_choice(c) for c in interaction.choices]
@@ -60,5 +60,5 @@ class StoreRecorder:
     def __init__(self, sink: IngestSink):
         self.sink = sink
 
-    def record(self, interaction: Interaction) -> None:
+    def record(self, interaction: Exchange) -> None:
         self.sink.record_interaction(interaction_row(interaction))

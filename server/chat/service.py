@@ -56,8 +56,11 @@ def fingerprint(version: str) -> str:
 
 
 @dataclass
-class Interaction:
-    """One finished chat completion, text completion or response, as the recorder receives it."""
+class Exchange:
+    """One finished chat completion, text completion or response, as the recorder receives it.
+
+    (The recorder stores it as a ``store.models.Interaction`` row; clients read it back as
+    ``clients.models.Interaction``.)"""
 
     completion_id: str
     request: dict[str, Any]
@@ -72,12 +75,12 @@ class Interaction:
 
 
 class Recorder(Protocol):
-    def record(self, interaction: Interaction) -> None:
+    def record(self, interaction: Exchange) -> None:
         """Accept a finished interaction; must not block the event loop."""
 
 
 class NullRecorder:
-    def record(self, interaction: Interaction) -> None:
+    def record(self, interaction: Exchange) -> None:
         return None
 
 
@@ -378,7 +381,7 @@ class ChatService:
                 choice["message"]["content"] = choice["message"]["content"].removeprefix(request.prompt)
         record_interaction(
             self.recorder,
-            Interaction(
+            Exchange(
                 completion_id=completion_id,
                 request=request.model_dump(exclude_unset=True, exclude_none=True),
                 choices=choices,
@@ -393,7 +396,7 @@ class ChatService:
         )
 
 
-def record_interaction(recorder: Recorder, interaction: Interaction) -> None:
+def record_interaction(recorder: Recorder, interaction: Exchange) -> None:
     """Hand a finished interaction to the recorder; a failure is logged, never raised."""
     try:
         recorder.record(interaction)

@@ -38,7 +38,7 @@ from server.chat.service import (
     ID_HEADER,
     VERSION_HEADER,
     ChatService,
-    Interaction,
+    Exchange,
     engine_errors,
     fingerprint,
     record_interaction,
@@ -295,7 +295,7 @@ class ResponsesService:
         params["store"] = True
         record_interaction(
             self.chat.recorder,
-            Interaction(
+            Exchange(
                 completion_id=response_id,
                 request={"model": request.model, "messages": messages, **params},
                 choices=[

@@ -59,7 +59,7 @@ def build_engine(
         max_model_len=settings.engine_max_model_len,
         kv_cache_gib=settings.engine_kv_cache_gib,
         port=settings.engine_port + index if settings.engine_port else 0,
-        extra_args=settings.engine_extra_args,
+        extra_args=settings.engine_args,
         cpu_threads=cpu_threads or replica_plans(settings.engine_cpu_threads, 1)[0],
         idle_spin_s=settings.engine_idle_spin_s,
         chat_template=settings.chat_template,

@@ -68,7 +68,7 @@ def gateway(tmp_path_factory, tiny, shared_state):
         "PERENNIAL_ADMIN_KEY": ADMIN_KEY,
         "PERENNIAL_ENGINE_REPLICAS": "2",
         # no torch.compile: a tiny model starts in seconds without it
-        "PERENNIAL_ENGINE_EXTRA_ARGS": "--enforce-eager",
+        "PERENNIAL_ENGINE_ARGS": "--enforce-eager",
         "PERENNIAL_ENGINE_START_TIMEOUT_S": "900",
         "PERENNIAL_LEARNER_MODE": "off",
         # a window between the replicas, for the failed-rolling swap and second-gateway tests to act

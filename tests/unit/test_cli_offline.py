@@ -182,8 +182,8 @@ def test_versions_table_marks_the_serving_version_and_keeps_columns_aligned():
 
 def test_learn_takes_its_engine_dtype_from_the_flag_or_the_environment(tmp_path, monkeypatch):
     """``perennial learn --dtype`` (or PERENNIAL_ENGINE_DTYPE) reaches the learner engine; a FAKE
-    ``perennial.learn.learn`` records what it was given instead of starting an engine."""
-    import perennial.learn
+    ``perennial.offline.learn`` records what it was given instead of starting an engine."""
+    import perennial.offline
 
     seen: list[str] = []
 
@@ -191,7 +191,7 @@ def test_learn_takes_its_engine_dtype_from_the_flag_or_the_environment(tmp_path,
         seen.append(dtype)
         raise ValueError("fake: no engine")
 
-    monkeypatch.setattr(perennial.learn, "learn", fake_learn)
+    monkeypatch.setattr(perennial.offline, "learn", fake_learn)
     (tmp_path / "items.jsonl").write_text("")
     base = [
         "learn",

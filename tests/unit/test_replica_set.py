@@ -129,7 +129,9 @@ async def test_one_replica_stays_in_rotation_during_its_swap(tmp_path):
     assert seen == [True] and report.replicas == []  # as before replicas: queued, not refused
 
 
-async def test_an_engine_that_refuses_its_pause_fails_the_rolling_swap_and_the_first_is_swapped_back(tmp_path):
+async def test_an_engine_that_refuses_its_pause_fails_the_rolling_swap_and_the_first_is_swapped_back(
+    tmp_path,
+):
     """Not a load failure: the second engine refuses the pause (it died). The rolling swap still ends
     with every replica on the previous version and a SwapError (audited, a 502), never a bare
     error that skips the swap-back; the refusing replica's weights were never touched."""

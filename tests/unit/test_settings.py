@@ -35,13 +35,13 @@ def test_environment_with_prefix_and_csv_lists(monkeypatch, tmp_path):
     monkeypatch.setenv("PERENNIAL_API_KEYS", " sk-a , sk-b,, ")
     monkeypatch.setenv("PERENNIAL_ADMIN_KEY", "pk-admin")
     monkeypatch.setenv("PERENNIAL_DATA_DIR", "state")
-    monkeypatch.setenv("PERENNIAL_ENGINE_EXTRA_ARGS", "--enforce-eager,--seed,3")
+    monkeypatch.setenv("PERENNIAL_ENGINE_ARGS", "--enforce-eager,--seed,3")
     s = Settings()
     assert s.port == 9001
     assert [k.get_secret_value() for k in s.api_keys] == ["sk-a", "sk-b"]
     assert s.admin_key.get_secret_value() == "pk-admin"
     assert s.data_dir == (tmp_path / "state").resolve()
-    assert s.engine_extra_args == ["--enforce-eager", "--seed", "3"]
+    assert s.engine_args == ["--enforce-eager", "--seed", "3"]
 
 
 def test_secrets_do_not_show_in_repr(monkeypatch):
