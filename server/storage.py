@@ -19,7 +19,7 @@ from redis.exceptions import RedisError
 
 from server.settings import Settings
 from store.db import Database, safe_url
-from store.sink import IngestConfig, IngestSink
+from store.sink import IngestCollector, IngestConfig, IngestSink
 from store.streams import connect as connect_redis
 
 log = logging.getLogger(__name__)
@@ -57,9 +57,11 @@ async def start_store(app: FastAPI, settings: Settings, stack: AsyncExitStack) -
         completion_ttl_s=settings.completion_ttl_s,
         idempotency_ttl_s=settings.idempotency_ttl_s,
         run_consumer=settings.ingest_consumer,
+        stream_maxlen=settings.ingest_stream_maxlen,
     )
     sink = IngestSink(db, redis, config)
     await sink.start()
+    app.state.metrics.registry.register(IngestCollector(sink))  # backlog, lag, dead letters
     stack.push_async_callback(sink.close)
     app.state.db = db
     app.state.ingest = sink

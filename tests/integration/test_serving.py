@@ -258,6 +258,8 @@ def test_metrics(server, client):
     assert 'perennial_tokens_total{kind="completion"}' in text
     assert 'perennial_errors_total{type="invalid_request_error"}' in text
     assert "perennial_engine_up 1.0" in text
+    assert "perennial_ingest_dead_letters 0.0" in text  # the ingest sink's gauges are registered
+    assert "perennial_ingest_writer_pending " in text
 
 
 def test_chats_in_flight_are_counted_while_served_and_never_leak(server, client):
