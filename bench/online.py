@@ -86,6 +86,7 @@ from clients.sim_tasks import ReferenceTask, load_items  # noqa: E402
 from clients.simulator import SimulationConfig, simulate  # noqa: E402
 from evals.suites import load_builtin_suites  # noqa: E402
 from harness.processes import RunningServer, shared_model_dir, start_server  # noqa: E402
+from weights.config import ROUND_KNOBS  # noqa: E402
 
 TASK = REPO / "evals" / "tasks" / "addition"
 WORK = REPO / "bench" / ".work" / "online"
@@ -103,14 +104,7 @@ ARMS = {  # name -> (AWD on, gate on)
 RUN_KEYS = (
     "arms",
     "rounds",
-    "iterations",
-    "population",
-    "sigma",
-    "alpha",
-    "awd_lambda",
-    "awd_kind",
-    "minibatch",
-    "max_tokens",
+    *ROUND_KNOBS,
     "feedback_per_round",
     "seed",
     "suite_max_items",

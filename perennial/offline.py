@@ -137,28 +137,15 @@ async def learn(
     _banner("learner engine")
     started = time.monotonic()
     engine: ESEngine
+    options = {"base_dir": base_dir, "noise": config.noise, "extra_args": engine_args, "dtype": dtype}
     if ray:
         from learner.distributed import RayLearnerEngine
 
         engine = await RayLearnerEngine.start(
-            model_dir,
-            address=ray,
-            actors=ray_actors,
-            base_dir=base_dir,
-            noise=config.noise,
-            log_dir=out_dir / "ray",
-            extra_args=engine_args,
-            dtype=dtype,
+            model_dir, address=ray, actors=ray_actors, log_dir=out_dir / "ray", **options
         )
     else:
-        engine = await LocalLearnerEngine.start(
-            model_dir,
-            base_dir=base_dir,
-            noise=config.noise,
-            log_file=out_dir / "engine.log",
-            extra_args=engine_args,
-            dtype=dtype,
-        )
+        engine = await LocalLearnerEngine.start(model_dir, log_file=out_dir / "engine.log", **options)
     try:
         log.info(
             "engine ready in %.0f s (%s load)", time.monotonic() - started, engine.init_info.get("load_mode")
