@@ -319,7 +319,7 @@ class LearnerService:
         )
 
     async def _ensure_engine(self) -> ESEngine:
-        from engine.supervisor import chat_args
+        from engine.chat_format import chat_format
 
         engine = self.engine
         if engine is not None and engine.degraded:
@@ -332,7 +332,7 @@ class LearnerService:
             options = dict(
                 base_dir=self.base_dir,
                 # the template and tool parser of serving: members see prompts as clients do
-                extra_args=chat_args(s.chat_template, s.tool_call_parser) + s.learner_engine_args,
+                extra_args=chat_format(s, self.base_dir).args() + s.learner_engine_args,
                 cpu_threads=s.learner_cpu_threads,
                 prefix_cache=s.learner_prefix_cache,
                 dtype=s.engine_dtype,  # members are judged in the numerics that serve them

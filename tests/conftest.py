@@ -70,10 +70,8 @@ def server(tmp_path_factory, model_dir) -> RunningServer:
         "PERENNIAL_GATE_KL_MAX_TOKENS": "16",
         # the default: the learner engine starts and scores the base's gate suites at boot
         "PERENNIAL_LEARNER_PREPARE": "true",
-        # tool calling on (tests/integration/test_openai_surface.py); the shipped template
-        # renders a chat without tools token for token as the model's own does
-        "PERENNIAL_CHAT_TEMPLATE": "chatml-tools",
-        "PERENNIAL_TOOL_CALL_PARSER": "pythonic",
+        # no PERENNIAL_CHAT_TEMPLATE / PERENNIAL_TOOL_CALL_PARSER: the bundled model's defaults
+        # (chatml-tools + pythonic, engine/chat_format.py) turn tool calling on, as for a new user
     }
     running = start_server(tmp_path_factory.mktemp("gateway"), env, timeout=960)
     yield running

@@ -286,3 +286,4 @@ def _completion_limits(schema: dict[str, Any], settings: Settings) -> None:
     for variant in props["prompt"]["anyOf"]:
         if variant.get("type") == "array" and variant.get("items", {}).get("type") != "integer":
             variant["maxItems"] = settings.max_prompts
+    tool_calling: dict[str, Any] | None = None  # parser, template and where they came from

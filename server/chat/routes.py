@@ -30,5 +30,11 @@ async def completions(request: Request, caller: Caller, chat: Chat):
 
 @router.get("/models", response_model=ModelList)
 async def list_models(_: Caller, served: Served) -> ModelList:
-    card = ModelCard(id=served.name, created=served.created, version=served.version, root=served.name)
+    card = ModelCard(
+        id=served.name,
+        created=served.created,
+        version=served.version,
+        root=served.name,
+        tool_calling=served.tool_calling,
+    )
     return ModelList(data=[card])

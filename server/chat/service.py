@@ -49,6 +49,7 @@ class ServedModel:
     version: str
     created: int = field(default_factory=lambda: int(time.time()))
 
+    tool_calling: dict[str, Any] | None = None  # engine.chat_format.ChatFormat.describe()
 
 def fingerprint(version: str) -> str:
     """``system_fingerprint`` of a reply: the weights version that produced it."""

@@ -18,6 +18,7 @@ from pathlib import Path
 from fastapi import FastAPI
 from redis.asyncio import Redis
 
+from engine.chat_format import chat_format
 from engine.client import EngineClient
 from engine.replicas import Replica, ReplicaSet
 from engine.runtime import EngineRuntime
@@ -51,6 +52,7 @@ def build_engine(
     if url:
         client = EngineClient(url, timeout_s=settings.request_timeout_s)
         return EngineRuntime(client)
+    chat = chat_format(settings, model_dir)
     spec = EngineSpec(
         model_dir=model_dir,
         served_name=served_name,
@@ -62,8 +64,9 @@ def build_engine(
         extra_args=settings.engine_args,
         cpu_threads=cpu_threads or replica_plans(settings.engine_cpu_threads, 1)[0],
         idle_spin_s=settings.engine_idle_spin_s,
-        chat_template=settings.chat_template,
-        tool_call_parser=settings.tool_call_parser,
+        # the settings, else the model family's (SmolLM2: tool calling out of the box)
+        chat_template=chat.chat_template,
+        tool_call_parser=chat.tool_call_parser,
     )
     supervisor = EngineSupervisor(
         spec,
@@ -99,7 +102,13 @@ async def start_engine(app: FastAPI, settings: Settings, stack: AsyncExitStack) 
     coordination = await start_coordination(settings, stack)
     async with coordination.hold(wait_s=settings.engine_start_timeout_s):
         boot = await boot_version(app.state.db, base_dir, (read_record(base_dir) or {}).get("sha256"))
-        served = ServedModel(name=settings.model_name or default_model_name(base_dir), version=boot.version)
+        tools = chat_format(settings, boot.path).describe()
+        if settings.attached_engines:  # started by someone else, with their own flags
+            tools.update(source="attached", note="the attached engines' own flags decide tool calling")
+        log.info("tool calling (%s): %s", tools["source"], tools["note"])
+        served = ServedModel(
+            name=settings.model_name or default_model_name(base_dir), version=boot.version, tool_calling=tools
+        )
         engine = build_replicas(settings, served.name, boot.path)
         stack.push_async_callback(engine.stop)
         swapper = HotSwapper(
