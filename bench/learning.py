@@ -178,7 +178,7 @@ async def main_async(args) -> dict:
     es = ESConfig.preset("cpu", iterations=args.iterations, seed=args.seed)
     awd = es.model_copy(update={"awd_lambda": args.awd_lambda, "awd_kind": args.awd_kind})
     WORK.mkdir(parents=True, exist_ok=True)
-    engine = await LocalLearnerEngine.start(model_dir, log_file=WORK / "engine.log")
+    engine = await LocalLearnerEngine.start(model_dir, log_file=WORK / "engine.log", snapshot_root=WORK)
     try:
         base_file = WORK / "base.done.json"
         if not base_file.is_file():

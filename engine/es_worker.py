@@ -17,6 +17,11 @@ kernels' fused buffers and re-packs (checked once against vLLM's own loader at i
 ``reload`` uses vLLM's ``reload_weights`` plus a re-pack of the tied ``lm_head``.
 Only seeds and coefficients come in and scalars go out, so an engine on another machine can
 serve the same handle.
+
+Any local process can reach ``/collective_rpc``, and a snapshot replaces its directory, so
+``es_snapshot`` writes only strictly inside the ``snapshot_root`` the first ``es_init`` gave
+(the learner's versions directory, or a run's output directory), after resolving symlinks;
+a later ``es_init`` cannot move that root, and without one no snapshot is written.
 """
 
 from __future__ import annotations
@@ -55,8 +60,12 @@ class ESWorkerExtension:
         table_size: str = str(NOISE_TABLE_SIZE),
         table_seed: str = "0",
         load_mode: str = "auto",
+        snapshot_root: str = "",
     ) -> dict:
         """Load theta (``master_dir``) and theta0 (``base_dir``), build the noise table.
+
+        ``snapshot_root``: the only directory ``es_snapshot`` may write into; set by the first
+        call that gives one, and any other root later is refused.
 
         Returns:
             Sizes, timings, the chosen load mode and, if the direct path was rejected, why.
@@ -66,6 +75,7 @@ class ESWorkerExtension:
         mode = str(load_mode)
         if mode not in LOAD_MODES:
             raise ValueError(f"load_mode must be one of {LOAD_MODES}")
+        self._es_snapshot_root = _fixed_root(getattr(self, "_es_snapshot_root", None), str(snapshot_root))
         # safetensors maps files copy-on-write: theta0 stays file-backed page cache (shared,
         # reclaimable), the master turns into private memory only as updates write to it.
         self._es_master = load_tensors(Path(master_dir))
@@ -216,7 +226,7 @@ class ESWorkerExtension:
         if int(getattr(self, "rank", 0) or 0) != 0:
             return {}
         written = write_snapshot(
-            Path(str(out_dir)),
+            snapshot_target(getattr(self, "_es_snapshot_root", None), str(out_dir)),
             self._es_master,
             Path(self._es_source),
             SnapshotMeta.model_validate(meta or {}),
@@ -242,6 +252,33 @@ class ESWorkerExtension:
             "unchanged": same / max(numel, 1),
             "loaded": self._es_loaded,
         }
+
+
+def _fixed_root(current: Path | None, given: str) -> Path | None:
+    """The snapshot root after an ``es_init`` that gave ``given`` ("" for none): set once."""
+    if not given:
+        return current
+    root = Path(given).resolve()
+    if current is not None and root != current:
+        raise PermissionError(f"the snapshot root is {current}; it cannot be moved to {root}")
+    return root
+
+
+def snapshot_target(root: Path | None, out_dir: str) -> Path:
+    """``out_dir`` resolved, if it lies strictly inside ``root``; refuse anything else.
+
+    A snapshot replaces its directory (``write_snapshot`` removes the old one and a temporary
+    sibling), so nothing outside the root may ever be named here.
+
+    >>> snapshot_target(Path("/data/versions"), "/data/versions/v3")
+    PosixPath('/data/versions/v3')
+    """
+    if root is None:
+        raise PermissionError("no snapshot_root was given to es_init: snapshots are refused")
+    target = Path(out_dir).resolve()
+    if root not in target.parents:
+        raise PermissionError(f"snapshot directory {target} is not inside the snapshot root {root}")
+    return target
 
 
 def _check_same_layout(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:

@@ -45,6 +45,7 @@ class LearnerEngine:
         *,
         prefix_cache: bool = False,
         load_mode: str = "auto",
+        snapshot_root: Path | None = None,
     ):
         self.client = client
         self.served_name = served_name
@@ -57,6 +58,8 @@ class LearnerEngine:
         self.load_mode = (
             load_mode  # how members reach the kernels: auto | direct | reload (engine.kernel_load)
         )
+        # the only directory snapshots may be written into (the worker refuses any other)
+        self.snapshot_root = snapshot_root
 
     @property
     def base_url(self) -> str:
@@ -79,6 +82,7 @@ class LearnerEngine:
         idle_spin_s: float | None = None,
         nice: int = 0,
         load_mode: str = "auto",
+        snapshot_root: Path | None = None,
     ) -> Self:
         """Start a learner engine on ``model_dir`` (the parent) anchored to ``base_dir``.
 
@@ -100,6 +104,10 @@ class LearnerEngine:
                 serving engine on the same machine whenever that one has work.
             load_mode: how a member's weights reach the kernels: ``auto``, ``direct`` or
                 ``reload`` (see ``engine.kernel_load``).
+            snapshot_root: the only directory ``snapshot`` may write into (the learner's
+                versions directory); None: snapshots are refused. Fixed in the worker at its
+                first init, so no other process can point a snapshot (which replaces its
+                directory) elsewhere.
 
         Returns:
             A ready handle whose engine has the master loaded.
@@ -126,6 +134,7 @@ class LearnerEngine:
             supervisor,
             prefix_cache=prefix_cache,
             load_mode=load_mode,
+            snapshot_root=Path(snapshot_root) if snapshot_root is not None else None,
         )
         try:
             await engine.init_state(Path(model_dir), Path(base_dir or model_dir), noise)
@@ -154,6 +163,7 @@ class LearnerEngine:
             table_size=noise.size,
             table_seed=noise.seed,
             load_mode=self.load_mode,
+            snapshot_root=str(self.snapshot_root or ""),
         )
         self.master_dir, self.base_dir, self.noise = Path(master_dir), Path(base_dir), noise
         self.init_info = info

@@ -291,6 +291,7 @@ class RayLearnerEngine:
         dtype: str = "auto",
         idle_spin_s: float | None = None,
         nice: int = 0,
+        snapshot_root: Path | None = None,
     ) -> RayLearnerEngine:
         """Connect to Ray (``address``: ``local``, ``auto``, ``HOST:PORT`` or ``ray://...``), start the actors.
 
@@ -355,6 +356,7 @@ class RayLearnerEngine:
                 "dtype": dtype,
                 "idle_spin_s": idle_spin_s,
                 "nice": nice,
+                "snapshot_root": str(snapshot_root) if snapshot_root is not None else None,
             }
             pings = await asyncio.gather(
                 *(

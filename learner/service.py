@@ -338,6 +338,7 @@ class LearnerService:
                 dtype=s.engine_dtype,  # members are judged in the numerics that serve them
                 nice=s.learner_nice,
                 start_timeout_s=s.learner_engine_start_timeout_s,
+                snapshot_root=s.versions_dir,  # a round's candidate: the only place it writes
             )
             if s.learner_ray:
                 from learner.distributed import RayLearnerEngine

@@ -138,6 +138,7 @@ async def learn(
     started = time.monotonic()
     engine: ESEngine
     options = {"base_dir": base_dir, "noise": config.noise, "extra_args": engine_args, "dtype": dtype}
+    options["snapshot_root"] = out_dir  # the engine writes snapshots nowhere else
     if ray:
         from learner.distributed import RayLearnerEngine
 

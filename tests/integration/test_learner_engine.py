@@ -77,7 +77,10 @@ async def logprobs(client: EngineClient, model: str) -> list[float]:
 @pytest.fixture(scope="module")
 async def engine(model_dir, tmp_path_factory):
     handle = await LocalLearnerEngine.start(
-        model_dir, log_file=tmp_path_factory.mktemp("learner") / "engine.log", dtype=DTYPE
+        model_dir,
+        log_file=tmp_path_factory.mktemp("learner") / "engine.log",
+        dtype=DTYPE,
+        snapshot_root=tmp_path_factory.getbasetemp(),  # the tests' snapshots go to tmp dirs
     )
     yield handle
     await handle.close()

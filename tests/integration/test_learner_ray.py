@@ -71,7 +71,12 @@ async def reference(tiny, items, tmp_path_factory):
 @pytest.fixture(scope="module")
 async def cluster(tiny, tmp_path_factory):
     engine = await RayLearnerEngine.start(
-        tiny, address="local", actors=2, log_dir=tmp_path_factory.mktemp("ray"), extra_args=EAGER
+        tiny,
+        address="local",
+        actors=2,
+        log_dir=tmp_path_factory.mktemp("ray"),
+        extra_args=EAGER,
+        snapshot_root=tmp_path_factory.getbasetemp(),
     )
     yield engine
     await engine.close()
