@@ -31,4 +31,5 @@ RUN pip install -e ".[${EXTRA},ray]" \
 
 VOLUME ["/data"]
 ENTRYPOINT ["perennial"]
+# on 0.0.0.0 the gateway refuses to start without PERENNIAL_API_KEYS (or PERENNIAL_ALLOW_OPEN=true)
 CMD ["serve", "--host", "0.0.0.0"]

@@ -6,14 +6,17 @@ The composition root of the embedded default: the gateway app (``server``) with 
 schedule in this process; ``external`` only queues rounds for a ``perennial learner`` process;
 ``off`` answers that the learner is off.
 
-Binds the listening socket first (so ``--port 0`` resolves to a real port), runs the app's
-lifespan (model preparation, engine start, learner), then prints where it listens.
+Refuses to start open (no API keys) on a host other than loopback unless
+``PERENNIAL_ALLOW_OPEN=true`` (``Settings.open_to_network``). Binds the listening socket first
+(so ``--port 0`` resolves to a real port), runs the app's lifespan (model preparation, engine
+start, learner), then prints where it listens.
 """
 
 from __future__ import annotations
 
 import logging
 import socket
+import sys
 from contextlib import AsyncExitStack
 
 import uvicorn
@@ -73,6 +76,9 @@ class _AnnouncingServer(uvicorn.Server):
 
 
 def serve(settings: Settings) -> None:
+    if (refusal := settings.open_to_network()) is not None:
+        print(f"error: {refusal}", file=sys.stderr, flush=True)
+        sys.exit(2)
     configure_logging(settings.log_level)
     sock = socket.socket(socket.AF_INET6 if ":" in settings.host else socket.AF_INET)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -3,8 +3,8 @@
 Keys are compared in constant time (``hmac.compare_digest`` over every configured key, no early
 exit). A caller is identified by a key id (``key_`` + 12 hex of the key's sha256), never by the
 key itself, so key ids can be logged and stored. When ``PERENNIAL_ADMIN_KEY`` is unset the
-server generates one at first start, keeps it in ``<data_dir>/admin_key`` (mode 0600) and
-prints it once.
+server generates one at first start and keeps it in ``<data_dir>/admin_key`` (mode 0600); the
+console says where it is, never the key (consoles end up in log collectors).
 
 Routes declare who may call them with the dependencies here: ``Caller`` (an API key, or anyone
 when none is configured) and ``Admin`` (the admin key). :mod:`server.openapi` reads the same
@@ -89,7 +89,7 @@ def _unauthorized(message: str) -> APIError:
 
 
 def load_or_create_admin_key(configured: str | None, key_file: Path) -> tuple[str, bool]:
-    """The admin key to use, and whether it was generated now (and must be shown once)."""
+    """The admin key to use, and whether it was generated now (its file must be announced)."""
     if configured:
         return configured, False
     if key_file.is_file():
@@ -111,8 +111,7 @@ def start_keys(app: FastAPI, settings: Settings) -> None:
         settings.admin_key_file,
     )
     if generated:
-        # Shown once, on the console only (never through the logger).
-        print(f"Generated admin key (kept in {settings.admin_key_file}):\n  {admin_key}", flush=True)
+        print(f"Generated an admin key: read it from {settings.admin_key_file} (mode 0600)", flush=True)
     app.state.keys = KeyRing([k.get_secret_value() for k in settings.api_keys], admin_key)
 
 

@@ -8,6 +8,7 @@ No other module reads ``os.environ``.
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
@@ -126,7 +127,13 @@ class Settings(StateSettings, ChatFormatSettings):
     # --- security ------------------------------------------------------------------------------
     api_keys: Annotated[list[SecretStr], NoDecode] = Field(
         default_factory=list,
-        description="Bearer keys for chat and feedback, comma-separated. Empty: open.",
+        description="Bearer keys for chat and feedback, comma-separated. Empty: open (then "
+        "`perennial serve` binds only a loopback host unless allow_open is true).",
+    )
+    allow_open: bool = Field(
+        False,
+        description="Serve chat and feedback without API keys on a non-loopback host, on purpose "
+        "(otherwise `perennial serve` refuses to start that way).",
     )
 
     # --- limits --------------------------------------------------------------------------------
@@ -167,7 +174,10 @@ class Settings(StateSettings, ChatFormatSettings):
         description="How long Redis remembers an issued completion id (older: checked in the DB).",
     )
     idempotency_ttl_s: int = Field(
-        86_400, ge=60, description="How long an Idempotency-Key is remembered in Redis."
+        86_400,
+        ge=60,
+        description="How long an Idempotency-Key is remembered: in memory, in Redis (key TTL) and "
+        "in the database (expired records are pruned hourly).",
     )
     feedback_batch_max: int = Field(
         1000, ge=1, le=10_000, description="Most items in one POST /v1/feedback/batch."
@@ -192,6 +202,20 @@ class Settings(StateSettings, ChatFormatSettings):
         urls = ([self.engine_url] if self.engine_url else []) + list(self.engine_urls)
         return list(dict.fromkeys(u.rstrip("/") for u in urls))
 
+    def open_to_network(self) -> str | None:
+        """Why serving with these settings would open chat and feedback to the network, or None.
+
+        Open (no API keys) on a host other than loopback, without ``allow_open``. Checked by
+        ``perennial serve`` at start, not here: other processes read these settings too.
+        """
+        if self.api_keys or self.allow_open or _loopback(self.host):
+            return None
+        return (
+            f"refusing to serve without API keys on {self.host!r}, which is reachable from other "
+            "machines: set PERENNIAL_API_KEYS (comma-separated keys), or bind 127.0.0.1, or set "
+            "PERENNIAL_ALLOW_OPEN=true to serve it open on purpose"
+        )
+
     @model_validator(mode="after")
     def _coordination_needs_redis(self) -> Settings:
         if self.swap_coordination == "redis" and self.redis_url is None:
@@ -207,3 +231,13 @@ class Settings(StateSettings, ChatFormatSettings):
     @classmethod
     def _empty_is_vllms(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
+
+
+def _loopback(host: str) -> bool:
+    """127.0.0.0/8, ::1 or ``localhost``; any other name or address (``0.0.0.0``, ``""``) is not."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False

@@ -101,6 +101,19 @@ def test_environment_names_are_real_settings():
         assert names <= known, (service, sorted(names - known))
 
 
+def test_the_published_gateway_requires_keys():
+    """The gateway listens on 0.0.0.0: compose refuses to start without keys, and so would serve."""
+    gateway = COMPOSE["services"]["gateway"]
+    host = gateway["command"][gateway["command"].index("--host") + 1]
+    assert re.fullmatch(r"\$\{PERENNIAL_API_KEYS:\?[^}]+\}", gateway["environment"]["PERENNIAL_API_KEYS"])
+    assert re.fullmatch(
+        r"\$\{PERENNIAL_ADMIN_KEY:\?[^}]+\}", OURS["gateway"]["environment"]["PERENNIAL_ADMIN_KEY"]
+    )
+    assert "PERENNIAL_ALLOW_OPEN" not in gateway["environment"]
+    assert Settings(host=host, api_keys="").open_to_network() is not None
+    assert Settings(host=host, api_keys="k1,k2").open_to_network() is None
+
+
 def test_engine_is_reachable_only_through_the_gateway():
     engine, gateway = COMPOSE["services"]["engine"], COMPOSE["services"]["gateway"]
     assert gateway["network_mode"] == "service:engine"
