@@ -16,6 +16,12 @@ against a reference call). Ratings of a reply that was a tool call have no text 
 are skipped (``tool_call_reply``). A text completion (a raw prompt, no chat) is skipped
 (``raw_prompt``): members are asked through the chat template. The split is by completion id (a stable hash), so items from
 one interaction never straddle train and held-out.
+
+Feedback is data from strangers, so nothing in it can stop a round: what cannot be used is
+skipped and counted under its reason (:data:`SKIP_REASONS`; a row counts once for each signal
+it loses, and once under ``no_signal`` when it yields nothing for no other reason). No caller
+owns a round: at most ``max_per_caller`` usable rows per caller are used, the newest (highest
+``seq``: feedback on what serves now), and the rest counts as ``over_caller_cap``.
 """
 
 from __future__ import annotations
@@ -29,6 +35,17 @@ from evals.verifiers import VerifierError, parse_verifier
 from learner.items import ItemSet, RatedItem, VerifiableItem
 
 ROLES = ("system", "user", "assistant")
+SKIP_REASONS = {
+    "unknown_completion": "its interaction never arrived (given up on after orphan_after_s)",
+    "raw_prompt": "on a text completion (members are asked through the chat template)",
+    "no_text_prompt": "the chat holds images or tool turns, or does not end with the user",
+    "bad_verifier": "its reference and verifier cannot be scored",
+    "tool_call_reply": "a rating of a reply that was a tool call (no text to score)",
+    "no_reply": "a rating of an empty reply",
+    "no_signal": "nothing to learn from (a reward of 0, ...)",
+    "over_caller_cap": "its caller gave more than learner_max_feedback_per_caller usable items",
+    "disabled": "an operator disabled it (counted by the feedback scan)",
+}
 
 
 @dataclass
@@ -37,13 +54,23 @@ class RoundItems:
 
     train: ItemSet = field(default_factory=ItemSet)
     heldout: ItemSet = field(default_factory=ItemSet)
-    skipped: dict[str, int] = field(default_factory=dict)
+    skipped: dict[str, int] = field(default_factory=dict)  # reason -> count (SKIP_REASONS)
+    read: int = 0  # feedback rows given
+    used: int = 0  # rows that yielded items within their caller's cap
+    callers: int = 0  # distinct callers of the used rows
+
+    def skip(self, reason: str, n: int = 1) -> None:
+        if n:
+            self.skipped[reason] = self.skipped.get(reason, 0) + n
 
     def summary(self) -> dict[str, Any]:
         return {
+            "read": self.read,
+            "used": self.used,
+            "callers": self.callers,
             "train": {"verifiable": len(self.train.verifiable), "rated": len(self.train.rated)},
             "heldout": {"verifiable": len(self.heldout.verifiable), "rated": len(self.heldout.rated)},
-            "skipped": dict(self.skipped),
+            "skipped": dict(sorted(self.skipped.items())),
         }
 
 
@@ -64,10 +91,13 @@ def heldout_bucket(completion_id: str, fraction: float) -> bool:
 
 def items_of(fb: Any, interaction: Any, response: str | None, skipped: dict[str, int]) -> list:
     """The items one feedback row yields (see the module docstring)."""
-    if interaction is not None and getattr(interaction, "kind", "chat") == "completion":
+    if interaction is None:
+        skipped["unknown_completion"] = skipped.get("unknown_completion", 0) + 1
+        return []
+    if getattr(interaction, "kind", "chat") == "completion":
         skipped["raw_prompt"] = skipped.get("raw_prompt", 0) + 1
         return []
-    messages = text_messages(interaction.messages if interaction is not None else None)
+    messages = text_messages(interaction.messages)
     if messages is None:
         skipped["no_text_prompt"] = skipped.get("no_text_prompt", 0) + 1
         return []
@@ -94,7 +124,9 @@ def items_of(fb: Any, interaction: Any, response: str | None, skipped: dict[str,
     reward = fb.reward if fb.reward is not None else {"up": 1.0, "down": -1.0}.get(fb.label or "")
     if reward is not None and reward != 0 and not response and _tool_call_reply(interaction, fb):
         skipped["tool_call_reply"] = skipped.get("tool_call_reply", 0) + 1
-    elif reward is not None and reward != 0 and response:
+    elif reward is not None and reward != 0 and not response:
+        skipped["no_reply"] = skipped.get("no_reply", 0) + 1
+    elif reward is not None and reward != 0:
         out.append(RatedItem(f"{fb.id}:rated", messages, response, float(reward)))
     return out
 
@@ -106,16 +138,34 @@ def _tool_call_reply(interaction: Any, fb: Any) -> bool:
     return False
 
 
-def build_round_items(feedback: Iterable[Any], heldout_fraction: float) -> RoundItems:
+def build_round_items(
+    feedback: Iterable[Any], heldout_fraction: float, max_per_caller: int | None = None
+) -> RoundItems:
     """Items from ``store.queries.FeedbackItem`` rows, split by completion id.
 
-    Guarantees, when possible, at least one training item and at least one held-out item of
-    the kind that decides the target (verifiable if any, else rated).
+    Args:
+        feedback: the round's rows, in ``seq`` order.
+        heldout_fraction: the share of completions held out.
+        max_per_caller: most usable rows per caller (the newest); None for no cap.
+
+    Returns:
+        The items, and per reason what was skipped (``RoundItems.summary``). Guarantees, when
+        possible, at least one training item and at least one held-out item of the kind that
+        decides the target (verifiable if any, else rated).
     """
     result = RoundItems()
-    by_completion: dict[str, list] = {}
+    usable: list[tuple[Any, list]] = []
     for row in feedback:
+        result.read += 1
+        before = sum(result.skipped.values())
         found = items_of(row.feedback, row.interaction, row.response, result.skipped)
+        if found:
+            usable.append((row, found))
+        elif sum(result.skipped.values()) == before:
+            result.skip("no_signal")
+    kept = capped(usable, max_per_caller, result)
+    by_completion: dict[str, list] = {}
+    for row, found in kept:
         by_completion.setdefault(row.feedback.completion_id, []).extend(found)
     groups = [(cid, items) for cid, items in by_completion.items() if items]
     held = {cid for cid, _ in groups if heldout_bucket(cid, heldout_fraction)}
@@ -125,6 +175,27 @@ def build_round_items(feedback: Iterable[Any], heldout_fraction: float) -> Round
         for item in items:
             (side.verifiable if isinstance(item, VerifiableItem) else side.rated).append(item)
     return result
+
+
+def capped(usable: list[tuple[Any, list]], cap: int | None, result: RoundItems) -> list[tuple[Any, list]]:
+    """The newest ``cap`` usable rows of each caller, in their order; the rest counted.
+
+    >>> from types import SimpleNamespace as NS
+    >>> rows = [(NS(seq=s, feedback=NS(caller=c)), ["item"]) for s, c in [(1, "a"), (2, "a"), (3, "b"), (4, "a")]]
+    >>> r = RoundItems(); [row.seq for row, _ in capped(rows, 2, r)], r.skipped, r.callers
+    ([2, 3, 4], {'over_caller_cap': 1}, 2)
+    """
+    by_caller: dict[str, list[int]] = {}
+    for k, (row, _) in enumerate(usable):
+        by_caller.setdefault(row.feedback.caller, []).append(k)
+    keep: set[int] = set()
+    for positions in by_caller.values():
+        drop = max(0, len(positions) - cap) if cap is not None else 0
+        newest = sorted(positions, key=lambda k: usable[k][0].seq)[drop:]
+        keep.update(newest)
+        result.skip("over_caller_cap", len(positions) - len(newest))
+    result.used, result.callers = len(keep), len(by_caller)
+    return [pair for k, pair in enumerate(usable) if k in keep]
 
 
 def _rebalance(groups: list[tuple[str, list]], held: set[str]) -> None:

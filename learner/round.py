@@ -62,7 +62,7 @@ Promote = Callable[[str, str], Awaitable[dict]]  # (version id, reason) -> swap 
 
 
 class RoundError(RuntimeError):
-    """The round cannot go on (no usable feedback, no serving version...)."""
+    """The round cannot go on (no room on disk, no serving version...)."""
 
 
 @dataclass
@@ -81,7 +81,7 @@ class RoundContext:
 
 @dataclass
 class RoundOutcome:
-    decision: str  # promoted | rejected
+    decision: str  # promoted | rejected | skipped (no usable feedback: nothing ran, nothing written)
     candidate: str | None
     gate: dict[str, Any] = field(default_factory=dict)
 
@@ -93,12 +93,14 @@ def banner(round_id: int, text: str) -> None:
 async def run_round(ctx: RoundContext, round_id: int, overrides: dict[str, Any]) -> RoundOutcome:
     s, db, engine = ctx.settings, ctx.db, ctx.engine
     phases: dict[str, float] = {}
+    kept: dict[str, Any] = {}  # in the round's metrics from here on, whatever the phase
 
     async def phase(name: str, **extra: Any) -> None:
         banner(round_id, name)
         phases[name] = time.time()
+        metrics = {"phase": name, "phases": phases, **kept, **extra}
         async with db.sessions() as session:
-            await update_round(session, round_id=round_id, metrics={"phase": name, "phases": phases, **extra})
+            await update_round(session, round_id=round_id, metrics=metrics)
             await session.commit()
 
     # ---- 1. feedback since the last round ----------------------------------------------------
@@ -117,11 +119,15 @@ async def run_round(ctx: RoundContext, round_id: int, overrides: dict[str, Any])
         )
         await session.commit()
 
-    # ---- 2. split train / held-out, build fitness items --------------------------------------
-    items = build_round_items(page.items, s.learner_heldout_fraction)
-    log.info("round %d: %d feedback -> %s", round_id, len(page.items), items.summary())
-    if not len(items.train):
-        raise RoundError(f"no usable feedback since seq {cursor} ({items.summary()['skipped']})")
+    # ---- 2. split train / held-out, build fitness items (what cannot be used is counted) -----
+    items = build_round_items(page.items, s.learner_heldout_fraction, s.learner_max_feedback_per_caller)
+    items.read += page.disabled
+    items.skip("disabled", page.disabled)
+    kept["feedback"] = items.summary()
+    log.info("round %d: %d feedback -> %s", round_id, items.read, kept["feedback"])
+    if not len(items.train):  # succeeded and skipped: the cursor moves past what nothing can use
+        await phase("skipped")
+        return RoundOutcome("skipped", None)
     config = s.es_config(round_id, overrides.get("es"))
     await phase("es", items=items.summary(), config=config.to_dict())
 

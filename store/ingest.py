@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pydantic_core import from_json, to_json
-from sqlalchemy import Table
+from sqlalchemy import Table, delete
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DataError, IntegrityError, StatementError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -49,7 +49,7 @@ class Entry:
 
     interaction: the ``interactions`` row (``created_at`` as UNIX seconds).
     feedback: ``{"items": [feedback rows], "idempotency": {caller, key, request_hash,
-    response} | None}``.
+    response (what a replay needs: ``{"created": ...}``), created_at} | None}``.
     """
 
     kind: str
@@ -144,6 +144,13 @@ async def persist(sessions: async_sessionmaker[AsyncSession], entries: list[Entr
         if idempotency:
             table = IdempotencyKey.__table__
             await session.execute(insert_ignore(session, table, ["caller", "key"]), idempotency)
+
+
+async def prune_idempotency(session: AsyncSession, *, before: datetime) -> int:
+    """Delete the Idempotency-Key records created before ``before``; returns how many."""
+    table = IdempotencyKey.__table__
+    result = await session.execute(delete(table).where(table.c.created_at < before))
+    return result.rowcount or 0
 
 
 def _without_nul(rows: list[dict]) -> list[dict]:

@@ -22,23 +22,36 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from store.models import Feedback, IdempotencyKey, Interaction
 
 
-async def existing_completion_ids(session: AsyncSession, *, ids: list[str]) -> set[str]:
-    """Which of ``ids`` have a stored interaction."""
+async def existing_completion_ids(
+    session: AsyncSession, *, ids: list[str], caller: str | None = None
+) -> set[str]:
+    """Which of ``ids`` have a stored interaction (of ``caller``, when given)."""
     if not ids:
         return set()
-    result = await session.scalars(select(Interaction.id).where(Interaction.id.in_(ids)))
-    return set(result)
+    stmt = select(Interaction.id).where(Interaction.id.in_(ids))
+    if caller is not None:
+        stmt = stmt.where(Interaction.caller == caller)
+    return set(await session.scalars(stmt))
 
 
-async def get_idempotency(session: AsyncSession, *, caller: str, key: str) -> IdempotencyKey | None:
-    """The stored first answer under ``(caller, key)``, if any."""
-    return await session.get(IdempotencyKey, (caller, key))
+async def get_idempotency(
+    session: AsyncSession, *, caller: str, key: str, after: datetime | None = None
+) -> IdempotencyKey | None:
+    """The stored record under ``(caller, key)``, if any (created after ``after``, when given)."""
+    found = await session.get(IdempotencyKey, (caller, key))
+    if found is not None and after is not None and found.created_at <= after:
+        return None  # expired; the periodic prune deletes it
+    return found
 
 
-async def feedback_for_completion(session: AsyncSession, *, completion_id: str) -> list[Feedback]:
-    """All stored feedback on one completion, oldest first."""
-    stmt = select(Feedback).where(Feedback.completion_id == completion_id).order_by(Feedback.seq)
-    return list(await session.scalars(stmt))
+async def feedback_for_completion(
+    session: AsyncSession, *, completion_id: str, caller: str | None = None
+) -> list[Feedback]:
+    """All stored feedback on one completion (sent by ``caller``, when given), oldest first."""
+    stmt = select(Feedback).where(Feedback.completion_id == completion_id)
+    if caller is not None:
+        stmt = stmt.where(Feedback.caller == caller)
+    return list(await session.scalars(stmt.order_by(Feedback.seq)))
 
 
 @dataclass(frozen=True)
@@ -168,6 +181,7 @@ class FeedbackItem:
 class FeedbackPage:
     items: list[FeedbackItem] = field(default_factory=list)
     next_after_id: int = 0  # pass as ``after_id`` next time
+    disabled: int = 0  # disabled items the cursor passed over (not in ``items``)
 
 
 async def feedback_since(
@@ -185,6 +199,8 @@ async def feedback_since(
     commit a smaller ``seq``), or whose interaction is not stored yet (feedback may overtake its
     interaction in the ingest stream). An item whose interaction is still missing after
     ``orphan_after_s`` is returned with ``interaction=None`` rather than blocking forever.
+    A settled item an operator disabled is never returned: the cursor passes it, and
+    ``disabled`` counts it.
 
     Args:
         after_id: the ``next_after_id`` of the previous page (0 for everything).
@@ -208,6 +224,10 @@ async def feedback_since(
         age = now - fb.stored_at
         if age < timedelta(seconds=settle_s):
             break
+        if fb.disabled_at is not None:
+            page.disabled += 1
+            page.next_after_id = fb.seq
+            continue
         if interaction is None and age < timedelta(seconds=orphan_after_s):
             break
         page.items.append(FeedbackItem(fb.seq, fb, interaction))

@@ -12,9 +12,16 @@ writer retries forever); nothing accepted is dropped unless the process dies mea
 What the database refuses as data is dead-lettered, never retried forever (``store.ingest``).
 ``IngestCollector`` reports the stream's backlog and the dead letters to Prometheus.
 
-Is a completion id real? Checked in order: ids this process issued (in memory), Redis markers
-(ids issued by any gateway, kept ``completion_ttl_s``), the database. Feedback on a completion
-whose interaction is still in flight is therefore accepted, never lost or refused.
+Is a completion id real, and the caller's? Checked in order: ids this process issued (in
+memory, with their caller), Redis markers (ids issued by any gateway, value: the caller, kept
+``completion_ttl_s``), the database. Feedback on a completion whose interaction is still in
+flight is therefore accepted, never lost or refused; feedback on another caller's completion is
+answered like an unknown id (``missing``), so ids of others are not even confirmed to exist.
+
+An Idempotency-Key's record is small: the request's hash and what a replay needs to rebuild the
+first answer (``{"created": ...}``; the service derives everything else from the request). It is
+kept ``idempotency_ttl_s`` everywhere: in memory (``idempotency_cache`` entries at most), in
+Redis (key TTL) and in the database (``prune_idempotency``, every ``prune_every_s``).
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from prometheus_client.core import GaugeMetricFamily
@@ -35,7 +43,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from store import queries
 from store.consumer import StreamConsumer
 from store.db import Database
-from store.ingest import INTERACTION, Entry
+from store.ingest import INTERACTION, Entry, prune_idempotency
 from store.streams import DEFAULT_MAXLEN, IngestStream, idempotency_value
 from store.writer import DirectWriter, WriterFull
 
@@ -58,13 +66,17 @@ class IngestConfig:
     run_consumer: bool = True
     redis_retry_s: float = 1.0
     issued_cache: int = 200_000  # completion ids remembered in memory
-    idempotency_cache: int = 20_000
+    idempotency_cache: int = 20_000  # small records: a hash and a timestamp each
+    prune_every_s: float = 3600.0  # how often expired idempotency rows are deleted
     stream_maxlen: int = DEFAULT_MAXLEN  # XADD MAXLEN ~ (store.streams)
     backlog_every_s: float = 5.0  # how often the stream's backlog is read for the metrics
 
 
 @dataclass
 class IdempotencyRequest:
+    """An Idempotency-Key, the request's hash, and ``response``: what a replay needs to answer
+    again (small: ``{"created": ...}``; rows of older versions hold the whole first answer)."""
+
     caller: str
     key: str
     request_hash: str
@@ -102,6 +114,31 @@ class _Bounded(dict):
             del self[next(iter(self))]
 
 
+class _Expiring:
+    """At most ``capacity`` entries, each forgotten at its deadline (wall clock), oldest first."""
+
+    def __init__(self, capacity: int):
+        self.capacity = capacity
+        self._items: dict[Any, tuple[float, Any]] = {}
+
+    def put(self, key: Any, value: Any, deadline: float) -> None:
+        self._items.pop(key, None)
+        self._items[key] = (deadline, value)
+        now = time.time()
+        while self._items:
+            first = next(iter(self._items))
+            if len(self._items) <= self.capacity and self._items[first][0] > now:
+                break
+            del self._items[first]
+
+    def get(self, key: Any) -> Any | None:
+        found = self._items.get(key)
+        return found[1] if found is not None and found[0] > time.time() else None
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
 class IngestSink:
     """Records interactions and accepts feedback for one gateway process."""
 
@@ -124,8 +161,9 @@ class IngestSink:
         self.consumer: StreamConsumer | None = None
         self.backlog: dict[str, int | None] = {}
         self._backlog_task: asyncio.Task | None = None
+        self._prune_task: asyncio.Task | None = None
         self._issued = _Bounded(c.issued_cache)
-        self._idempotency = _Bounded(c.idempotency_cache)
+        self._idempotency = _Expiring(c.idempotency_cache)
         self._outbox: asyncio.Queue[dict] = asyncio.Queue(maxsize=100_000)
         self._publisher: asyncio.Task | None = None
         self._redis_down_until = 0.0
@@ -135,6 +173,7 @@ class IngestSink:
     # --- lifecycle -----------------------------------------------------------------------------
     async def start(self) -> None:
         self.writer.start()
+        self._prune_task = asyncio.create_task(self._prune_loop(), name="idempotency-prune")
         if self.stream is None:
             return
         with contextlib.suppress(*REDIS_ERRORS):  # Redis down at start: the consumer waits
@@ -157,10 +196,11 @@ class IngestSink:
 
     async def close(self) -> None:
         """Publish what is queued, stop the consumer, write what the writer holds."""
-        if self._backlog_task is not None:
-            self._backlog_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._backlog_task
+        for task in (self._backlog_task, self._prune_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self._publisher is not None:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._outbox.join(), 10)
@@ -176,6 +216,19 @@ class IngestSink:
             with contextlib.suppress(*REDIS_ERRORS):
                 self.backlog = await self.stream.backlog()
             await asyncio.sleep(self.config.backlog_every_s)
+
+    async def _prune_loop(self) -> None:
+        while True:
+            before = datetime.now(UTC) - timedelta(seconds=self.config.idempotency_ttl_s)
+            try:
+                async with self.db.sessions() as session:
+                    deleted = await prune_idempotency(session, before=before)
+                    await session.commit()
+                if deleted:
+                    log.info("pruned %d expired Idempotency-Key records", deleted)
+            except (SQLAlchemyError, OSError) as exc:  # the database down: next time
+                log.warning("idempotency prune failed: %s", type(exc).__name__)
+            await asyncio.sleep(self.config.prune_every_s)
 
     # --- Redis circuit breaker -----------------------------------------------------------------
     def _redis_usable(self) -> bool:
@@ -233,39 +286,58 @@ class IngestSink:
             self._submit(Entry(INTERACTION, row))
 
     # --- feedback ------------------------------------------------------------------------------
-    async def missing_completions(self, ids: list[str]) -> list[str]:
-        """The ids among ``ids`` that no gateway issued (404 material).
+    async def missing_completions(self, ids: list[str], *, caller: str | None = None) -> list[str]:
+        """The ids among ``ids`` that no gateway issued, or (with ``caller``) issued to someone
+        else (404 material either way).
 
         Raises:
             StoreUnavailable: the database could not be asked.
         """
-        unknown = [cid for cid in dict.fromkeys(ids) if cid not in self._issued]
+        unknown = [cid for cid in dict.fromkeys(ids) if not self._known(cid, caller)]
         if unknown and self._redis_usable():
             try:
-                markers = await self._markers(unknown)
-                unknown = [cid for cid, present in zip(unknown, markers, strict=True) if not present]
+                owners = await self._markers(unknown)
+                unknown = [
+                    cid
+                    for cid, owner in zip(unknown, owners, strict=True)
+                    if owner is None or (caller is not None and owner != caller)
+                ]
             except REDIS_ERRORS as exc:
                 self._redis_failed(exc)
-        return await self._missing_in_db(unknown)
+        return await self._missing_in_db(unknown, caller)
 
-    async def _markers(self, ids: list[str]) -> list[bool]:
+    def _known(self, cid: str, caller: str | None) -> bool:
+        """Issued by this process (to ``caller``, when given)."""
+        owner = self._issued.get(cid)
+        return owner is not None and (caller is None or owner == caller)
+
+    async def _markers(self, ids: list[str]) -> list[str | None]:
         async with self.stream.redis.pipeline(transaction=False) as pipe:
             for cid in ids:
-                pipe.exists(self.stream.marker(cid))
-            return [bool(n) for n in await pipe.execute()]
+                pipe.get(self.stream.marker(cid))
+            return [None if v is None else v.decode() for v in await pipe.execute()]
 
-    async def _missing_in_db(self, ids: list[str]) -> list[str]:
+    async def _missing_in_db(self, ids: list[str], caller: str | None) -> list[str]:
         if not ids:
             return []
         try:
             async with self.db.sessions() as session:
-                found = await queries.existing_completion_ids(session, ids=ids)
+                found = await queries.existing_completion_ids(session, ids=ids, caller=caller)
         except (SQLAlchemyError, OSError) as exc:
             raise StoreUnavailable(f"database unavailable: {type(exc).__name__}") from exc
         return [cid for cid in ids if cid not in found]
 
+    def _remember(self, idem: IdempotencyRequest, request_hash: str, response: dict) -> None:
+        created = response.get("created")  # the first answer's time (its whole body in old records)
+        start = created if isinstance(created, int | float) else time.time()
+        self._idempotency.put((idem.caller, idem.key), (request_hash, response), start + self._idem_ttl)
+
+    @property
+    def _idem_ttl(self) -> float:
+        return float(self.config.idempotency_ttl_s)
+
     def _replayed(self, idem: IdempotencyRequest, request_hash: str, response: dict) -> Acceptance:
-        self._idempotency.put((idem.caller, idem.key), (request_hash, response))
+        self._remember(idem, request_hash, response)
         if request_hash != idem.request_hash:
             return Acceptance("conflict")
         return Acceptance("replay", response)
@@ -274,21 +346,26 @@ class IngestSink:
         """Accept one feedback request (already validated) for durable storage.
 
         Args:
-            entry: the feedback entry (items, with ids already assigned).
+            entry: the feedback entry (items, with ids and their ``caller`` already assigned).
             idem: the request's Idempotency-Key record, or None.
 
         Returns:
-            accepted; replay (same key, same body: the first response); conflict (same key,
-            another body); missing (completion ids nobody issued; nothing stored).
+            accepted; replay (same key, same body: the first ``idem.response``); conflict (same
+            key, another body); missing (completion ids nobody issued to the items' caller;
+            nothing stored).
 
         Raises:
             StoreUnavailable: neither Redis nor the database can take it now.
         """
-        if idem is not None and (idem.caller, idem.key) in self._idempotency:
-            request_hash, response = self._idempotency[(idem.caller, idem.key)]
-            return self._replayed(idem, request_hash, response)
-        ids = list(dict.fromkeys(item["completion_id"] for item in entry.data["items"]))
-        unchecked = [cid for cid in ids if cid not in self._issued]
+        if idem is not None and (found := self._idempotency.get((idem.caller, idem.key))) is not None:
+            return self._replayed(idem, *found)
+        items = entry.data["items"]
+        caller = items[0]["caller"]  # one request, one caller
+        ids = list(dict.fromkeys(item["completion_id"] for item in items))
+        foreign = [cid for cid in ids if self._issued.get(cid, caller) != caller]
+        if foreign:  # issued here to another caller: the same answer as an unknown id
+            return Acceptance("missing", missing=foreign)
+        unchecked = [cid for cid in ids if not self._known(cid, caller)]
         if self._redis_usable():
             try:
                 result = await self._accept_redis(entry, idem, unchecked)
@@ -306,7 +383,7 @@ class IngestSink:
         reply = await self.stream.accept_feedback(entry, idem_key=key, idem_value=value, check_ids=unchecked)
         if reply.status == "missing":
             # Markers expire after completion_ttl_s; by then the interaction is in the DB.
-            missing = await self._missing_in_db(reply.missing)
+            missing = await self._missing_in_db(reply.missing, entry.data["items"][0]["caller"])
             if missing:
                 return Acceptance("missing", missing=missing)
             reply = await self.stream.accept_feedback(entry, idem_key=key, idem_value=value, check_ids=[])
@@ -314,13 +391,13 @@ class IngestSink:
             stored = json.loads(reply.value)
             return self._replayed(idem, stored["hash"], stored["response"])
         if idem is not None:
-            self._idempotency.put((idem.caller, idem.key), (idem.request_hash, idem.response))
+            self._remember(idem, idem.request_hash, idem.response)
         return Acceptance("accepted", idem.response if idem else None)
 
     async def _accept_direct(
         self, entry: Entry, idem: IdempotencyRequest | None, unchecked: list[str]
     ) -> Acceptance:
-        missing = await self._missing_in_db(unchecked)
+        missing = await self._missing_in_db(unchecked, entry.data["items"][0]["caller"])
         if missing:
             return Acceptance("missing", missing=missing)
         if idem is not None:
@@ -328,21 +405,21 @@ class IngestSink:
             if stored is not None:
                 return self._replayed(idem, stored.request_hash, stored.response)
             # No await from here on: a concurrent twin either saw our record or we see its.
-            if (idem.caller, idem.key) in self._idempotency:
-                request_hash, response = self._idempotency[(idem.caller, idem.key)]
-                return self._replayed(idem, request_hash, response)
+            if (found := self._idempotency.get((idem.caller, idem.key))) is not None:
+                return self._replayed(idem, *found)
         try:
             self.writer.submit(entry)
         except WriterFull as exc:
             raise StoreUnavailable("the database write queue is full") from exc
         if idem is not None:
-            self._idempotency.put((idem.caller, idem.key), (idem.request_hash, idem.response))
+            self._remember(idem, idem.request_hash, idem.response)
         return Acceptance("accepted", idem.response if idem else None)
 
     async def _stored_idempotency(self, idem: IdempotencyRequest):
         try:
             async with self.db.sessions() as session:
-                return await queries.get_idempotency(session, caller=idem.caller, key=idem.key)
+                before = datetime.now(UTC) - timedelta(seconds=self.config.idempotency_ttl_s)
+                return await queries.get_idempotency(session, caller=idem.caller, key=idem.key, after=before)
         except (SQLAlchemyError, OSError) as exc:
             raise StoreUnavailable(f"database unavailable: {type(exc).__name__}") from exc
 

@@ -7,13 +7,14 @@ Keys (``<p>`` is ``PERENNIAL_REDIS_PREFIX``):
 ``<p>:ingest:dead``        entries the database refused as invalid data, with the error
 ``<p>:store``              the consumer group that persists the stream into the database
 ``<p>:cid:<completion>``   "this completion id was issued" (value: caller), TTL
-``<p>:idem:<hash>``        first answer under an Idempotency-Key (value: JSON), TTL
+``<p>:idem:<hash>``        an Idempotency-Key's record (JSON: request hash, created), TTL
 =========================  ============================================================
 
 An interaction is published as ``SET marker`` + ``XADD`` in one MULTI/EXEC, so a visible marker
 implies the interaction is already in the stream. A feedback request is accepted by one Lua
-script, atomically: replay check on its idempotency key, marker check of its completion ids,
-``XADD``, idempotency record. Concurrent accepts share round trips (``ScriptBatcher``): a
+script, atomically: replay check on its idempotency key, marker check of its completion ids
+(each marker must name the caller: another caller's completion counts as missing), ``XADD``,
+idempotency record. Concurrent accepts share round trips (``ScriptBatcher``): a
 redis-py call costs ~120 us of CPU here, a pipelined one ~30 us. Consumers live in
 ``store/consumer.py``.
 
@@ -40,7 +41,7 @@ from store.ingest import INTERACTION, DeadLetter, Entry
 DEFAULT_MAXLEN = 1_000_000
 
 # KEYS: stream, [idempotency key], marker keys...
-# ARGV: has_idem, idem_value, idem_ttl, data, maxlen
+# ARGV: has_idem, idem_value, idem_ttl, data, maxlen, owner (the caller every marker must name)
 _ACCEPT = """
 local first = 2
 if ARGV[1] == '1' then
@@ -50,7 +51,7 @@ if ARGV[1] == '1' then
 end
 local missing = {}
 for i = first, #KEYS do
-  if redis.call('EXISTS', KEYS[i]) == 0 then missing[#missing + 1] = KEYS[i] end
+  if redis.call('GET', KEYS[i]) ~= ARGV[6] then missing[#missing + 1] = KEYS[i] end
 end
 if #missing > 0 then return {'missing', table.concat(missing, ' ')} end
 redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[5], '*', 'k', 'feedback', 'd', ARGV[4])
@@ -189,11 +190,12 @@ class IngestStream:
             entry: the feedback entry to XADD.
             idem_key: the Redis key of its Idempotency-Key (``idempotency()``), or None.
             idem_value: JSON stored under ``idem_key`` (request hash and response).
-            check_ids: completion ids whose markers must exist (the rest are known already).
+            check_ids: completion ids whose markers must name the items' caller (the rest are
+                known already).
 
         Returns:
             ok (added), replay (the key was used before: its stored JSON), or missing (ids
-            without a marker; nothing was added).
+            without a marker naming the caller; nothing was added).
         """
         keys = [self.stream] + ([idem_key] if idem_key else [])
         keys += [self.marker(cid) for cid in check_ids]
@@ -203,6 +205,7 @@ class IngestStream:
             self.idempotency_ttl_s,
             entry.encode()["d"],
             self.maxlen,
+            entry.data["items"][0]["caller"],  # one request, one caller
         ]
         status, value = await self._accept(keys, args)
         status, value = status.decode(), value.decode()

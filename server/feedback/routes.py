@@ -4,6 +4,9 @@
     POST /v1/feedback/batch    {"items": [...]} (all or nothing, up to feedback_batch_max)
     GET  /v1/feedback?completion_id=chatcmpl-...           -> {"object": "list", "data": [...]}
 
+A caller rates and lists only its own completions (another key's: 404, as an unknown id) and
+sees only the feedback it sent.
+
 ``Idempotency-Key`` header on the POSTs: the same key with the same body answers the first
 result again (header ``Idempotent-Replayed: true``); with another body, 409.
 """
@@ -52,6 +55,6 @@ async def create_feedback_batch(request: Request, caller: Caller, service: Feedb
 
 @router.get("/feedback", **doc(errors=(404, 503)))
 async def list_feedback(
-    _: Caller, service: Feedback, completion_id: Annotated[str, Query(min_length=1, max_length=64)]
+    caller: Caller, service: Feedback, completion_id: Annotated[str, Query(min_length=1, max_length=64)]
 ):
-    return await service.list_for(completion_id)
+    return await service.list_for(completion_id, caller=caller)

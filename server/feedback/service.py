@@ -4,11 +4,15 @@ A request is validated completely before anything is stored (a batch is all or n
 shape and limits (``server.feedback.protocol``), then per item ``FeedbackCreate.check``:
 something to learn from, label and reward agree, the verifier spec works with the reference
 (``evals.verifiers``). Then the
-store accepts it (``store.sink``): unknown completion ids -> 404, Idempotency-Key reused with
-another body -> 409, same body -> the first answer again (``Idempotent-Replayed: true``).
+store accepts it (``store.sink``): unknown completion ids, or another caller's -> 404 (the same
+answer: ids of others are not confirmed to exist), Idempotency-Key reused with another body ->
+409, same body -> the first answer again (``Idempotent-Replayed: true``). A caller lists only the
+feedback it sent on its own completions.
 
-Feedback ids: ``fb-<32 hex>``; random, or derived from (caller, Idempotency-Key, position) when
-a key is given, so a retried request can never store an item twice, even across an outage.
+Feedback ids: ``fb-<32 hex>``; random, or derived from (caller, Idempotency-Key, request hash,
+position) when a key is given, so a retried request can never store an item twice, even across
+an outage. That is also why a key's record is small: the hash and the first answer's time
+rebuild the first answer from the (identical) retried request.
 """
 
 from __future__ import annotations
@@ -98,26 +102,29 @@ class FeedbackService:
         key = _idempotency_key(key)
         prefix = (lambda i: f"items.{i}.") if route == "batch" else (lambda i: "")
         verifiers = [item.check(prefix(i)) for i, item in enumerate(items)]
+        digest = _request_hash(route, items) if key is not None else None
         now = time.time()
-        accepted = [
-            _accepted(item, verifier, _feedback_id(caller, key, i), now)
-            for i, (item, verifier) in enumerate(zip(items, verifiers, strict=True))
-        ]
-        data = [obj.model_dump() for obj in accepted]
+
+        def answer(created: float) -> list[dict[str, Any]]:
+            return [
+                _accepted(item, verifier, _feedback_id(caller, key, digest, i), created).model_dump()
+                for i, (item, verifier) in enumerate(zip(items, verifiers, strict=True))
+            ]
+
+        data = answer(now)
         # the feedback table's rows: the answer less what only the answer says, plus who sent it
         extra = {"caller": caller, "idempotency_key": key, "created_at": now}
         rows = [{**{k: v for k, v in d.items() if k not in ANSWER_ONLY}, **extra} for d in data]
-        response: dict[str, Any] = data[0] if route == "one" else {"object": "list", "data": data}
-        idem = None
-        if key is not None:
-            dumped = [item.model_dump(mode="json") for item in items]
-            digest = hashlib.sha256(json.dumps([route, dumped], sort_keys=True).encode()).hexdigest()
-            idem = IdempotencyRequest(caller, key, digest, response)
+        idem = IdempotencyRequest(caller, key, digest, {"created": now}) if key is not None else None
         entry = Entry(FEEDBACK, {"items": rows, "idempotency": idem.row() if idem else None})
         try:
             result = await self.sink.accept_feedback(entry, idem)
         except StoreUnavailable as exc:
             raise unavailable(exc) from exc
+        if result.status == "replay" and "object" not in result.response:
+            # the record holds the first answer's time; the same request gives the rest
+            data = answer(result.response["created"])
+        response: dict[str, Any] = data[0] if route == "one" else {"object": "list", "data": data}
         return self._answer(result, items, response, prefix)
 
     def _answer(self, result: Acceptance, items, response, prefix) -> tuple[dict, bool]:
@@ -135,14 +142,14 @@ class FeedbackService:
                 "this Idempotency-Key was already used with a different body",
                 code="idempotency_key_reused",
             )
-        if result.status == "replay":
-            return result.response, True
-        return response, False
+        if result.status == "replay" and "object" in result.response:
+            return result.response, True  # a record of an older version: the whole first answer
+        return response, result.status == "replay"
 
-    async def list_for(self, completion_id: str) -> dict[str, Any]:
-        """``GET /v1/feedback?completion_id=``: stored feedback on one completion."""
+    async def list_for(self, completion_id: str, *, caller: str) -> dict[str, Any]:
+        """``GET /v1/feedback?completion_id=``: the caller's stored feedback on its completion."""
         try:
-            if await self.sink.missing_completions([completion_id]):
+            if await self.sink.missing_completions([completion_id], caller=caller):
                 raise APIError(
                     404,
                     f"no completion {completion_id!r} was issued by this server",
@@ -150,7 +157,9 @@ class FeedbackService:
                     code="completion_not_found",
                 )
             async with self.sink.db.sessions() as session:
-                stored = await queries.feedback_for_completion(session, completion_id=completion_id)
+                stored = await queries.feedback_for_completion(
+                    session, completion_id=completion_id, caller=caller
+                )
         except (StoreUnavailable, SQLAlchemyError, OSError) as exc:
             raise unavailable(exc) from exc
         return {"object": "list", "data": [stored_object(fb) for fb in stored]}
@@ -161,11 +170,18 @@ def stored_object(row: FeedbackRow) -> dict[str, Any]:
     return FeedbackObject.model_validate(row).model_dump()
 
 
-def _feedback_id(caller: str, key: str | None, index: int) -> str:
-    """``fb-<32 hex>``: random, or derived from (caller, Idempotency-Key, position) when keyed."""
+def _request_hash(route: str, items: list[FeedbackCreate]) -> str:
+    """sha256 of the canonical request: the same items on the same route, the same hash."""
+    dumped = [item.model_dump(mode="json") for item in items]
+    return hashlib.sha256(json.dumps([route, dumped], sort_keys=True).encode()).hexdigest()
+
+
+def _feedback_id(caller: str, key: str | None, digest: str | None, index: int) -> str:
+    """``fb-<32 hex>``: random, or derived from (caller, Idempotency-Key, request hash, position)
+    when keyed (the hash: a key reused with another body after its record expired stores anew)."""
     if key is None:
         return f"fb-{uuid.uuid4().hex}"
-    return "fb-" + hashlib.sha256(f"{caller}\0{key}\0{index}".encode()).hexdigest()[:32]
+    return "fb-" + hashlib.sha256(f"{caller}\0{key}\0{digest}\0{index}".encode()).hexdigest()[:32]
 
 
 def _accepted(item: FeedbackCreate, verifier: dict[str, Any] | None, fid: str, now: float) -> FeedbackObject:

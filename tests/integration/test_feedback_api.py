@@ -251,11 +251,11 @@ def test_idempotency_key(gw, cid):
     assert same.headers["idempotent-replayed"] == "true"
     changed = post(gw, "/v1/feedback", {**body, "reward": 0.8}, key=key)
     assert changed.status_code == 409 and error_of(changed)["code"] == "idempotency_key_reused"
-    other = post(gw, "/v1/feedback", body, headers=OTHER_USER, key=key)  # keys are per caller
-    assert other.status_code == 200 and other.json()["id"] != first.json()["id"]
+    other = post(gw, "/v1/feedback", body, headers=OTHER_USER, key=key)  # not its completion
+    assert other.status_code == 404  # keys per caller: test_ownership.py
     batch = post(gw, "/v1/feedback/batch", {"items": [body]}, key=key)  # another route's body
     assert batch.status_code == 409
-    want = {first.json()["id"], other.json()["id"]}
+    want = {first.json()["id"]}
     assert poll(lambda: want <= {f["id"] for f in all_feedback(gw, cid)})
     time.sleep(1.0)  # a replay stored twice would show up now
     assert sorted(f["id"] for f in all_feedback(gw, cid) if f["task"] == "idem") == sorted(want)

@@ -73,8 +73,8 @@ def test_a_style_task_cannot_send_references():
         run_simulation(builtin_task("concise"), SimulationConfig("http://127.0.0.1:9", feedback="reference"))
 
 
-def stored_feedback(server, completion_ids: list[str]) -> list[dict]:
-    headers = {"authorization": f"Bearer {API_KEYS[0]}"}
+def stored_feedback(server, completion_ids: list[str], key: str = API_KEYS[0]) -> list[dict]:
+    headers = {"authorization": f"Bearer {key}"}  # a caller lists only its own completions
     stored = []
     for cid in completion_ids:
         r = httpx.get(server.url + "/v1/feedback", params={"completion_id": cid}, headers=headers, timeout=30)
@@ -104,7 +104,7 @@ def test_style_users_give_thumbs_from_their_hidden_preference(server):
     report = run_simulation(builtin_task("concise"), config)
     assert report.chats == 4 and report.feedback_sent == 4, report.to_json()
     assert report.feedback_kinds == {"label": 4}
-    labels = [fb["label"] for fb in stored_feedback(server, report.completion_ids)]
+    labels = [fb["label"] for fb in stored_feedback(server, report.completion_ids, API_KEYS[1])]
     assert len(labels) == 4 and labels.count("up") == sum(report.judged)  # up iff judged 1.0
 
 
