@@ -55,6 +55,16 @@ def gate_summary(gate: GateDecision | None) -> str:
     return f"{verdict}: {'; '.join(map(str, gate.reasons))}" if gate.reasons else verdict
 
 
+def feedback_line(run: Round) -> str | None:
+    """``40 read, 12 used from 3 callers; skipped: no_signal 20, over_caller_cap 8``."""
+    f = (run.metrics or {}).get("feedback")
+    if not isinstance(f, dict):
+        return None
+    skipped = ", ".join(f"{reason} {n}" for reason, n in (f.get("skipped") or {}).items())
+    used = f"{f.get('read')} read, {f.get('used')} used from {f.get('callers')} caller(s)"
+    return f"{used}; skipped: {skipped}" if skipped else used
+
+
 def disk_cell(v: Version) -> str | None:
     """``517 MB`` for stored weights, ``seed log 2.1 kB`` once the snapshot was dropped."""
     disk = v.disk or {}
@@ -190,6 +200,23 @@ def suite_interval_rows(gate: GateDecision | None) -> tuple[str, list[list[str]]
     return label, rows
 
 
+def target_line(gate: GateDecision | None) -> str | None:
+    """The held-out target check's paired interval (candidate - incumbent, nats/token), if it has one."""
+    check = next((c for c in gate_checks(gate) if c["name"] == "target_gain"), None)
+    ci = _interval(check)
+    if check is None or ci is None:
+        return None
+    n = _number((check.get("interval") or {}).get("n"))
+    limit = _number(check.get("limit"))
+    over = f" over {n:.0f} items" if n is not None else ""
+    bound = f", lower bound > min_gain {limit:+.4f}" if limit is not None else ""
+    verdict = "passed" if check.get("passed") is True else "failed"
+    return (
+        f"held-out target  {ci[0]:+.4f} nats/token [{ci[3] or ''} CI {ci[1]:+.4f}, {ci[2]:+.4f}]"
+        f"{over}{bound} ({verdict})"
+    ).replace("[ CI", "[CI")
+
+
 def kl_line(gate: GateDecision | None) -> str | None:
     """KL(candidate || base) as the gate's ``kl`` check saw it: reported only, or a veto."""
     check = next((c for c in gate_checks(gate) if c["name"] == "kl"), None)
@@ -204,9 +231,11 @@ def kl_line(gate: GateDecision | None) -> str | None:
 
 
 def gate_intervals(gate: GateDecision | None) -> str:
-    """The per-suite interval table and the KL line, each after a blank line; '' if neither."""
+    """The held-out target's interval, the per-suite interval table and the KL line, each after a
+    blank line; '' if none."""
     label, rows = suite_interval_rows(gate)
-    text = ""
+    target = target_line(gate)
+    text = "\n\n" + target if target else ""
     if rows:
         headers = [
             "SUITE",
@@ -240,7 +269,10 @@ def rounds_table(rounds: Sequence[Round]) -> str:
             r.candidate_version,
             r.seconds,
             r.created_at,
-            r.error or gate_summary(r.gate),
+            r.error
+            or (
+                f"no usable feedback: {feedback_line(r)}" if r.decision == "skipped" else gate_summary(r.gate)
+            ),
         ]
         for r in rounds
     ]
@@ -281,6 +313,7 @@ def run_detail(run: Round) -> str:
             ("candidate", run.candidate_version),
             ("overrides", run.overrides),
             ("feedback", run.feedback),
+            ("items", feedback_line(run)),
             ("created", run.created_at),
             ("started", run.started_at),
             ("finished", run.finished_at),

@@ -13,7 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class Thresholds(BaseModel):
-    """The gate's rules (scores are fractions in [0, 1]; KL in nats per token).
+    """The gate's rules (suite scores are fractions in [0, 1]; the held-out target and KL in nats
+    per token).
 
     Defaults and the measurements behind them are in ``docs/gate.md`` (``bench/gate_power.py``:
     the share of noise-only candidates rejected and of really forgetting ones caught).
@@ -24,7 +25,19 @@ class Thresholds(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    min_gain: float = Field(0.01, description="Held-out target gain over the incumbent needed to promote.")
+    min_gain: float = Field(
+        0.0,
+        description="The held-out target check: the lower bound of the paired confidence interval of "
+        "candidate - incumbent over the held-out pool (reward-weighted mean per-token log-likelihood of "
+        "the reference, correction or rated reply, nats/token) must be strictly above this to promote.",
+    )
+    min_target_items: int = Field(
+        16,
+        ge=0,
+        description="Fewest held-out items the target check decides on: a smaller pool rejects the "
+        "candidate and says so (more feedback grows the pool); 0: an empty pool leaves the decision "
+        "to the suites.",
+    )
     margin: float = Field(
         0.03,
         description="Non-inferiority margin per suite against the incumbent: the lower confidence "

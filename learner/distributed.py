@@ -520,10 +520,23 @@ class RayLearnerEngine:
     # --- the population ------------------------------------------------------------------------
 
     async def prepare(
-        self, items: ItemSet, *, minibatch: int, max_tokens: int, seed: int = 0, concurrency: int = 32
+        self,
+        items: ItemSet,
+        *,
+        minibatch: int,
+        max_tokens: int,
+        seed: int = 0,
+        concurrency: int = 32,
+        weights: dict[str, float] | None = None,
     ) -> None:
         """Every actor prepares the round's fitness (``LocalLearnerEngine.prepare``)."""
-        options = {"minibatch": minibatch, "max_tokens": max_tokens, "seed": seed, "concurrency": concurrency}
+        options = {
+            "minibatch": minibatch,
+            "max_tokens": max_tokens,
+            "seed": seed,
+            "concurrency": concurrency,
+            "weights": weights,
+        }
         await self._on_all(lambda s: s.handle.prepare.remote(items, options))
 
     async def evaluate_population(

@@ -87,9 +87,17 @@ class ESEngine(Protocol):
     async def drift(self) -> dict: ...
 
     async def prepare(
-        self, items: ItemSet, *, minibatch: int, max_tokens: int, seed: int = 0, concurrency: int = 32
+        self,
+        items: ItemSet,
+        *,
+        minibatch: int,
+        max_tokens: int,
+        seed: int = 0,
+        concurrency: int = 32,
+        weights: dict[str, float] | None = None,
     ) -> None:
-        """Build the round's fitness over ``items`` (rated items: their likelihood under theta0)."""
+        """Build the round's fitness over ``items`` (rated items: their likelihood under theta0);
+        ``weights``: ``ESConfig.fitness_weights`` (components of weight 0 are not computed)."""
         ...
 
     async def evaluate_population(
@@ -128,10 +136,23 @@ class LocalLearnerEngine(LearnerEngine):
         return True
 
     async def prepare(
-        self, items: ItemSet, *, minibatch: int, max_tokens: int, seed: int = 0, concurrency: int = 32
+        self,
+        items: ItemSet,
+        *,
+        minibatch: int,
+        max_tokens: int,
+        seed: int = 0,
+        concurrency: int = 32,
+        weights: dict[str, float] | None = None,
     ) -> None:
         self.evaluator = FitnessEvaluator(
-            self, items, minibatch=minibatch, max_tokens=max_tokens, seed=seed, concurrency=concurrency
+            self,
+            items,
+            minibatch=minibatch,
+            max_tokens=max_tokens,
+            seed=seed,
+            concurrency=concurrency,
+            weights=weights,
         )
         await self.evaluator.prepare(self.load_base, self.load_master)
 

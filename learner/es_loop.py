@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from learner.engines import BeforeMember, ESEngine
-from learner.fitness import MemberFitness, ServingEngine, combine, score_verifiable
+from learner.fitness import COMPONENTS, MemberFitness, ServingEngine, combine, score_verifiable
 from learner.items import ItemSet, VerifiableItem
 from weights.config import ESConfig
 from weights.es import iteration_seeds, pair_coefficients
@@ -68,13 +68,13 @@ class ESResult:
 
 def _raw_fitness(member: MemberFitness) -> float:
     # For reporting only: the mean of the present raw components (the update uses z-scores).
-    values = [v for v in (member.verifiable, member.likelihood) if v is not None]
+    values = [v for name in COMPONENTS if (v := getattr(member, name)) is not None]
     return sum(values) / len(values) if values else 0.0
 
 
 def _component_means(members: list[MemberFitness]) -> dict[str, float | None]:
     out: dict[str, float | None] = {}
-    for name in ("verifiable", "likelihood"):
+    for name in COMPONENTS:
         values = [getattr(m, name) for m in members]
         out[name] = statistics.fmean(values) if all(v is not None for v in values) else None
     return out
@@ -123,6 +123,7 @@ async def run_es(
         max_tokens=config.max_tokens,
         seed=config.seed,
         concurrency=config.concurrency,
+        weights=config.fitness_weights,
     )
     result = ESResult()
     if heldout and eval_every:

@@ -9,11 +9,14 @@ One feedback row can yield several items:
 * a reward or a label on the served reply -> a **rated** item on that reply (up = +1,
   down = -1, or the scalar reward).
 
-The prompt is the interaction's messages (text turns only; an interaction with images or tool
-turns is skipped and counted). A chat that offered ``tools`` keeps them: its reference item
-asks the member with the same tools and scores the member's tool calls (``json`` verifier
-against a reference call). Ratings of a reply that was a tool call have no text to score and
-are skipped (``tool_call_reply``). A text completion (a raw prompt, no chat) is skipped
+The prompt is the interaction's messages: text turns, and in agent runs the assistant's tool
+calls and the tools' results (:mod:`learner.tool_items`); an interaction with images is skipped
+and counted. A chat that offered ``tools`` keeps them: its reference item asks the member with
+the same tools and scores the member's tool calls (``json`` verifier against a reference call,
+given as ``{"name", "arguments"}`` or as an assistant message with ``tool_calls``); its rated
+items render them into the prompt as served. A rating of a reply that was a tool call, and a
+correction that is an assistant message with ``tool_calls``, weigh those calls.
+A text completion (a raw prompt, no chat) is skipped
 (``raw_prompt``): members are asked through the chat template. The split is by completion id (a stable hash), so items from
 one interaction never straddle train and held-out.
 
@@ -31,8 +34,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from evals.verifiers import VerifierError, parse_verifier
+from evals.verifiers import VerifierError, parse_verifier, tool_call_text
 from learner.items import ItemSet, RatedItem, VerifiableItem
+from learner.tool_items import call_reference, conversation, message_calls, reply_calls
 
 ROLES = ("system", "user", "assistant")
 SKIP_REASONS = {
@@ -97,7 +101,7 @@ def items_of(fb: Any, interaction: Any, response: str | None, skipped: dict[str,
     if getattr(interaction, "kind", "chat") == "completion":
         skipped["raw_prompt"] = skipped.get("raw_prompt", 0) + 1
         return []
-    messages = text_messages(interaction.messages)
+    messages = text_messages(interaction.messages) or conversation(interaction.messages)
     if messages is None:
         skipped["no_text_prompt"] = skipped.get("no_text_prompt", 0) + 1
         return []
@@ -106,12 +110,13 @@ def items_of(fb: Any, interaction: Any, response: str | None, skipped: dict[str,
     out: list[VerifiableItem | RatedItem] = []
     if fb.reference is not None or fb.verifier:
         try:
-            verifier = parse_verifier(fb.verifier or "exact", fb.reference)
+            reference, spec = call_reference(fb.reference, fb.verifier)  # a reference tool call
+            verifier = parse_verifier(spec or "exact", reference)
             out.append(
                 VerifiableItem(
                     f"{fb.id}:ref",
                     messages,
-                    fb.reference or "",
+                    reference or "",
                     verifier,
                     tools=tools,
                     tool_choice=params.get("tool_choice") if tools else None,
@@ -120,15 +125,28 @@ def items_of(fb: Any, interaction: Any, response: str | None, skipped: dict[str,
         except VerifierError:
             skipped["bad_verifier"] = skipped.get("bad_verifier", 0) + 1
     if fb.correction:
-        out.append(RatedItem(f"{fb.id}:fix", messages, fb.correction, 1.0))
+        out.append(rated(f"{fb.id}:fix", messages, fb.correction, 1.0, tools, message_calls(fb.correction)))
     reward = fb.reward if fb.reward is not None else {"up": 1.0, "down": -1.0}.get(fb.label or "")
-    if reward is not None and reward != 0 and not response and _tool_call_reply(interaction, fb):
+    calls = reply_calls(interaction, getattr(fb, "choice_index", 0)) if not response else None
+    if reward is not None and reward != 0 and calls:  # a rated tool-call reply: weigh its calls
+        out.append(rated(f"{fb.id}:rated", messages, "", float(reward), tools, calls))
+    elif reward is not None and reward != 0 and not response and _tool_call_reply(interaction, fb):
         skipped["tool_call_reply"] = skipped.get("tool_call_reply", 0) + 1
     elif reward is not None and reward != 0 and not response:
         skipped["no_reply"] = skipped.get("no_reply", 0) + 1
     elif reward is not None and reward != 0:
-        out.append(RatedItem(f"{fb.id}:rated", messages, response, float(reward)))
+        out.append(RatedItem(f"{fb.id}:rated", messages, response, float(reward), tools=tools))
     return out
+
+
+def rated(item_id: str, messages, text: str, reward: float, tools, calls) -> RatedItem:
+    """A rated reply in a chat that offered ``tools``: ``calls`` (the reply is those tool calls,
+    written as ``tool_call_text`` for reading) or else ``text``."""
+    if calls:
+        return RatedItem(
+            item_id, messages, tool_call_text(calls), reward, tools=tools, tool_calls=tuple(calls)
+        )
+    return RatedItem(item_id, messages, text, reward, tools=tools)
 
 
 def _tool_call_reply(interaction: Any, fb: Any) -> bool:
@@ -149,9 +167,9 @@ def build_round_items(
         max_per_caller: most usable rows per caller (the newest); None for no cap.
 
     Returns:
-        The items, and per reason what was skipped (``RoundItems.summary``). Guarantees, when
-        possible, at least one training item and at least one held-out item of the kind that
-        decides the target (verifiable if any, else rated).
+        The items, and per reason what was skipped (``RoundItems.summary``). The split is
+        :func:`heldout_bucket` alone, never rebalanced: an item held out once stays held out in
+        every later round's pool (:func:`heldout_pool`), so none is ever trained on.
     """
     result = RoundItems()
     usable: list[tuple[Any, list]] = []
@@ -169,7 +187,6 @@ def build_round_items(
         by_completion.setdefault(row.feedback.completion_id, []).extend(found)
     groups = [(cid, items) for cid, items in by_completion.items() if items]
     held = {cid for cid, _ in groups if heldout_bucket(cid, heldout_fraction)}
-    _rebalance(groups, held)
     for cid, items in groups:
         side = result.heldout if cid in held else result.train
         for item in items:
@@ -198,14 +215,47 @@ def capped(usable: list[tuple[Any, list]], cap: int | None, result: RoundItems) 
     return [pair for k, pair in enumerate(usable) if k in keep]
 
 
-def _rebalance(groups: list[tuple[str, list]], held: set[str]) -> None:
-    """Move one interaction across when a side would be empty of the deciding kind."""
-    if len(groups) < 2:
-        held.clear()
-        return
-    has_verifiable = [cid for cid, items in groups if any(isinstance(i, VerifiableItem) for i in items)]
-    deciding = has_verifiable if len(has_verifiable) >= 2 else [cid for cid, _ in groups]
-    if not any(cid in held for cid in deciding):
-        held.add(sorted(deciding)[0])
-    if all(cid in held for cid, _ in groups):
-        held.discard(sorted(held)[0])
+def heldout_pool(
+    rows: Iterable[Any], *, max_per_task: int, max_per_caller: int | None = None
+) -> tuple[ItemSet, dict[str, Any]]:
+    """The held-out pool that the gate's target check scores, from held-out rows, newest first.
+
+    ``rows``: ``store.queries.FeedbackItem`` rows whose completion :func:`heldout_bucket` holds
+    out, newest first (``store.queries.feedback_newest_first``), from every round so far. Only
+    items with a reply to score by likelihood are kept (a reference that is not a tool call, a
+    correction, a rated reply); at most ``max_per_task`` per task (feedback without a task is
+    one task), the newest, and at most ``max_per_caller`` rows per caller.
+
+    Returns:
+        The items and a summary: items per task, and what was left out (``unscorable``, ``over_cap``).
+
+    >>> from types import SimpleNamespace as NS
+    >>> fb = lambda i, task: NS(id=f"f{i}", seq=10 - i, caller="c", task=task, reward=1.0, label=None,
+    ...     correction=None, reference=None, verifier=None, choice_index=0, completion_id=f"c{i}")
+    >>> chat = NS(kind="chat", messages=[{"role": "user", "content": "hi"}], params={}, choices=[])
+    >>> rows = [NS(seq=10 - i, feedback=fb(i, t), interaction=chat, response="yo") for i, t in enumerate("aab")]
+    >>> pool, summary = heldout_pool(rows, max_per_task=1)
+    >>> [i.id for i in pool.rated], summary
+    (['f0:rated', 'f2:rated'], {'items': 2, 'tasks': {'a': 1, 'b': 1}, 'left_out': {'over_cap': 1}})
+    """
+    scratch = RoundItems()
+    usable = []
+    for row in rows:
+        found = items_of(row.feedback, row.interaction, row.response, scratch.skipped)
+        scorable = [i for i in found if isinstance(i, RatedItem) or (i.reference and not i.tools)]
+        scratch.skip("unscorable", len(found) - len(scorable))
+        if scorable:
+            usable.append((row, scorable))
+    pool, tasks = ItemSet(), {}
+    for row, found in capped(usable, max_per_caller, scratch):
+        task = row.feedback.task or ""
+        for item in found:
+            if tasks.get(task, 0) >= max_per_task:
+                scratch.skip("over_cap")
+                continue
+            tasks[task] = tasks.get(task, 0) + 1
+            (pool.verifiable if isinstance(item, VerifiableItem) else pool.rated).append(item)
+    left_out = {
+        k: v for k, v in scratch.skipped.items() if k in ("unscorable", "over_cap", "over_caller_cap")
+    }
+    return pool, {"items": len(pool), "tasks": tasks, "left_out": left_out}

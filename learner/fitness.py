@@ -6,8 +6,14 @@
   reply under the member minus the same under theta0, times the item's reward (up-rated
   replies become likelier, down-rated ones less likely). It reads ``prompt_logprobs`` of one
   ``/v1/completions`` call per item: a forward pass, no generation.
+* **reference**: for verifiable items with a reference reply (not a tool call), the mean
+  per-token log-probability of the reference as the member's reply, from one ``prompt_logprobs``
+  pass over prompt + reference (``max_tokens=1``): the MeZO objective, continuous where the
+  verifier is 0/1, and no decoding. Corrections are rated items already (the likelihood
+  component, reward +1: the same quantity up to a per-item constant that z-scoring removes).
 * **combined**: each component is z-scored across the population, then weighted
-  (``ESConfig.fitness_weights``). The raw scales differ by orders of magnitude (a verifier
+  (``ESConfig.fitness_weights``); a component of weight 0 is not computed at all (with
+  ``verifiable`` at 0 a member decodes nothing). The raw scales differ by orders of magnitude (a verifier
   moves in steps of 1/batch, a log-likelihood by ~1e-3 per member), so a plain sum would let
   one component drown the other.
 
@@ -28,10 +34,11 @@ from evals.scoring import ReplyTokens, reply_logprobs, reply_tokens
 from evals.verifiers import VerifierError, tool_call_text
 from evals.verifiers import score as verify
 from learner.items import ItemSet, RatedItem, VerifiableItem
+from weights.config import FITNESS_COMPONENTS as COMPONENTS
+from weights.config import ESConfig
 from weights.es import zscore
 
 log = logging.getLogger(__name__)
-COMPONENTS = ("verifiable", "likelihood")
 
 
 class ServingEngine(Protocol):
@@ -57,6 +64,7 @@ class MemberFitness:
     likelihood: float | None
     failed: int
     items: int
+    reference: float | None = None
 
 
 def greedy_body(model: str, item: VerifiableItem, max_tokens: int) -> dict[str, Any]:
@@ -106,6 +114,28 @@ async def score_verifiable(
     return [r or 0.0 for r in results], sum(r is None for r in results)
 
 
+def reference_text(item: VerifiableItem | RatedItem) -> str | None:
+    """The reply whose likelihood scores an item: a rated item's reply (or correction), a
+    verifiable item's reference; None for a tool-call item or one with a verifier alone."""
+    if isinstance(item, RatedItem):
+        return item.completion
+    return item.reference if item.reference and not item.tools else None
+
+
+async def mean_logprob(engine: ServingEngine, item: VerifiableItem | RatedItem) -> float:
+    """Mean per-token log-probability (nats) of the item's :func:`reference_text` as the assistant's
+    reply to its messages, end of turn included: one prompt-logprob pass, no decoding.
+
+    Raises whatever tokenizing or the engine raises, and ValueError for an item without one.
+    """
+    text = reference_text(item)
+    if text is None:
+        raise ValueError(f"item {item.id} has no reference reply")
+    tokens = await reply_tokens(engine.client, engine.served_name, item.messages, text)
+    lps = await reply_logprobs(engine.client, engine.served_name, tokens)
+    return sum(lps) / len(lps)
+
+
 class FitnessEvaluator:
     """Scores the engine's current weights on minibatches drawn from a fixed item set."""
 
@@ -118,7 +148,9 @@ class FitnessEvaluator:
         max_tokens: int,
         seed: int = 0,
         concurrency: int = 32,
+        weights: dict[str, float] | None = None,
     ):
+        """``weights``: ``ESConfig.fitness_weights``; components of weight 0 are skipped (None: its default)."""
         self.engine = engine
         self.items = items
         self.minibatch = minibatch
@@ -127,6 +159,12 @@ class FitnessEvaluator:
         self.concurrency = concurrency
         self._tokens: dict[str, ReplyTokens | None] = {}
         self._baseline: dict[str, float | None] = {}
+        self.weights = (
+            weights if weights is not None else ESConfig.model_fields["fitness_weights"].default_factory()
+        )
+
+    def _on(self, component: str) -> bool:
+        return self.weights.get(component, 0.0) > 0
 
     async def prepare(self, load_base, load_master) -> None:
         """Tokenize rated items once and measure their log-likelihood under theta0.
@@ -135,7 +173,7 @@ class FitnessEvaluator:
             load_base: coroutine function serving theta0 (``LearnerEngine.load_base``).
             load_master: coroutine function serving theta again afterwards.
         """
-        if not self.items.rated:
+        if not self.items.rated or not self._on("likelihood"):
             return
         for item in self.items.rated:
             self._tokens[item.id] = await self._tokenize(item)
@@ -149,7 +187,12 @@ class FitnessEvaluator:
     async def _tokenize(self, item: RatedItem) -> ReplyTokens | None:
         try:
             return await reply_tokens(
-                self.engine.client, self.engine.served_name, item.messages, item.completion
+                self.engine.client,
+                self.engine.served_name,
+                item.messages,
+                item.completion,
+                tools=item.tools,  # rendered as served; a tool-call reply is weighed as its calls
+                tool_calls=item.tool_calls,
             )
         except Exception as exc:  # noqa: BLE001
             log.warning("item %s cannot be tokenized: %s", item.id, exc)
@@ -173,6 +216,20 @@ class FitnessEvaluator:
 
         return list(await asyncio.gather(*(one(item) for item in items)))
 
+    async def _reference_logliks(self, items: list[VerifiableItem]) -> list[float | None]:
+        """:func:`mean_logprob` of each item that has a reference reply (None: none, or failed)."""
+        sem = asyncio.Semaphore(self.concurrency)
+
+        async def one(item: VerifiableItem) -> float | None:
+            async with sem:
+                try:
+                    return await mean_logprob(self.engine, item)
+                except Exception as exc:  # noqa: BLE001 - scores 0 and is counted, never crashes
+                    log.warning("item %s: reference log-likelihood failed: %s", item.id, exc)
+                    return None
+
+        return list(await asyncio.gather(*(one(i) for i in items)))
+
     def batch(self, iteration: int) -> Batch:
         """The iteration's minibatch: a seeded sample (all items if there are fewer)."""
         pool: list[VerifiableItem | RatedItem] = [*self.items.verifiable, *self.items.rated]
@@ -185,14 +242,18 @@ class FitnessEvaluator:
 
     async def evaluate(self, batch: Batch) -> MemberFitness:
         """Score whatever the engine serves now on ``batch``."""
-        (scores, failed), liks = await asyncio.gather(
-            score_verifiable(
-                self.engine, batch.verifiable, max_tokens=self.max_tokens, concurrency=self.concurrency
-            ),
-            self._loglik(batch.rated),
+        greedy = batch.verifiable if self._on("verifiable") else []
+        rated = batch.rated if self._on("likelihood") else []
+        refs = [i for i in batch.verifiable if reference_text(i) is not None] if self._on("reference") else []
+        (scores, failed), liks, ref_liks = await asyncio.gather(
+            score_verifiable(self.engine, greedy, max_tokens=self.max_tokens, concurrency=self.concurrency),
+            self._loglik(rated),
+            self._reference_logliks(refs),
         )
+        failed += sum(v is None for v in ref_liks)
+        ref_values = [v if v is not None else 0.0 for v in ref_liks]
         rel = []
-        for item, value in zip(batch.rated, liks, strict=True):
+        for item, value in zip(rated, liks, strict=True):
             base = self._baseline.get(item.id)
             ok = value is not None and base is not None
             failed += not ok
@@ -202,6 +263,7 @@ class FitnessEvaluator:
             likelihood=sum(rel) / len(rel) if rel else None,
             failed=failed,
             items=len(batch.verifiable) + len(batch.rated),
+            reference=sum(ref_values) / len(ref_values) if ref_values else None,
         )
 
 

@@ -2,7 +2,11 @@
 
 A candidate is promoted only if every check passes:
 
-* ``target_gain``: held-out target score of the candidate minus the incumbent's >= ``min_gain``;
+* ``target_gain``: a paired superiority test on the held-out pool (every held-out feedback item
+  so far, scored for both models): the lower bound of the ``confidence`` interval of
+  mean(candidate - incumbent) > ``min_gain``, over at least ``min_target_items`` items (an item's
+  score is its reward-weighted mean per-token log-likelihood of the reference, the correction
+  or the rated reply, in nats/token: ``learner.heldout``);
 * for every suite scored for any of the three models, a paired non-inferiority test on the
   suite's items (the same items, scored for both models):
   ``suite:<name>:incumbent``: the lower bound of the ``confidence`` interval of
@@ -25,7 +29,9 @@ between the two versions compared. Comparisons allow ``EPS`` so that a value exa
 threshold passes despite float rounding (0.57 - 0.56 is 0.009999999999999898).
 
 >>> same = {"qa": {"a": 1.0, "b": 0.0}}
->>> decide(Scores(0.6, same, 0.01), Scores(0.5, same), Scores(None, same, 0.0), Thresholds()).promote
+>>> pool = {f"t{i}": -1.0 for i in range(16)}
+>>> better = {k: v + 0.1 for k, v in pool.items()}
+>>> decide(Scores(better, same, 0.01), Scores(pool, same), Scores(None, same, 0.0), Thresholds()).promote
 True
 """
 
@@ -49,12 +55,12 @@ BOOTSTRAP_RESAMPLES = 4000
 class Scores:
     """What the gate knows about one model version.
 
-    ``target``: held-out target score in [0, 1] (None if unmeasured); ``suites``: suite name ->
-    item id -> item score in [0, 1]; ``kl``: mean per-token KL(this version || base) (0 for the
-    base itself).
+    ``target``: held-out item id -> item score (reward-weighted mean per-token log-likelihood,
+    nats/token; None if unmeasured); ``suites``: suite name -> item id -> item score in [0, 1];
+    ``kl``: mean per-token KL(this version || base) (0 for the base itself).
     """
 
-    target: float | None
+    target: Mapping[str, float] | None
     suites: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
     kl: float | None = None
 
@@ -190,27 +196,48 @@ def _suite_check(
     )
 
 
+def _nats(x: float) -> str:
+    return f"{x:+.4f}"
+
+
 def _target_check(candidate: Scores, incumbent: Scores, t: Thresholds) -> Check:
-    name = "target_gain"
-    if not (_finite(candidate.target) and _finite(incumbent.target)):
+    """Lower bound of the paired interval of candidate - incumbent on the held-out pool > min_gain.
+
+    Fails closed: no item scores, fewer than ``min_target_items`` items, items that differ.
+    """
+    name, label = "target_gain", "held-out target"
+    if not candidate.target and not incumbent.target and t.min_target_items == 0:
+        return Check(
+            name, True, None, t.min_gain, f"{label}: no held-out items (min_target_items 0: not checked)"
+        )
+    if not candidate.target or not incumbent.target:
+        whose = "candidate" if not candidate.target else "incumbent"
+        return Check(
+            name, False, None, t.min_gain, f"{label}: no {whose} item scores (an empty held-out pool)"
+        )
+    n = len(candidate.target)
+    if n < t.min_target_items:
         return Check(
             name,
             False,
             None,
             t.min_gain,
-            f"held-out target gain: unknown (candidate {_fmt(candidate.target)}, "
-            f"incumbent {_fmt(incumbent.target)})",
+            f"{label}: {n} held-out items, fewer than min_target_items {t.min_target_items}: too few "
+            "to decide (more feedback grows the pool)",
         )
-    gain = candidate.target - incumbent.target
-    ok = gain >= t.min_gain - EPS
+    try:
+        ci = paired_interval(candidate.target, incumbent.target, t.confidence, key="target")
+    except ValueError as exc:
+        return Check(name, False, None, t.min_gain, f"{label}: cannot compare ({exc})")
+    ok = ci.low > t.min_gain + EPS
     return Check(
         name,
         ok,
-        gain,
+        ci.low,
         t.min_gain,
-        f"held-out target gain {gain:+.4f} "
-        f"({incumbent.target:.4f} -> {candidate.target:.4f}) "
-        f"{'>=' if ok else '<'} min_gain {t.min_gain:.4f}",
+        f"{label}: {_nats(ci.mean)} nats/token [{_percent(t.confidence)} CI {_nats(ci.low)}, "
+        f"{_nats(ci.high)}] over {ci.n} items; lower bound {'>' if ok else '<='} min_gain {_nats(t.min_gain)}",
+        ci,
     )
 
 
@@ -303,8 +330,10 @@ def interim(
       candidate lost more than the margin there, and more items would only narrow the interval.
 
     A check that fails short of that (a lower bound under the margin, the upper one above it)
-    leaves the question to the next look, as do the target and KL checks, which more suite items
-    cannot change but which the final look reports with everything else.
+    leaves the question to the next look, as does the KL check, which more suite items cannot
+    change but which the final look reports with everything else. The target check's interval
+    (the held-out pool, scored once, at ``confidence`` at every look) rejects here too when even
+    its upper bound is under ``min_gain``.
     """
     decision = decide(candidate, incumbent, base, thresholds, looks=looks)
     if decision.promote:
@@ -324,18 +353,21 @@ def at_look(
 
 
 def reject_without_suites(
-    candidate_target: float | None, incumbent_target: float | None, thresholds: Thresholds
+    candidate_target: Mapping[str, float] | None,
+    incumbent_target: Mapping[str, float] | None,
+    thresholds: Thresholds,
 ) -> Decision | None:
     """The verdict when the held-out target check alone decides it, else None.
 
-    A candidate that does not gain on its round's held-out feedback is rejected whatever its
-    suites say, so scoring ~1,000 suite items and the KL for it buys nothing but minutes of a
+    The same rule as ``decide``'s target check (the paired interval on the held-out pool). A
+    candidate that does not clear it is rejected whatever its suites say, so scoring ~1,000 suite items and the KL for it buys nothing but minutes of a
     round: the round skips them (``gate_early_reject``) and records this decision, whose
     ``suites`` check says why no suite was scored. None when the target check passes.
 
-    >>> reject_without_suites(0.5, 0.5, Thresholds()).reasons[0]
-    'held-out target gain +0.0000 (0.5000 -> 0.5000) < min_gain 0.0100'
-    >>> reject_without_suites(0.6, 0.5, Thresholds()) is None
+    >>> pool = {f"t{i}": -1.0 for i in range(16)}
+    >>> reject_without_suites(pool, pool, Thresholds()).reasons[0]
+    'held-out target: +0.0000 nats/token [95% CI +0.0000, +0.0000] over 16 items; lower bound <= min_gain +0.0000'
+    >>> reject_without_suites({k: v + 0.1 for k, v in pool.items()}, pool, Thresholds()) is None
     True
     """
     target = _target_check(Scores(candidate_target), Scores(incumbent_target), thresholds)

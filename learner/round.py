@@ -1,8 +1,9 @@
 """One learner round, top to bottom.
 
     feedback since the last round -> split train / held-out -> fitness items
+    -> the held-out pool (all held-out feedback so far), scored for the incumbent
     -> ES + AWD for K iterations from the serving version, anchored to the base
-    -> candidate snapshot + registry row -> gate (held-out target, prior suites, KL to base)
+    -> candidate snapshot + registry row -> gate (held-out pool, prior suites, KL to base)
     -> promote (hot swap in the serving engine, verified there) or reject, with reasons
 
 Every step is recorded: the run row (status, phase, timings, metrics, decision), one row per
@@ -24,9 +25,8 @@ from typing import Any
 
 from evals.suites import Probe, Suite, split_looks, trim
 from learner.engines import ESEngine
-from learner.es_loop import IterationRecord, run_es, target_score
-from learner.feedback_items import RoundItems, build_round_items
-from learner.fitness import Batch, FitnessEvaluator
+from learner.es_loop import IterationRecord, run_es
+from learner.feedback_items import build_round_items
 from learner.gate import (
     Decision,
     Scores,
@@ -37,7 +37,7 @@ from learner.gate import (
     reject_without_suites,
 )
 from learner.gate_eval import cached_suite_scores, kl_to_base, load_dir
-from learner.items import ItemSet
+from learner.heldout import paired, read_pool, score_pool
 from learner.settings import LearnerSettings
 from store.db import Database
 from store.queries import feedback_since
@@ -132,8 +132,10 @@ async def run_round(ctx: RoundContext, round_id: int, overrides: dict[str, Any])
     await phase("es", items=items.summary(), config=config.to_dict())
 
     # ---- 3. ES + AWD from the serving version, anchored to the base ---------------------------
+    pool, pool_summary = await read_pool(db, s, upto_seq=page.next_after_id)
+    log.info("round %d: held-out pool %s", round_id, pool_summary)
     await engine.init_state(Path(incumbent.snapshot_path), ctx.base_dir, config.noise)
-    incumbent_target, rated_only = await heldout_target(engine, items, config)
+    incumbent_scores = await score_pool(engine, pool, config)
     result = await run_es(
         engine,
         items.train,
@@ -141,7 +143,14 @@ async def run_round(ctx: RoundContext, round_id: int, overrides: dict[str, Any])
         on_iteration=iteration_recorder(db, round_id),
         before_member=ctx.before_member,
     )
-    candidate_target, _ = await heldout_target(engine, items, config)
+    candidate_scores = await score_pool(engine, pool, config)
+    candidate_target, incumbent_target = paired(candidate_scores, incumbent_scores)
+    target = {
+        "unit": "nats/token",
+        "pool": pool_summary,
+        "candidate": candidate_scores.to_json(),
+        "incumbent": incumbent_scores.to_json(),
+    }
 
     # ---- 4. candidate snapshot ---------------------------------------------------------------
     await phase("snapshot")
@@ -154,8 +163,9 @@ async def run_round(ctx: RoundContext, round_id: int, overrides: dict[str, Any])
         path, snapshot_meta(round_id, incumbent.id, config, result.records, drift["drift"])
     )
     metrics = {
-        "target": candidate_target,
-        "incumbent_target": incumbent_target,
+        "target": candidate_scores.mean,
+        "incumbent_target": incumbent_scores.mean,
+        "target_accuracy": candidate_scores.accuracy,
         "drift": drift["drift"],
         "unchanged": drift["unchanged"],
     }
@@ -174,7 +184,7 @@ async def run_round(ctx: RoundContext, round_id: int, overrides: dict[str, Any])
 
     # ---- 5. gate: held-out target, prior suites, KL(candidate || base) -----------------------
     await phase("gate", candidate=version_id)
-    thresholds = s.thresholds(overrides.get("gate"), rated_only=rated_only)
+    thresholds = s.thresholds(overrides.get("gate"))
     early = (
         reject_without_suites(candidate_target, incumbent_target, thresholds) if s.gate_early_reject else None
     )
@@ -183,8 +193,8 @@ async def run_round(ctx: RoundContext, round_id: int, overrides: dict[str, Any])
         decision = early
         measured: dict[str, Any] = {
             "scores": {
-                "candidate": {"target": candidate_target},
-                "incumbent": {"id": incumbent.id, "target": incumbent_target},
+                "candidate": {"target": candidate_scores.mean},
+                "incumbent": {"id": incumbent.id, "target": incumbent_scores.mean},
             }
         }
     else:
@@ -194,7 +204,8 @@ async def run_round(ctx: RoundContext, round_id: int, overrides: dict[str, Any])
     gate = {
         **decision.to_json(),
         "thresholds": thresholds.to_json(),
-        "target_kind": "likelihood" if rated_only else "verifier",
+        "target_kind": "likelihood",
+        "target": target,
         **measured,
     }
     async with db.sessions() as session:
@@ -228,8 +239,8 @@ async def suites_gate(
     incumbent: Any,
     version_id: str,
     thresholds: Thresholds,
-    candidate_target: float,
-    incumbent_target: float,
+    candidate_target: dict[str, float],
+    incumbent_target: dict[str, float],
 ) -> tuple[Decision, dict[str, Any]]:
     """The gate's suites and KL, in ``gate_looks`` looks.
 
@@ -282,8 +293,8 @@ async def suites_gate(
     measured = {
         "kl": kl.to_json(),
         "scores": {  # suite means; the per-item scores stay in the suite score cache
-            "candidate": {"target": candidate_target, "suites": mean_scores(cand)},
-            "incumbent": {"id": incumbent.id, "target": incumbent_target, "suites": mean_scores(inc)},
+            "candidate": {"target": _mean(candidate_target), "suites": mean_scores(cand)},
+            "incumbent": {"id": incumbent.id, "target": _mean(incumbent_target), "suites": mean_scores(inc)},
             "base": {"suites": mean_scores(base)},
         },
         "looks": {
@@ -294,6 +305,10 @@ async def suites_gate(
         },
     }
     return decision, measured
+
+
+def _mean(items: dict[str, float]) -> float | None:
+    return sum(items.values()) / len(items) if items else None
 
 
 def _merge(into: dict[str, dict[str, float]], scores: dict[str, dict[str, float]]) -> None:
@@ -331,27 +346,6 @@ async def ensure_disk(db: Database, s: LearnerSettings, need: int) -> None:
             f"disk: snapshots would hold {(stored + need) / 1e9:.2f} GB, over disk_budget_gb "
             f"{s.disk_budget_gb:g} (what is left is protected: base, serving, previous, candidates)"
         )
-
-
-async def heldout_target(engine: ESEngine, items: RoundItems, config: ESConfig) -> tuple[float, bool]:
-    """The held-out target score of what the engine serves, and whether it is likelihood-based.
-
-    Verifiable held-out items: the mean verifier score. Only rated ones: the reward-weighted
-    mean log-likelihood change against theta0 (nats/token) of the held-out replies.
-    """
-    if items.heldout.verifiable:
-        return await target_score(engine, items.heldout.verifiable, config), False
-    if not items.heldout.rated:
-        return 0.0, False
-    evaluator = FitnessEvaluator(
-        engine,
-        ItemSet(rated=list(items.heldout.rated)),
-        minibatch=len(items.heldout.rated),
-        max_tokens=config.max_tokens,
-    )
-    await evaluator.prepare(engine.load_base, engine.load_master)
-    fitness = await evaluator.evaluate(Batch(rated=list(items.heldout.rated)))
-    return fitness.likelihood or 0.0, True
 
 
 def actors_summary(workers: dict[str, dict[str, Any]] | None) -> str:

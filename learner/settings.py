@@ -55,8 +55,25 @@ class LearnerSettings(_RoundKnobs, ChatFormatSettings):
         16, ge=1, description="New feedback items needed before a scheduled round runs."
     )
     learner_max_feedback: int = Field(2000, ge=1, description="Most feedback items one round uses.")
+    learner_max_feedback_per_caller: int = Field(
+        200,
+        ge=1,
+        description="Most usable feedback items one caller (API key) gives a round: its newest; the "
+        "rest is skipped as over_caller_cap, so no key owns a round's train and held-out items.",
+    )
     learner_heldout_fraction: float = Field(
-        0.25, gt=0, lt=1, description="Share of a round's items held out to measure target gain."
+        0.25,
+        gt=0,
+        lt=1,
+        description="Share of completions held out to measure target gain: a stable hash of the "
+        "completion id, so a held-out item is never trained on and every later round scores it.",
+    )
+    learner_heldout_max_items: int = Field(
+        256,
+        ge=1,
+        description="Most items of the held-out pool (all held-out feedback so far) per task, the "
+        "newest; feedback without a task is one task. Each round scores the candidate and the "
+        "incumbent on the pool (one prompt-logprob pass per item, and greedy for verifiable ones).",
     )
     learner_failure_backoff_s: float = Field(
         600.0, ge=0, description="After a failed round, scheduled checks wait this long."
@@ -143,9 +160,6 @@ class LearnerSettings(_RoundKnobs, ChatFormatSettings):
     )
 
     # --- the gate: the gate_* thresholds of _RoundKnobs, and how the gate scores --------------
-    gate_min_likelihood_gain: float = Field(
-        0.0, description="Held-out gain needed when a round has only rated replies (nats/token)."
-    )
     gate_suite_max_items: int = Field(
         200,
         ge=0,
@@ -190,10 +204,8 @@ class LearnerSettings(_RoundKnobs, ChatFormatSettings):
         values.update({k: v for k, v in (overrides or {}).items() if v is not None})
         return ESConfig.preset(self.learner_preset, **values)
 
-    def thresholds(self, overrides: dict[str, Any] | None = None, *, rated_only: bool = False) -> Thresholds:
+    def thresholds(self, overrides: dict[str, Any] | None = None) -> Thresholds:
         """The round's gate rules: these settings, then the admin's overrides."""
         values = {name: getattr(self, f"gate_{name}") for name in Thresholds.model_fields}
-        if rated_only:
-            values["min_gain"] = self.gate_min_likelihood_gain
         values.update({k: v for k, v in (overrides or {}).items() if v is not None})
         return Thresholds(**values)

@@ -11,7 +11,7 @@ that returns each feedback item joined with its interaction (messages, response,
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -233,3 +233,40 @@ async def feedback_since(
         page.items.append(FeedbackItem(fb.seq, fb, interaction))
         page.next_after_id = fb.seq
     return page
+
+
+async def feedback_newest_first(
+    session: AsyncSession,
+    *,
+    upto_seq: int,
+    keep: Callable[[Feedback], bool],
+    limit: int,
+    scan: int,
+    page_size: int = 500,
+) -> list[FeedbackItem]:
+    """Feedback with ``seq <= upto_seq`` that ``keep`` accepts, newest first, with its interaction.
+
+    The learner's held-out pool (``learner.feedback_items.heldout_pool``): ``keep`` is its stable
+    split, a hash of the completion id, which SQL cannot compute. Pages of ``page_size`` are read
+    down from ``upto_seq`` (a cursor already settled by :func:`feedback_since`) until ``limit``
+    rows are kept or ``scan`` rows read. Disabled items and orphans (no interaction) are passed over.
+    """
+    out: list[FeedbackItem] = []
+    below, read = upto_seq + 1, 0
+    while len(out) < limit and read < scan:
+        stmt = (
+            select(Feedback, Interaction)
+            .join(Interaction, Interaction.id == Feedback.completion_id)
+            .where(Feedback.seq < below, Feedback.disabled_at.is_(None))
+            .order_by(Feedback.seq.desc())
+            .limit(min(page_size, scan - read))
+        )
+        rows = (await session.execute(stmt)).all()
+        for fb, interaction in rows:
+            if keep(fb) and len(out) < limit:
+                out.append(FeedbackItem(fb.seq, fb, interaction))
+        read += len(rows)
+        if len(rows) < page_size:
+            break
+        below = rows[-1][0].seq
+    return out

@@ -54,7 +54,9 @@ ROUND_KNOBS: tuple[str, ...] = (
     "minibatch",
     "max_tokens",
 )
-FITNESS_COMPONENTS = ("verifiable", "likelihood")
+# verifiable: greedy answers scored by the verifier; likelihood: rated replies' log-likelihood
+# against theta0, times the reward; reference: the references' log-likelihood (learner.fitness).
+FITNESS_COMPONENTS = ("verifiable", "likelihood", "reference")
 
 
 class ConfigError(ValueError):
@@ -119,7 +121,7 @@ class ESConfig(BaseModel):
     @classmethod
     def _weights(cls, value: dict[str, float]) -> dict[str, float]:
         if not set(value) <= set(FITNESS_COMPONENTS):
-            raise ValueError(f"keys are {' and '.join(map(repr, FITNESS_COMPONENTS))}")
+            raise ValueError(f"keys are {', '.join(map(repr, FITNESS_COMPONENTS))}")
         if any(v < 0 for v in value.values()) or sum(value.values()) <= 0:
             raise ValueError("weights must be >= 0 and not all 0")
         return value

@@ -20,7 +20,9 @@ ADMIN = {"authorization": f"Bearer {ADMIN_KEY}"}
 USER = {"authorization": f"Bearer {API_KEYS[0]}"}
 PROBES = ["What is the capital of France?", "Name a color.", "What is 2 + 2?"]
 SMALL = {"iterations": 2, "population": 4, "sigma": 0.02, "alpha": 0.02, "minibatch": 6, "max_tokens": 8}
-ALWAYS = {"min_gain": -1.0, "margin": 1.0, "max_total_drop": 1.0}
+# min_target_items 0: a first round's few chats may hold out none (the held-out split is a stable
+# hash of the completion id), and an empty pool then leaves the decision to the suites
+ALWAYS = {"min_gain": -1.0, "min_target_items": 0, "margin": 1.0, "max_total_drop": 1.0}
 NEVER = {**ALWAYS, "margin": -1.0}  # every suite would have to gain a full point
 
 
@@ -147,7 +149,9 @@ def test_round_promotes_then_rejects_then_survives_a_crash(restores_base):
 
     # --- no held-out gain: rejected at once, without suites or KL (gate_early_reject) ---------
     give_feedback(server, 6, 150)
-    run = post(server, "/admin/learner/rounds", {**SMALL, "gate": {"min_gain": 1.0}}).json()
+    run = post(
+        server, "/admin/learner/rounds", {**SMALL, "gate": {"min_gain": 1.0, "min_target_items": 1}}
+    ).json()
     done = wait_round(server, run["id"])
     assert done["status"] == "succeeded" and done["decision"] == "rejected", done
     record = done["gate"]["checks"]  # the decision's record: its checks, thresholds, what was measured

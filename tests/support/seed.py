@@ -114,12 +114,17 @@ def iteration_rows(c: Candidate) -> list[dict]:
     return rows
 
 
+def target_items(level: float, n: int = 64) -> dict[str, float]:
+    """A held-out pool whose item scores average ``level`` (a fixed spread over the items)."""
+    return {f"h{i:02d}": level + 0.02 * ((i % 5) - 2) for i in range(n)}
+
+
 def gate_record(c: Candidate) -> dict:
     """The gate record a round stores as the decision's ``checks`` (see learner/round.py)."""
     thresholds = Thresholds()
     decision = decide(
-        Scores(c.target, item_scores(c.suites), c.kl),
-        Scores(c.incumbent_target, item_scores(BASE_SUITES), None),
+        Scores(target_items(c.target), item_scores(c.suites), c.kl),
+        Scores(target_items(c.incumbent_target), item_scores(BASE_SUITES), None),
         Scores(None, item_scores(BASE_SUITES), 0.0),
         thresholds,
     )

@@ -211,9 +211,10 @@ def test_a_record_from_the_real_gate_renders_its_own_intervals():
     items = {f"q{i}": float(i % 3 != 0) for i in range(60)}
     worse = {k: (0.0 if k in ("q1", "q2", "q4") else v) for k, v in items.items()}
     thresholds = Thresholds(confidence=0.9)
+    pool = {f"h{i}": -1.0 - 0.01 * i for i in range(32)}
     decision = decide(
-        Scores(0.6, {"qa": worse}, 0.02),
-        Scores(0.5, {"qa": items}),
+        Scores({k: v + 0.05 + 0.01 * (i % 3) for i, (k, v) in enumerate(pool.items())}, {"qa": worse}, 0.02),
+        Scores(pool, {"qa": items}),
         Scores(None, {"qa": items}, 0.0),
         thresholds,
     )
@@ -223,3 +224,11 @@ def test_a_record_from_the_real_gate_renders_its_own_intervals():
     cell = f"{100 * ci['mean']:+.1f} [{100 * ci['low']:+.1f}, {100 * ci['high']:+.1f}]"
     assert rows[0][1] == "VS BASE (points, 90% CI)"
     assert rows[1] == ["qa", cell, "-5.0", cell, "-3.0", "yes" if decision.promote else "no"]
+    target = next(c for c in gate["checks"] if c["name"] == "target_gain")["interval"]
+    line = next(
+        ln for ln in version_detail(version(gate, promote=decision.promote)).splitlines() if "target" in ln
+    )
+    assert line == (
+        f"held-out target  {target['mean']:+.4f} nats/token [90% CI {target['low']:+.4f}, "
+        f"{target['high']:+.4f}] over 32 items, lower bound > min_gain +0.0000 (passed)"
+    )

@@ -27,8 +27,12 @@ from learner.gate import (
 )
 
 # explicit, so the table does not move when the documented defaults are retuned
-T = Thresholds(min_gain=0.01, margin=0.03, max_total_drop=0.05, confidence=0.95, max_kl=None)
-T_KL = Thresholds(min_gain=0.01, margin=0.03, max_total_drop=0.05, confidence=0.95, max_kl=0.05)
+T = Thresholds(
+    min_gain=0.01, min_target_items=16, margin=0.03, max_total_drop=0.05, confidence=0.95, max_kl=None
+)
+T_KL = Thresholds(
+    min_gain=0.01, min_target_items=16, margin=0.03, max_total_drop=0.05, confidence=0.95, max_kl=0.05
+)
 
 
 def suite(n: int, right: int, prefix: str = "i") -> dict[str, float]:
@@ -47,23 +51,30 @@ def flip(ref: dict[str, float], lose: int = 0, gain: int = 0) -> dict[str, float
     return out
 
 
+def pool(shift: float = 0.0, noise: float = 0.0, n: int = 64) -> dict[str, float]:
+    """The held-out pool's item scores (nats/token): the incumbent's moved by ``shift``, plus
+    ``+-noise`` alternating over the items (the paired differences' spread)."""
+    return {f"h{k:03d}": -1.0 - 0.01 * k + shift + (noise if k % 2 else -noise) for k in range(n)}
+
+
 QA, MATH = suite(400, 300, "qa"), suite(400, 200, "m")
-BASE = Scores(target=0.40, suites={"qa": QA, "math": MATH}, kl=0.0)
-INCUMBENT = Scores(target=0.50, suites={"qa": QA, "math": flip(MATH, gain=8)}, kl=0.01)
+BASE = Scores(target=pool(-0.1), suites={"qa": QA, "math": MATH}, kl=0.0)
+INCUMBENT = Scores(target=pool(), suites={"qa": QA, "math": flip(MATH, gain=8)}, kl=0.01)
 
 
-def cand(target=0.60, qa=None, math_=None, kl=0.01, **extra) -> Scores:
+def cand(target=None, qa=None, math_=None, kl=0.01, **extra) -> Scores:
     suites = {"qa": QA if qa is None else qa, "math": INCUMBENT.suites["math"] if math_ is None else math_}
     suites.update(extra)
+    target = pool(0.1, noise=0.05) if target is None else target or None  # False: unmeasured
     return Scores(target=target, suites={k: v for k, v in suites.items() if v is not False}, kl=kl)
 
 
-DROPPED = Scores(0.50, {"qa": flip(QA, lose=12), "math": MATH})  # an incumbent 3 points below base on qa
+DROPPED = Scores(pool(), {"qa": flip(QA, lose=12), "math": MATH})  # an incumbent 3 points below base on qa
 
 # (row id, candidate, incumbent, base, thresholds, promote, names of the failed checks)
 ROWS = [
     ("identical-answers", cand(), INCUMBENT, BASE, T, True, set()),
-    ("first-round-incumbent-is-base", cand(target=0.45), BASE, BASE, T, True, set()),
+    ("first-round-incumbent-is-base", cand(target=pool(-0.05)), BASE, BASE, T, True, set()),
     # noise: as many answers flip one way as the other (2.5% each way of 400 items)
     ("noise-flips-both-ways", cand(qa=flip(QA, lose=10, gain=10)), INCUMBENT, BASE, T, True, set()),
     ("a-real-gain", cand(qa=flip(QA, gain=30)), INCUMBENT, BASE, T, True, set()),
@@ -92,26 +103,46 @@ ROWS = [
     (
         "small-suite-cannot-clear-the-margin",
         cand(qa=flip(suite(40, 30), lose=2, gain=1)),
-        Scores(0.5, {"qa": suite(40, 30), "math": MATH}),
-        Scores(0.4, {"qa": suite(40, 30), "math": MATH}, 0.0),
+        Scores(pool(), {"qa": suite(40, 30), "math": MATH}),
+        Scores(None, {"qa": suite(40, 30), "math": MATH}, 0.0),
         T,
         False,
         {"suite:qa:incumbent", "suite:qa:base"},
     ),
-    ("gain-too-small", cand(target=0.505), INCUMBENT, BASE, T, False, {"target_gain"}),
-    ("gain-negative", cand(target=0.30), INCUMBENT, BASE, T, False, {"target_gain"}),
+    # the target check is a paired superiority test on the held-out pool (nats/token)
+    ("gain-within-the-noise", cand(target=pool(0.01, noise=0.2)), INCUMBENT, BASE, T, False, {"target_gain"}),
+    ("gain-negative", cand(target=pool(-0.1)), INCUMBENT, BASE, T, False, {"target_gain"}),
     (
-        "gain-zero-passes-min-gain-0",
-        cand(target=0.50),
+        "a-tie-fails-even-min-gain-0",
+        cand(target=pool()),
         INCUMBENT,
         BASE,
-        Thresholds(min_gain=0.0),
+        Thresholds(),
+        False,
+        {"target_gain"},
+    ),
+    (
+        "a-sure-small-gain-passes-min-gain-0",
+        cand(target=pool(0.002)),
+        INCUMBENT,
+        BASE,
+        Thresholds(),
         True,
         set(),
     ),
-    # 0.57 - 0.56 is 0.009999999999999898 in floats: equality must still pass
-    ("gain-equal-min-gain", cand(target=0.57), Scores(0.56, INCUMBENT.suites), BASE, T, True, set()),
-    ("target-missing", cand(target=None), INCUMBENT, BASE, T, False, {"target_gain"}),
+    # superiority is strict: a lower bound exactly at min_gain does not clear it
+    ("gain-exactly-min-gain", cand(target=pool(0.01)), INCUMBENT, BASE, T, False, {"target_gain"}),
+    (
+        "pool-too-small",
+        cand(target=pool(0.5, n=15)),
+        Scores(pool(n=15), INCUMBENT.suites),
+        BASE,
+        T,
+        False,
+        {"target_gain"},
+    ),
+    ("pool-items-differ", cand(target={**pool(0.1), "new": 0.0}), INCUMBENT, BASE, T, False, {"target_gain"}),
+    ("target-missing", cand(target=False), INCUMBENT, BASE, T, False, {"target_gain"}),
     ("incumbent-target-missing", cand(), Scores(None, INCUMBENT.suites), BASE, T, False, {"target_gain"}),
     ("kl-reported-not-a-veto", cand(kl=0.5), INCUMBENT, BASE, T, True, set()),
     ("kl-nan-reported", cand(kl=math.nan), INCUMBENT, BASE, T, True, set()),
@@ -150,15 +181,23 @@ ROWS = [
         "incumbent-missing-new-suite",
         cand(fmt=suite(400, 100, "f")),
         INCUMBENT,
-        Scores(0.4, {**BASE.suites, "fmt": suite(400, 100, "f")}, 0.0),
+        Scores(None, {**BASE.suites, "fmt": suite(400, 100, "f")}, 0.0),
         T,
         False,
         {"suite:fmt:incumbent"},
     ),
-    ("no-suites-at-all", Scores(0.6, {}, 0.0), Scores(0.5, {}), Scores(0.4, {}, 0.0), T, False, {"suites"}),
+    (
+        "no-suites-at-all",
+        cand(qa=False, math_=False),
+        Scores(pool(), {}),
+        Scores(None, {}, 0.0),
+        T,
+        False,
+        {"suites"},
+    ),
     (
         "several-failures",
-        cand(target=0.45, qa=flip(QA, lose=60), kl=0.2),
+        cand(target=pool(-0.05), qa=flip(QA, lose=60), kl=0.2),
         INCUMBENT,
         BASE,
         T_KL,
@@ -263,12 +302,19 @@ def test_decide_is_pure_and_deterministic():
 def test_default_thresholds_are_coherent_and_serialise():
     t = Thresholds()
     assert json.loads(json.dumps(t.to_json())) == t.to_json()
-    assert set(t.to_json()) == {"min_gain", "margin", "max_total_drop", "confidence", "max_kl"}
-    assert t.min_gain > 0  # a tie never pays for the drift
+    assert set(t.to_json()) == {
+        "min_gain",
+        "min_target_items",
+        "margin",
+        "max_total_drop",
+        "confidence",
+        "max_kl",
+    }
+    assert t.min_gain >= 0  # superiority is strict: a tie never pays for the drift
     assert 0 < t.margin <= t.max_total_drop < 1 and 0.5 < t.confidence < 1
     # the base itself, as a candidate against itself with a gain, passes the defaults
-    base = Scores(0.4, {"qa": QA}, 0.0)
-    assert decide(Scores(0.5, {"qa": QA}, 0.03), base, base, t).promote
+    base = Scores(pool(), {"qa": QA}, 0.0)
+    assert decide(Scores(pool(0.1, noise=0.05), {"qa": QA}, 0.03), base, base, t).promote
     with pytest.raises(ValueError, match="confidence"):
         Thresholds(confidence=1.0)
 
@@ -279,16 +325,41 @@ def test_mean_scores():
 
 def test_a_candidate_without_target_gain_is_rejected_before_its_suites_are_scored():
     t = Thresholds()
-    assert reject_without_suites(0.60, 0.50, t) is None  # gains: the suites decide
-    early = reject_without_suites(0.50, 0.50, t)
+    assert reject_without_suites(pool(0.1), pool(), t) is None  # gains: the suites decide
+    early = reject_without_suites(pool(), pool(), t)
     assert early is not None and not early.promote
     assert [c.name for c in early.checks] == ["target_gain", "suites"]
-    assert early.reasons == [early.checks[0].detail] and "< min_gain" in early.reasons[0]
-    assert reject_without_suites(None, 0.5, t).checks[0].detail.startswith("held-out target gain: unknown")
+    assert early.reasons == [early.checks[0].detail] and "<= min_gain" in early.reasons[0]
+    assert early.checks[0].interval is not None and early.checks[0].interval.n == 64
+    missing = reject_without_suites(None, pool(), t).checks[0].detail
+    assert missing == "held-out target: no candidate item scores (an empty held-out pool)"
     # the same verdict the full gate reaches on the same targets, whatever the suites say
     same = {"qa": {"a": 1.0, "b": 0.0}}
-    assert not decide(Scores(0.50, same, 0.0), Scores(0.50, same), Scores(None, same, 0.0), t).promote
+    assert not decide(Scores(pool(), same, 0.0), Scores(pool(), same), Scores(None, same, 0.0), t).promote
     json.dumps(early.to_json())
+
+
+def test_a_pool_too_small_to_decide_says_so():
+    small = reject_without_suites(pool(1.0, n=5), pool(n=5), Thresholds(min_target_items=16))
+    assert small is not None and not small.promote
+    assert small.reasons == [
+        "held-out target: 5 held-out items, fewer than min_target_items 16: too few to decide "
+        "(more feedback grows the pool)"
+    ]
+    assert reject_without_suites(pool(1.0, n=5), pool(n=5), Thresholds(min_target_items=5)) is None
+    # min_target_items 0: an empty pool leaves the decision to the suites; a non-empty one still decides
+    assert reject_without_suites(None, None, Thresholds(min_target_items=0)) is None
+    assert reject_without_suites(pool(n=3), pool(n=3), Thresholds(min_target_items=0)) is not None
+
+
+def test_the_target_check_carries_its_interval_in_nats_per_token():
+    decision = decide(cand(target=pool(0.1, noise=0.05)), INCUMBENT, BASE, T)
+    check = decision.checks[0]
+    ci = check.interval
+    assert check.name == "target_gain" and ci is not None and ci.n == 64
+    assert ci.mean == pytest.approx(0.1) and 0.01 < ci.low < 0.1 < ci.high and check.value == ci.low
+    assert check.limit == 0.01 and "nats/token [95% CI +0.0" in check.detail
+    assert decision.to_json()["checks"][0]["interval"]["n"] == 64
 
 
 # ---- the sequential gate: looks ------------------------------------------------------------
@@ -304,7 +375,9 @@ def test_each_look_spends_an_equal_share_of_the_error():
 
 def test_with_two_looks_every_suite_interval_is_at_the_looks_level():
     got = decide(cand(), INCUMBENT, BASE, T, looks=2)
-    levels = {c.interval.confidence for c in got.checks if c.interval is not None}
+    levels = {c.interval.confidence for c in got.checks if c.interval is not None and c.name != "target_gain"}
+    # the held-out pool is scored once, not looked at twice: its interval stays at the level
+    assert got.checks[0].interval.confidence == 0.95
     assert len(levels) == 1 and levels.pop() == pytest.approx(0.975)
     # the wider intervals can fail a loss that one look at 95% lets through
     edge = cand(qa=flip(QA, lose=8, gain=2))
@@ -353,12 +426,12 @@ def test_two_looks_keep_the_chance_of_promoting_a_real_loss():
         half = dict(list(ref.items())[: n // 2])
 
         def scores(ids, m=new):
-            return Scores(0.6, {"s": {k: m[k] for k in ids}}, 0.01)
+            return Scores(pool(0.1), {"s": {k: m[k] for k in ids}}, 0.01)
 
-        refs = Scores(0.5, {"s": half}), Scores(None, {"s": half}, 0.0)
+        refs = Scores(pool(), {"s": half}), Scores(None, {"s": half}, 0.0)
         first = interim(scores(half), *refs, T, looks=2)
         if first is None:
-            whole = Scores(0.5, {"s": ref}), Scores(None, {"s": ref}, 0.0)
+            whole = Scores(pool(), {"s": ref}), Scores(None, {"s": ref}, 0.0)
             first = decide(scores(ref), *whole, T, looks=2)
         promoted += first.promote
     assert promoted / trials <= 0.03, promoted

@@ -205,12 +205,19 @@ function ciLabel(intervals) {
   return levels.size === 1 ? `${[...levels][0]} CI` : "CI";
 }
 
+// The held-out target's interval is in nats/token (reference log-likelihood), not points.
+function fmtNats(x, missing = "—") {
+  const v = num(x);
+  return v === null ? missing : `${v >= 0 ? "+" : ""}${v.toFixed(4)}`;
+}
+
 function checkRow(c) {
   const ci = checkInterval(c);
   const points = isIntervalSuiteCheck(c);
-  const value = points ? fmtPoints(c.value) : fmtNum(c.value);
-  const limit = points ? fmtPoints(c.limit) : fmtNum(c.limit);
-  const interval = ci ? `[${fmtPoints(ci.low)}, ${fmtPoints(ci.high)}]` : "-";
+  const fmt = points ? fmtPoints : c.name === "target_gain" && ci ? fmtNats : fmtNum;
+  const value = fmt(c.value);
+  const limit = fmt(c.limit);
+  const interval = ci ? `[${fmt(ci.low)}, ${fmt(ci.high)}]${c.name === "target_gain" ? " nats/token" : ""}` : "-";
   return el("tr", { class: c.passed ? "pass" : "fail", title: c.detail ? String(c.detail) : "" },
     el("td", {}, c.name === undefined || c.name === null ? "" : String(c.name)),
     el("td", {}, value), el("td", {}, limit), el("td", { class: "ci" }, interval),

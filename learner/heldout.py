@@ -1,0 +1,116 @@
+"""The held-out pool, and the gate's target scores on it.
+
+A completion whose id :func:`learner.feedback_items.heldout_bucket` holds out is never trained
+on, in any round, and its feedback stays in the pool: every round's target check scores the
+candidate and the incumbent on all of it so far (the newest ``learner_heldout_max_items`` per
+task), so the check gains power as feedback accumulates instead of judging 17-30 items of one
+round. An item's score is ``weight * mean per-token log-probability`` (nats/token) of its reply
+from one prompt-logprob pass, no decoding: the reference (weight 1), the correction (1), or the
+rated reply (its reward: a down-rated reply should become less likely). The gate compares the
+two versions item by item (``learner.gate``: a paired interval of candidate - incumbent), where
+the rated items' change against theta0 of the fitness reduces to the same difference. The
+verifiable items' greedy accuracy is scored beside it, reported, not decided on.
+
+    pool, summary = await read_pool(db, settings, upto_seq=page.next_after_id)
+    incumbent = await score_pool(engine, pool, config)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from learner.feedback_items import heldout_bucket, heldout_pool
+from learner.fitness import ServingEngine, mean_logprob, score_verifiable
+from learner.items import Item, ItemSet, RatedItem
+from learner.settings import LearnerSettings
+from store.db import Database
+from store.queries import feedback_newest_first
+from weights.config import ESConfig
+
+log = logging.getLogger(__name__)
+
+# Bounds of the pool's scan, in units of learner_heldout_max_items: rows kept (room for 16 tasks
+# at their cap) and rows read (a held-out share of 0.25 reaches that many held-out rows).
+POOL_ROWS, POOL_SCAN = 16, 64
+
+
+@dataclass
+class TargetScores:
+    """One version's scores on the pool: item id -> score (nats/token; failed items absent)."""
+
+    items: dict[str, float] = field(default_factory=dict)
+    accuracy: float | None = None  # greedy verifier accuracy on the pool's verifiable items
+    verifiable: int = 0
+    failed: int = 0
+
+    @property
+    def mean(self) -> float | None:
+        return sum(self.items.values()) / len(self.items) if self.items else None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "mean": self.mean,
+            "items": len(self.items),
+            "failed": self.failed,
+            "accuracy": self.accuracy,
+            "verifiable": self.verifiable,
+        }
+
+
+async def read_pool(db: Database, s: LearnerSettings, *, upto_seq: int) -> tuple[ItemSet, dict[str, Any]]:
+    """Every held-out feedback item up to the round's cursor, newest first, within the caps."""
+    cap = s.learner_heldout_max_items
+    async with db.sessions() as session:
+        rows = await feedback_newest_first(
+            session,
+            upto_seq=upto_seq,
+            keep=lambda fb: heldout_bucket(fb.completion_id, s.learner_heldout_fraction),
+            limit=POOL_ROWS * cap,
+            scan=POOL_SCAN * cap,
+        )
+    return heldout_pool(rows, max_per_task=cap, max_per_caller=s.learner_max_feedback_per_caller)
+
+
+def item_weight(item: Item) -> float:
+    """A rated reply counts with its reward; a reference or a correction with 1."""
+    return item.reward if isinstance(item, RatedItem) else 1.0
+
+
+async def score_pool(engine: ServingEngine, pool: ItemSet, config: ESConfig) -> TargetScores:
+    """Score whatever the engine serves on the pool (one retry per item; what fails twice is left out)."""
+    sem = asyncio.Semaphore(config.concurrency)
+
+    async def one(item: Item) -> float | None:
+        for attempt in range(2):
+            try:
+                async with sem:
+                    return item_weight(item) * await mean_logprob(engine, item)
+            except Exception as exc:  # noqa: BLE001 - an item that fails is left out, never fatal
+                if attempt:
+                    log.warning("held-out item %s failed: %s", item.id, exc)
+        return None
+
+    items = [*pool.verifiable, *pool.rated]
+    (greedy, failed_greedy), values = await asyncio.gather(
+        score_verifiable(
+            engine, pool.verifiable, max_tokens=config.max_tokens, concurrency=config.concurrency
+        ),
+        asyncio.gather(*(one(item) for item in items)),
+    )
+    scores = {i.id: v for i, v in zip(items, values, strict=True) if v is not None and math.isfinite(v)}
+    return TargetScores(
+        items=scores,
+        accuracy=sum(greedy) / len(greedy) if greedy else None,
+        verifiable=len(greedy),
+        failed=len(items) - len(scores),
+    )
+
+
+def paired(candidate: TargetScores, incumbent: TargetScores) -> tuple[dict[str, float], dict[str, float]]:
+    """Both versions' scores on the items both scored (an item that failed for one is dropped)."""
+    both = candidate.items.keys() & incumbent.items.keys()
+    return {k: candidate.items[k] for k in both}, {k: incumbent.items[k] for k in both}
