@@ -25,7 +25,8 @@ from server import admin, chat, dashboard, feedback, openapi, ops, responses, ve
 from server.auth import start_keys
 from server.errors import install_error_handlers
 from server.metrics import GatewayMetrics
-from server.middleware import BodyLimitMiddleware, MetricsMiddleware
+from server.middleware import BodyLimitMiddleware, MetricsMiddleware, QuotaMiddleware
+from server.quotas import KeyQuotas
 from server.settings import Settings
 from server.storage import start_store
 
@@ -77,6 +78,8 @@ def create_app(settings: Settings, *, components: Sequence[Component] = ()) -> F
     app.state.rounds = None  # no learner unless a component plugs one in
     app.state.metrics = GatewayMetrics()
     install_error_handlers(app)
+    quotas = KeyQuotas(settings.key_requests_per_minute, settings.key_concurrent_requests)
+    app.add_middleware(QuotaMiddleware, quotas=quotas)
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)  # outermost: sees 413s too
     for resource in RESOURCES:

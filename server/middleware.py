@@ -1,4 +1,4 @@
-"""Pure ASGI middleware: request-body limit and request metrics.
+"""Pure ASGI middleware: request-body limit, per-key quotas and request metrics.
 
 Pure ASGI (not ``BaseHTTPMiddleware``) so streaming responses pass through untouched and the
 per-request cost stays in microseconds.
@@ -9,10 +9,12 @@ from __future__ import annotations
 import json
 import time
 
+from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from server.errors import APIError, error_type
 from server.metrics import GatewayMetrics
+from server.quotas import KeyQuotas, limited
 
 
 def _too_large(limit: int) -> APIError:
@@ -62,6 +64,49 @@ class BodyLimitMiddleware:
             }
         )
         await send({"type": "http.response.body", "body": body})
+
+
+class QuotaMiddleware:
+    """Per-key request rate and concurrent requests (:mod:`server.quotas`): 429 with Retry-After.
+
+    Here rather than in a route dependency so a stream holds its slot until its last byte. The
+    caller is identified as the routes do (``app.state.keys``); a request without a valid key is
+    left to the route, which answers 401, and costs no quota.
+    """
+
+    def __init__(self, app: ASGIApp, quotas: KeyQuotas):
+        self.app = app
+        self.quotas = quotas
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        keys = getattr(getattr(scope.get("app"), "state", None), "keys", None)  # set by the lifespan
+        if scope["type"] != "http" or keys is None or not limited(scope["method"], scope["path"]):
+            return await self.app(scope, receive, send)
+        try:
+            caller = keys.caller(Request(scope))
+        except APIError:
+            return await self.app(scope, receive, send)
+        wait = self.quotas.acquire(caller)
+        if wait is not None:
+            error = APIError(
+                429,
+                f"too many requests for this API key; retry after {wait} s",
+                code="rate_limit_exceeded",
+                headers={"Retry-After": str(wait)},
+            )
+            return await _answer(send, error)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.quotas.release(caller)
+
+
+async def _answer(send: Send, error: APIError) -> None:
+    body = json.dumps(error.body()).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    headers += [(k.lower().encode(), v.encode()) for k, v in (error.headers or {}).items()]
+    await send({"type": "http.response.start", "status": error.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 class MetricsMiddleware:

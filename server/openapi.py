@@ -15,6 +15,7 @@ the document FastAPI generates, from what each route really depends on:
   registers with :func:`patch_schema`;
 * a route that depends on the API key (``Caller``) or the admin key declares the bearer scheme
   and its 401 (no API key configured: the /v1 routes are open and declare neither);
+* a route the per-key quotas count (:func:`server.quotas.limited`) declares 429;
 * a route with parameters or a body declares 400 (we answer validation errors with 400 in the
   envelope, never FastAPI's 422, so its 422 is dropped), a body route 413 (``max_body_bytes``);
 * every error response has the envelope schema ``Error`` (see :func:`server.errors.envelope`).
@@ -31,6 +32,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from server.auth import admin_caller, api_caller
+from server.quotas import limited
 from server.settings import Settings
 
 REF = "#/components/schemas/{model}"
@@ -59,7 +61,8 @@ DESCRIPTIONS = {
     409: "Conflicts with the current state (`code` says which).",
     413: "The request body is larger than `max_body_bytes`.",
     415: "Unsupported content type.",
-    429: "Too many requests.",
+    429: "Too many requests for this API key (`key_requests_per_minute`, `key_concurrent_requests`); "
+    "retry after `Retry-After` seconds.",
     502: "The model engine failed on this request.",
     503: "A dependency (the engine or the store) is unavailable; retry after `Retry-After` seconds.",
 }
@@ -166,6 +169,8 @@ def finish(schema: dict[str, Any], app: FastAPI) -> dict[str, Any]:
                 extra.append(400)
             if "requestBody" in op:
                 extra.append(413)
+            if limited(method, route.path_format):
+                extra.append(429)
             for status, response in _responses(extra).items():
                 responses.setdefault(status, response)
             op["responses"] = dict(sorted(responses.items()))

@@ -146,6 +146,24 @@ class Settings(StateSettings, ChatFormatSettings):
     max_prompts: int = Field(
         64, ge=1, description="Most prompts in one /v1/completions request (a batch of prompts)."
     )
+    max_request_tokens: int = Field(
+        8192,
+        ge=1,
+        description="Token budget of one request: its max tokens x n x prompts (a request without "
+        "max_tokens gets max_completion_tokens, lowered to fit). Over it: 400.",
+    )
+    key_requests_per_minute: int = Field(
+        3000,
+        ge=1,
+        description="Requests per minute per API key on every POST under /v1 (a token bucket "
+        "holding a minute's worth). Over it: 429 with Retry-After. Per gateway process.",
+    )
+    key_concurrent_requests: int = Field(
+        64,
+        ge=1,
+        description="Requests in flight per API key on every POST under /v1 (a stream counts "
+        "until its last byte). Over it: 429 with Retry-After. Per gateway process.",
+    )
     request_timeout_s: float = Field(300.0, gt=0, description="Engine request timeout.")
 
     # --- store: database, Redis ingest stream, feedback limits --------------------------------

@@ -29,10 +29,17 @@ from pydantic import ValidationError
 
 from engine.client import EngineHTTPError, EngineUnavailable
 from engine.replicas import ReplicaSet
-from server.chat.protocol import ChatCompletionRequest, CompletionRequest, SamplingRequest
+from server.chat.protocol import (
+    COMPLETION_DEFAULT_TOKENS,
+    DROPPED,
+    ChatCompletionRequest,
+    CompletionRequest,
+    SamplingRequest,
+)
 from server.deps import state
 from server.errors import APIError, envelope, validation_error
 from server.metrics import GatewayMetrics
+from server.quotas import BudgetError, tokens_to_send
 from server.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -48,8 +55,8 @@ class ServedModel:
     name: str
     version: str
     created: int = field(default_factory=lambda: int(time.time()))
-
     tool_calling: dict[str, Any] | None = None  # engine.chat_format.ChatFormat.describe()
+
 
 def fingerprint(version: str) -> str:
     """``system_fingerprint`` of a reply: the weights version that produced it."""
@@ -93,6 +100,8 @@ def parse_json_body(raw: bytes) -> dict[str, Any]:
         body = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise APIError(400, f"invalid JSON in request body: {exc}", code="invalid_json") from exc
+    except RecursionError as exc:  # "[[[[..." a hundred thousand deep
+        raise APIError(400, "request body nested too deep", code="invalid_json") from exc
     if not isinstance(body, dict):
         raise APIError(400, "request body must be a JSON object", code="invalid_json")
     return body
@@ -221,26 +230,41 @@ class ChatService:
             raise APIError(400, f"messages: at most {s.max_messages}", param="messages")
         if isinstance(request, CompletionRequest) and request.prompt_count > s.max_prompts:
             raise APIError(400, f"prompt: at most {s.max_prompts} prompts", param="prompt")
-        if request.requested_tokens and request.requested_tokens > s.max_completion_tokens:
-            param = (
-                "max_completion_tokens" if getattr(request, "max_completion_tokens", None) else "max_tokens"
-            )
-            raise APIError(
-                400,
-                f"{param}: at most {s.max_completion_tokens}",
-                param=param,
-                code="invalid_value",
-            )
         if request.n and request.n > s.max_n:
             raise APIError(400, f"n: at most {s.max_n}", param="n", code="invalid_value")
+        self.budget(request)
         return request
 
+    def budget(self, request: SamplingRequest) -> None:
+        """Settle the ``max_tokens`` the engine gets (always one: :func:`tokens_to_send`)."""
+        s = self.settings
+        prompts = request.prompt_count if isinstance(request, CompletionRequest) else 1
+        chat_limit = getattr(request, "max_completion_tokens", None)
+        try:
+            request.send_tokens = tokens_to_send(
+                request.requested_tokens,
+                choices=(request.n or 1) * prompts,
+                cap=s.max_completion_tokens,
+                budget=s.max_request_tokens,
+                default=COMPLETION_DEFAULT_TOKENS if isinstance(request, CompletionRequest) else None,
+                token_param="max_completion_tokens" if chat_limit else "max_tokens",
+            )
+        except BudgetError as exc:
+            raise APIError(400, str(exc), param=exc.param, code="invalid_value") from None
+        if request.min_tokens and request.min_tokens > request.send_tokens:
+            raise APIError(
+                400,
+                f"min_tokens: at most the max tokens of the request ({request.send_tokens})",
+                param="min_tokens",
+                code="invalid_value",
+            )
+
     def engine_body(self, request: SamplingRequest, completion_id: str, prefix: str) -> dict[str, Any]:
-        body = request.model_dump(exclude_unset=True, exclude_none=True)
+        body = request.model_dump(exclude_unset=True, exclude_none=True, by_alias=True, exclude=DROPPED)
         body["model"] = self.served.name
         body["request_id"] = completion_id.removeprefix(prefix)
-        if isinstance(request, CompletionRequest):
-            body["max_tokens"] = request.max_tokens  # the default (16) is ours to send
+        body.pop("max_completion_tokens", None)
+        body["max_tokens"] = request.send_tokens  # always: the engine's default is the context
         if request.stream:
             # Usage is always asked of the engine (metrics and the interaction log); the client
             # only sees the usage chunk if it asked for it.

@@ -130,9 +130,10 @@ class ResponsesService:
         try:
             return self.chat.validate(body)
         except APIError as exc:  # name the parameter as this endpoint calls it
-            if exc.param == "max_tokens":
-                exc.param = "max_output_tokens"
-                exc.message = exc.message.replace("max_tokens", "max_output_tokens")
+            ours = {"max_tokens": "max_output_tokens", "response_format": "text.format.schema"}
+            if exc.param in ours:
+                exc.message = exc.message.replace(exc.param, ours[exc.param])
+                exc.param = ours[exc.param]
             raise
 
     # --- the response object --------------------------------------------------------------

@@ -130,6 +130,34 @@ def _json_reference(item: dict) -> None:
         item["reference"] = "{}"
 
 
+# Constraints the engine compiles: the document bounds a grammar, a regex or a JSON schema (size,
+# depth) but cannot say that a drawn one parses, so a drawn value within bounds becomes one that
+# does (a case stays valid or invalid as generated).
+VALID_CONSTRAINT = {
+    "regex": ("(yes|no)", 1000),
+    "whitespace_pattern": ("[ ]?", 256),
+    "grammar": ('root ::= "yes" | "no"', 20_000),
+}
+
+
+def _compilable(body: dict) -> None:
+    constraint = body.get("structured_outputs")
+    if isinstance(constraint, dict):
+        for key, (valid, most) in VALID_CONSTRAINT.items():
+            if isinstance(constraint.get(key), str) and len(constraint[key]) <= most:
+                constraint[key] = valid
+        if isinstance(constraint.get("json"), dict | str):
+            constraint["json"] = {"type": "object"}
+    fmt = body.get("response_format")
+    spec = fmt.get("json_schema") if isinstance(fmt, dict) else None
+    if isinstance(spec, dict) and isinstance(spec.get("schema"), dict):
+        spec["schema"] = {"type": "object"}
+    for tool in body.get("tools") or () if isinstance(body.get("tools"), list) else ():
+        function = tool.get("function") if isinstance(tool, dict) else None
+        if isinstance(function, dict) and isinstance(function.get("parameters"), dict):
+            function["parameters"] = {"type": "object"}
+
+
 @schemathesis.hook
 def map_body(context, body):
     """Keep valid cases valid and invalid ones invalid: a valid token count is lowered to
@@ -139,6 +167,7 @@ def map_body(context, body):
         return body
     if operation.path in TOKEN_FIELDS:
         _cap_tokens(body, TOKEN_FIELDS[operation.path])
+        _compilable(body)
     elif operation.path == "/v1/feedback":
         _json_reference(body)
     elif operation.path == "/v1/feedback/batch" and isinstance(body.get("items"), list):

@@ -112,7 +112,7 @@ def test_the_check_sees_a_wrong_import(tmp_path, monkeypatch):
 # server's inner layers, lowest first. A module imports its own part (server.chat.* among
 # themselves) and the parts of lower layers: never one above it or beside it on its layer.
 SERVER_LAYERS: list[set[str]] = [
-    {"server.settings", "server.errors", "server.metrics", "server.rounds"},
+    {"server.settings", "server.errors", "server.metrics", "server.rounds", "server.quotas"},
     {"server.auth", "server.middleware", "server.storage", "server.deps"},
     {"server.openapi"},  # the document machinery: the key schemes, the helpers resources use
     {"server.chat"},  # resources: responses and versions build on the chat service
