@@ -32,8 +32,10 @@ from clients.errors import PerennialTimeoutError, api_error
 from clients.models import (
     AuditEntry,
     Feedback,
+    FeedbackAction,
     FeedbackBatch,
     FeedbackItem,
+    FeedbackPage,
     Interaction,
     InteractionPage,
     Rebuild,
@@ -266,6 +268,22 @@ class AsyncAdmin:
     async def remove_suite(self, name: str, *, version: str | None = None) -> list[Suite]:
         """Stop scoring a suite (every version, or one); returns the disabled rows."""
         return await self._c._run(calls.remove_suite(name, version))
+
+    async def feedback(self, *, limit: int = 50, after: str | None = None, **filters: Any) -> FeedbackPage:
+        """One page of stored feedback (see :meth:`Admin.feedback`)."""
+        return await self._c._run(calls.stored_feedback(limit=limit, after=after, **filters))
+
+    async def disable_feedback(self, *, reason: str | None = None, **selection: Any) -> FeedbackAction:
+        """Disable feedback (see :meth:`Admin.disable_feedback`)."""
+        return await self._c._run(calls.feedback_action("disable", reason=reason, **selection))
+
+    async def enable_feedback(self, *, reason: str | None = None, **selection: Any) -> FeedbackAction:
+        """Enable disabled feedback again (see :meth:`Admin.enable_feedback`)."""
+        return await self._c._run(calls.feedback_action("enable", reason=reason, **selection))
+
+    async def delete_feedback(self, *, reason: str | None = None, **selection: Any) -> FeedbackAction:
+        """Delete feedback for good (see :meth:`Admin.delete_feedback`)."""
+        return await self._c._run(calls.feedback_action("delete", reason=reason, **selection))
 
     async def learner(self) -> dict[str, Any]:
         """The learner's mode, running round and engine."""

@@ -19,8 +19,10 @@ from pydantic import BaseModel
 from clients.models import (
     AuditEntry,
     Feedback,
+    FeedbackAction,
     FeedbackBatch,
     FeedbackItem,
+    FeedbackPage,
     InteractionPage,
     Rebuild,
     Round,
@@ -242,6 +244,31 @@ def interactions(*, limit: int, after: str | None, order: str, **filters: Any) -
         "/admin/interactions",
         lambda r: InteractionPage.model_validate(r.json()),
         params=query(params),
+        admin=True,
+    )
+
+
+def stored_feedback(*, limit: int, after: str | None, **filters: Any) -> Call[FeedbackPage]:
+    return Call(
+        "GET",
+        "/admin/feedback",
+        lambda r: FeedbackPage.model_validate(r.json()),
+        params=query({"limit": limit, "after": after, **filters}),
+        admin=True,
+    )
+
+
+def feedback_action(action: str, *, reason: str | None = None, **selection: Any) -> Call[FeedbackAction]:
+    """``POST /admin/feedback/{action}`` on a selection: ids, caller, since, until (AND)."""
+    body = query({**selection, "reason": reason})
+    if "ids" in body:
+        body["ids"] = list(body["ids"])
+    # Idempotent: disabling, enabling or deleting the same selection twice changes nothing more.
+    return Call(
+        "POST",
+        f"/admin/feedback/{_segment(action)}",
+        lambda r: FeedbackAction.model_validate(r.json()),
+        json=body,
         admin=True,
     )
 

@@ -74,6 +74,20 @@ class ClientGroup(click.Group):
     command_class = ClientCommand
 
 
+class DefaultGroup(ClientGroup):
+    """A group whose arguments go to its ``default`` command unless the first names another one:
+    ``perennial feedback chatcmpl-... --up`` gives feedback, ``perennial feedback list`` lists."""
+
+    def __init__(self, *args: Any, default: str, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.default = default
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if not args or (args[0] not in self.commands and args[0] not in ctx.help_option_names):
+            args = [self.default, *args]
+        return super().parse_args(ctx, args)
+
+
 def _options(*decorators: Callable[[F], F]) -> Callable[[F], F]:
     def apply(fn: F) -> F:
         for decorator in reversed(decorators):
@@ -212,7 +226,19 @@ def _verifier(value: str | None) -> str | dict | None:
     return value
 
 
-@click.command(cls=ClientCommand)
+@click.group(cls=DefaultGroup, default="give")
+def feedback() -> None:
+    """Give feedback on a completion; with the admin key, list, disable, enable or delete it.
+
+    \b
+    perennial feedback chatcmpl-... --up          (perennial feedback give --help: every option)
+    perennial feedback --batch items.jsonl
+    perennial feedback list [--caller KEY_ID] [--disabled] ...
+    perennial feedback disable|enable|delete [ID...] [--caller KEY_ID] [--since T] [--until T]
+    """
+
+
+@feedback.command("give")
 @click.argument("completion_id", required=False)
 @click.option("--up", "label", flag_value="up", help="Thumbs up (reward +1).")
 @click.option("--down", "label", flag_value="down", help="Thumbs down (reward -1).")
@@ -227,7 +253,7 @@ def _verifier(value: str | None) -> str | dict | None:
 @click.option("--batch", "batch_path", help="JSONL file of items ('-' = stdin), all or nothing.")
 @click.option("--show", is_flag=True, help="List the feedback stored on COMPLETION_ID instead.")
 @api_options
-def feedback(
+def feedback_give(
     completion_id, batch_path, show, idempotency_key, url, timeout, as_json, api_key, **signals
 ) -> None:
     """Rate, correct or give the right answer for a completion (or --batch a JSONL file).

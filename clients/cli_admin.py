@@ -6,6 +6,8 @@
     perennial rollback [--to VERSION] [--reason TEXT]
     perennial rounds list | show ROUND | trigger [--iterations K ...] [--wait] | wait ROUND
     perennial suites list [--model-version V] | add FILE [--name N] | remove NAME [--version V]
+    perennial feedback list [--caller KEY_ID --since T --until T --disabled/--enabled]
+    perennial feedback disable|enable|delete [ID...] [--caller KEY_ID --since T --until T --reason R]
 
 Shared options, errors and exit codes: ``clients/cli.py``.
 """
@@ -18,7 +20,7 @@ from typing import Any
 
 import click
 
-from clients.cli import EXIT_API, ClientCommand, ClientGroup, admin_options, connect, emit
+from clients.cli import EXIT_API, ClientCommand, ClientGroup, admin_options, connect, emit, feedback
 from clients.models import Round
 
 
@@ -301,3 +303,85 @@ def suites_remove(name, version, url, timeout, as_json, admin_key) -> None:
     with connect(url, timeout, admin_key=admin_key) as client:
         rows = client.admin.remove_suite(name, version=version)
     emit(rows, as_json, lambda: "disabled " + ", ".join(f"{s.name} v{s.version}" for s in rows))
+
+
+# ``perennial feedback`` gives feedback (clients/cli.py); these are its admin subcommands.
+_selection_options = (
+    click.argument("ids", nargs=-1, metavar="[ID...]"),
+    click.option("--caller", help="A caller's key id (key_...), as listed."),
+    click.option("--since", help="Given at or after (ISO 8601 or UNIX seconds)."),
+    click.option("--until", help="Given before (ISO 8601 or UNIX seconds)."),
+    click.option("--reason", help="Why (kept in the audit log)."),
+)
+
+
+def _with_selection(fn):
+    for option in reversed(_selection_options):
+        fn = option(fn)
+    return fn
+
+
+@feedback.command("list")
+@click.option("--caller", help="Only this caller's (a key id, key_...).")
+@click.option("--since", help="Given at or after (ISO 8601 or UNIX seconds).")
+@click.option("--until", help="Given before (ISO 8601 or UNIX seconds).")
+@click.option("--disabled/--enabled", default=None, help="Only disabled, or only enabled, items.")
+@click.option("--limit", type=click.IntRange(1, 500), default=50, show_default=True)
+@click.option("--after", help="The last id of the previous page.")
+@admin_options
+def feedback_list(caller, since, until, disabled, limit, after, url, timeout, as_json, admin_key) -> None:
+    """Stored feedback (admin key), newest first, with its caller and whether it is disabled."""
+    from clients.render import table
+
+    with connect(url, timeout, admin_key=admin_key) as client:
+        page = client.admin.feedback(
+            limit=limit, after=after, caller=caller, since=since, until=until, disabled=disabled
+        )
+    headers = ["FEEDBACK", "CALLER", "COMPLETION", "REWARD", "LABEL", "TASK", "CREATED", "DISABLED"]
+    rows = [
+        [f.id, f.caller, f.completion_id, f.reward, f.label, f.task, f.created]
+        + [f"yes: {f.disabled_reason}" if f.disabled and f.disabled_reason else ("yes" if f.disabled else "")]
+        for f in page.data
+    ]
+    more = f"\n(more: --after {page.last_id})" if page.has_more else ""
+    emit(page, as_json, lambda: table(headers, rows) + more)
+
+
+def _act(action: str, ids, caller, since, until, reason, url, timeout, as_json, admin_key) -> None:
+    selection = {"ids": list(ids) or None, "caller": caller, "since": since, "until": until}
+    if all(v is None for v in selection.values()):
+        raise click.UsageError("name some feedback: ID..., --caller, --since or --until")
+    with connect(url, timeout, admin_key=admin_key) as client:
+        method = getattr(client.admin, f"{action}_feedback")
+        done = method(reason=reason, **selection)
+    emit(done, as_json, lambda: f"{action}d {done.count} feedback item(s)")
+
+
+@feedback.command("disable")
+@_with_selection
+@admin_options
+def feedback_disable(ids, caller, since, until, reason, url, timeout, as_json, admin_key) -> None:
+    """Disable feedback (admin key): kept and listed, never used by the learner; audited.
+
+    Selection: feedback IDs, --caller, --since, --until (combined with AND; at least one).
+    """
+    _act("disable", ids, caller, since, until, reason, url, timeout, as_json, admin_key)
+
+
+@feedback.command("enable")
+@_with_selection
+@admin_options
+def feedback_enable(ids, caller, since, until, reason, url, timeout, as_json, admin_key) -> None:
+    """Enable disabled feedback again (admin key; the selection as for disable); audited."""
+    _act("enable", ids, caller, since, until, reason, url, timeout, as_json, admin_key)
+
+
+@feedback.command("delete")
+@_with_selection
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@admin_options
+def feedback_delete(ids, caller, since, until, reason, yes, url, timeout, as_json, admin_key) -> None:
+    """Delete feedback for good (admin key; the selection as for disable); audited."""
+    if not yes:
+        click.confirm("Delete the selected feedback for good?", abort=True, err=True)
+    _act("delete", ids, caller, since, until, reason, url, timeout, as_json, admin_key)

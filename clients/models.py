@@ -65,6 +65,33 @@ class Feedback(_Answer):
     replayed: bool = Field(False, exclude=True)
 
 
+class StoredFeedback(Feedback):
+    """A stored feedback item as the admin API lists it: who sent it, and whether it is disabled."""
+
+    caller: str | None = None
+    disabled: bool = False
+    disabled_at: int | None = None
+    disabled_reason: str | None = None
+
+
+class FeedbackPage(_Answer):
+    """One page of stored feedback, newest first; pass ``last_id`` as ``after`` for the next."""
+
+    data: list[StoredFeedback]
+    has_more: bool
+    first_id: str | None = None
+    last_id: str | None = None
+
+
+class FeedbackAction(_Answer):
+    """What a disable, enable or delete changed: ``count`` items, their ``ids``."""
+
+    action: str
+    count: int
+    ids: list[str] = []
+    selection: dict[str, Any] = {}
+
+
 class FeedbackBatch(_Answer):
     """The items of one batch, in request order."""
 
@@ -134,8 +161,9 @@ class SwapResult(_Answer):
 class Round(_Answer):
     """A learner round (``queued`` -> ``running`` -> ``succeeded`` | ``failed``).
 
-    ``decision`` is ``promoted`` or ``rejected`` once a round succeeded; ``iterations`` (per
-    iteration metrics) is only filled by :meth:`Admin.run`.
+    ``decision`` is ``promoted`` or ``rejected`` once a round succeeded, or ``skipped`` when no
+    feedback item was usable (``metrics["feedback"]`` counts what was read, used and skipped, by
+    reason); ``iterations`` (per iteration metrics) is only filled by :meth:`Admin.round`.
     """
 
     id: int

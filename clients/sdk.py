@@ -46,8 +46,10 @@ from clients.errors import PerennialTimeoutError, api_error
 from clients.models import (
     AuditEntry,
     Feedback,
+    FeedbackAction,
     FeedbackBatch,
     FeedbackItem,
+    FeedbackPage,
     Interaction,
     InteractionPage,
     Rebuild,
@@ -223,7 +225,7 @@ class Perennial:
 
 
 class Admin:
-    """The admin API (``/admin``, admin key): versions, rounds, suites, audit, interactions."""
+    """The admin API (``/admin``, admin key): versions, rounds, suites, audit, interactions, feedback."""
 
     def __init__(self, client: Perennial):
         self._c = client
@@ -358,6 +360,35 @@ class Admin:
     def remove_suite(self, name: str, *, version: str | None = None) -> list[Suite]:
         """Stop scoring a suite (every version, or one); returns the disabled rows."""
         return self._c._run(calls.remove_suite(name, version))
+
+    def feedback(self, *, limit: int = 50, after: str | None = None, **filters: Any) -> FeedbackPage:
+        """One page of stored feedback, newest first, with its caller and whether it is disabled.
+
+        Args:
+            limit, after: paging (pass the page's ``last_id`` as ``after``).
+            **filters: caller (a key id), since, until (datetime or ISO text), disabled (bool).
+        """
+        return self._c._run(calls.stored_feedback(limit=limit, after=after, **filters))
+
+    def disable_feedback(self, *, reason: str | None = None, **selection: Any) -> FeedbackAction:
+        """Disable feedback: kept and listed, never used by the learner; audited with ``reason``.
+
+        Args:
+            reason: why (in the audit log and on the items).
+            **selection: ids (a list), caller, since, until; combined with AND, at least one.
+
+        Returns:
+            The :class:`FeedbackAction` (``count`` and ``ids`` of the items disabled now).
+        """
+        return self._c._run(calls.feedback_action("disable", reason=reason, **selection))
+
+    def enable_feedback(self, *, reason: str | None = None, **selection: Any) -> FeedbackAction:
+        """Enable disabled feedback again (same selection as :meth:`disable_feedback`); audited."""
+        return self._c._run(calls.feedback_action("enable", reason=reason, **selection))
+
+    def delete_feedback(self, *, reason: str | None = None, **selection: Any) -> FeedbackAction:
+        """Delete feedback for good (same selection as :meth:`disable_feedback`); audited."""
+        return self._c._run(calls.feedback_action("delete", reason=reason, **selection))
 
     def learner(self) -> dict[str, Any]:
         """The learner's mode, running round and engine."""

@@ -12,6 +12,7 @@ sink.py         ``IngestSink``: what the gateway calls (record, accept feedback)
 queries.py      reads: admin listings, export, ``feedback_since`` for the learner
 versions.py     the version registry: rows, serving pointer, gate decisions, audit log
 rounds.py       learner rounds, their iterations, the round lock, the feedback cursor
+quarantine.py   operators' feedback control: list, disable/enable, delete by id, caller, time
 suites.py       registered prior suites and cached suite scores per version
 ==============  ==========================================================================
 

@@ -4,7 +4,8 @@ Tables and who writes them:
 
 ===================  =======================================================================
 interactions         one row per finished chat completion (gateway, via the ingest path)
-feedback             rewards, labels, corrections, references + verifiers (gateway, ingest)
+feedback             rewards, labels, corrections, references + verifiers (gateway, ingest);
+                     disabled by operators (admin API)
 idempotency_keys     the first answer to each ``Idempotency-Key`` (gateway, ingest)
 model_versions       every weights version: base, candidates, promoted, rejected, retired
 rounds               one row per learner round; ``round_iterations`` its per-step metrics
@@ -147,6 +148,10 @@ class Feedback(Base):
     idempotency_key: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     stored_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # 0007: an operator's quarantine (server/admin/feedback.py); disabled feedback never trains
+    # or measures, and the rounds that pass over it count it
+    disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    disabled_reason: Mapped[str | None] = mapped_column(Text)
 
 
 class IdempotencyKey(Base):

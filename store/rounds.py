@@ -1,8 +1,10 @@
 """Learner rounds in the store: the run queue, per-iteration metrics, and the round lock.
 
 A round is a ``rounds`` row: ``queued`` (asked for by the scheduler or an admin) ->
-``running`` -> ``succeeded`` (the gate decided: ``decision`` is ``promoted`` or ``rejected``) or
-``failed`` (``error`` says why) or ``cancelled``. Rounds never overlap: the runner holds the
+``running`` -> ``succeeded`` (the gate decided: ``decision`` is ``promoted`` or ``rejected``; or
+no feedback item was usable: ``skipped``) or ``failed`` (``error`` says why) or ``cancelled``.
+The feedback cursor moves with every succeeded round, a skipped one included, and never with a
+failed one: a round that fails (an engine died) leaves its feedback to the next. Rounds never overlap: the runner holds the
 ``learner_locks`` row named ``round`` (expiring, renewed by a heartbeat), which works the same
 on SQLite and Postgres and across processes.
 """
@@ -78,7 +80,9 @@ async def feedback_cursor(session: AsyncSession) -> int:
 
 
 async def count_feedback_after(session: AsyncSession, *, after_seq: int) -> int:
-    return int(await session.scalar(select(func.count()).where(Feedback.seq > after_seq)) or 0)
+    """Enabled feedback after ``after_seq``: disabled items never ask for a round."""
+    stmt = select(func.count()).where(Feedback.seq > after_seq, Feedback.disabled_at.is_(None))
+    return int(await session.scalar(stmt) or 0)
 
 
 async def fail_interrupted(session: AsyncSession, *, reason: str) -> int:

@@ -8,8 +8,9 @@ accepted, invalid data rejected, auth enforced, unsupported methods answered 405
 fixed there, never by loosening a check here.
 
 Excluded (they change what the shared gateway serves or keeps, which later tests rely on):
-promote, rollback, version rebuild, learner round trigger, and suite upload and removal (the
-suites every later round's gate scores). Everything else runs, feedback POSTs included (their
+promote, rollback, version rebuild, learner round trigger, suite upload and removal (the
+suites every later round's gate scores), and feedback disable and delete (a drawn time range
+takes every later round's feedback; tests/integration/test_feedback_quarantine.py covers them). Everything else runs, feedback POSTs included (their
 generated completion ids were never issued, so nothing is stored).
 
 Two settings beyond the defaults. ``negative_data_rejection`` also counts 413 (the body limit)
@@ -55,7 +56,13 @@ MAX_EXAMPLES = 15
 MAX_TOKENS = 4
 SEED = 17
 EXCLUDED_PATH = r"/(promote|rebuild|rollback)$"
-EXCLUDED = [("POST", "/admin/learner/rounds"), ("POST", "/admin/suites"), ("DELETE", "/admin/suites/{name}")]
+EXCLUDED = [
+    ("POST", "/admin/learner/rounds"),
+    ("POST", "/admin/suites"),
+    ("DELETE", "/admin/suites/{name}"),
+    ("POST", "/admin/feedback/disable"),
+    ("POST", "/admin/feedback/delete"),
+]
 CONFIG = f"""
 seed = {SEED}
 workers = 1

@@ -51,12 +51,14 @@ async def test_label_alone_becomes_a_reward_and_reference_gets_a_verifier():
 
 ANSWER_KEYS = ["id", "object", "created", "completion_id", "choice_index", "reward", "label"]
 ANSWER_KEYS += ["correction", "reference", "verifier", "task", "metadata"]
+# columns the store and operators set, never a request: the order of storing, the quarantine
+STORE_ONLY = {"seq", "stored_at", "disabled_at", "disabled_reason"}
 
 
 def test_the_request_the_answer_and_the_table_declare_the_same_fields():
     """A new field goes on FeedbackCreate, FeedbackObject and the table: this says which is missing."""
     assert set(FeedbackObject.model_fields) == set(FeedbackCreate.model_fields) | {"id", "object", "created"}
-    columns = {c.name for c in Feedback.__table__.columns} - {"seq", "stored_at"}
+    columns = {c.name for c in Feedback.__table__.columns} - STORE_ONLY
     assert columns == set(FeedbackCreate.model_fields) | {"id", "caller", "idempotency_key", "created_at"}
 
 
@@ -67,7 +69,7 @@ async def test_the_answer_the_row_and_the_stored_row_map_through_the_models():
     assert list(body) == ANSWER_KEYS  # the wire format, key order included
     assert body["object"] == "feedback" and body["reward"] == 1.0 and body["metadata"] == {"k": [1]}
     row = sink.entries[0][0].data["items"][0]
-    assert set(row) == {c.name for c in Feedback.__table__.columns} - {"seq", "stored_at"}
+    assert set(row) == {c.name for c in Feedback.__table__.columns} - STORE_ONLY
     assert int(row["created_at"]) == body["created"] and row["idempotency_key"] == "k"
     # as store.ingest writes it (column names; created_at as a datetime), then read back
     attrs = {

@@ -150,8 +150,8 @@ def _feedback_row(kind="chat", params=None, choices=None, **fb):
         "label": None,
         "choice_index": 0,
     }
-    feedback = SimpleNamespace(id="fb-1", completion_id="chatcmpl-1", **{**base, **fb})
-    return SimpleNamespace(feedback=feedback, interaction=interaction, response="")
+    feedback = SimpleNamespace(id="fb-1", completion_id="chatcmpl-1", caller="key_a", **{**base, **fb})
+    return SimpleNamespace(seq=1, feedback=feedback, interaction=interaction, response="")
 
 
 def test_tool_call_reference_becomes_an_item_with_its_tools():
