@@ -93,7 +93,10 @@ class ESConfig(BaseModel):
     seed: int = Field(0, ge=0, description="Base seed of the run's member seeds.")
     fitness_weights: dict[str, float] = Field(
         default_factory=lambda: {"verifiable": 1.0, "likelihood": 1.0},
-        description="Weights of the fitness components (each z-scored first).",
+        description="Weights of the fitness components, each z-scored first: verifiable (greedy "
+        "answers scored by the verifier), likelihood (rated replies' log-likelihood against the base, "
+        "times the reward), reference (the references' log-likelihood, no decoding); weight 0 or "
+        "absent: not computed.",
     )
     concurrency: int = Field(
         32, ge=1, le=1024, description="Requests in flight per member (vLLM batches them)."
