@@ -84,21 +84,36 @@ TOKEN_CACHE_SIZE = 100_000
 
 
 async def reply_tokens(
-    client: EngineAPI, model: str, messages: Sequence[Mapping[str, str]], reply: str
+    client: EngineAPI,
+    model: str,
+    messages: Sequence[Mapping[str, Any]],
+    reply: str,
+    *,
+    tools: Sequence[Mapping[str, Any]] = (),
+    tool_calls: Sequence[Mapping[str, Any]] = (),
 ) -> ReplyTokens:
     """Tokenize ``messages`` + ``reply`` (as the assistant's turn) with the engine's chat template.
 
-    Cached per (model name, messages, reply) for the life of the process.
+    ``tools`` are rendered as a chat request's (into the prompt, as served); with ``tool_calls``
+    the reply is an assistant message making those calls (``reply`` is then not rendered), so
+    its tokens are the calls as the template writes them. Cached per (model name, messages,
+    reply, tools, calls) for the life of the process.
 
     Raises:
         ValueError: the template does not render the reply as an extension of the prompt
             (then the reply's tokens cannot be told apart).
     """
-    key = json.dumps([model, list(messages), reply], sort_keys=True)
+    key = json.dumps(
+        [model, list(messages), reply, *([list(tools), list(tool_calls)] if tools or tool_calls else [])],
+        sort_keys=True,
+    )
     if key in _TOKEN_CACHE:
         _TOKEN_CACHE.move_to_end(key)
         return _TOKEN_CACHE[key]
-    tokens = await _tokenize_reply(client, model, messages, reply)
+    answer: dict[str, Any] = {"role": "assistant", "content": reply}
+    if tool_calls:
+        answer = {"role": "assistant", "content": None, "tool_calls": [dict(c) for c in tool_calls]}
+    tokens = await _tokenize_reply(client, model, messages, answer, [dict(t) for t in tools])
     _TOKEN_CACHE[key] = tokens
     if len(_TOKEN_CACHE) > TOKEN_CACHE_SIZE:
         _TOKEN_CACHE.popitem(last=False)
@@ -106,17 +121,14 @@ async def reply_tokens(
 
 
 async def _tokenize_reply(
-    client: EngineAPI, model: str, messages: Sequence[Mapping[str, str]], reply: str
+    client: EngineAPI, model: str, messages: Sequence[Mapping[str, Any]], answer: dict, tools: list
 ) -> ReplyTokens:
+    with_tools = {"tools": tools} if tools else {}
     prompt = await client.tokenize(
-        {"model": model, "messages": list(messages), "add_generation_prompt": True}
+        {"model": model, "messages": list(messages), "add_generation_prompt": True, **with_tools}
     )
     full = await client.tokenize(
-        {
-            "model": model,
-            "add_generation_prompt": False,
-            "messages": [*messages, {"role": "assistant", "content": reply}],
-        }
+        {"model": model, "add_generation_prompt": False, "messages": [*messages, answer], **with_tools}
     )
     head, ids = prompt["tokens"], full["tokens"]
     if ids[: len(head)] != head or len(ids) <= len(head):

@@ -61,7 +61,7 @@ class ItemError(ValueError):
 @dataclass(frozen=True)
 class VerifiableItem:
     id: str
-    messages: tuple[dict[str, str], ...]
+    messages: tuple[dict[str, Any], ...]  # text turns; from agent runs also tool calls and results
     reference: str
     verifier: Verifier
     max_tokens: int | None = None
@@ -73,10 +73,12 @@ class VerifiableItem:
 @dataclass(frozen=True)
 class RatedItem:
     id: str
-    messages: tuple[dict[str, str], ...]
+    messages: tuple[dict[str, Any], ...]
     completion: str
     reward: float
     tags: tuple[str, ...] = ()
+    tools: tuple[dict[str, Any], ...] = ()  # the chat's tools: rendered into the prompt as served
+    tool_calls: tuple[dict[str, Any], ...] = ()  # set: the reply is these calls (learner.tool_items)
 
 
 Item = VerifiableItem | RatedItem
