@@ -3,9 +3,10 @@
 The gateway serves the Responses API for text in and text out: ``input`` (a string or a list
 of message items), ``instructions``, ``previous_response_id``, ``text.format`` (plain text,
 JSON object or JSON schema), sampling and token limits, ``store`` and ``metadata``, streamed
-or not. Features a plain chat model cannot serve here (hosted tools, function tools,
-background mode, conversations, images) are refused with a 400 naming the parameter, never
-silently dropped. Fields we do not model are accepted and ignored when null.
+or not, and function tools (``tools``, ``tool_choice``, ``parallel_tool_calls``,
+``function_call`` / ``function_call_output`` items: :mod:`server.responses.tools`). Features a
+plain chat model cannot serve here (hosted tools, background mode, conversations, images) are
+refused with a 400 naming the parameter, never silently dropped. Fields we do not model are accepted and ignored when null.
 
 The models' JSON Schemas say what their validators check (``json_schema_extra``); the token
 limit the settings set is added by :func:`_response_limits`.
@@ -19,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from server.chat.protocol import ParamError
 from server.openapi import maximum, needs_schema, patch_schema
+from server.responses import tools as function_tools
 from server.settings import Settings
 
 MAX_METADATA_KEYS = 16
@@ -26,7 +28,7 @@ MAX_METADATA_KEY_CHARS = 64
 MAX_METADATA_VALUE_CHARS = 512
 
 # Parameters of OpenAI's API this gateway does not serve: refused unless null/empty/false.
-UNSUPPORTED = ("tools", "background", "conversation", "prompt", "max_tool_calls", "top_logprobs")
+UNSUPPORTED = ("background", "conversation", "prompt", "max_tool_calls", "top_logprobs")
 # Roles of input messages; "developer" is given to the model as a system message.
 ROLES = {"user": "user", "assistant": "assistant", "system": "system", "developer": "system"}
 TEXT_PARTS = ("input_text", "output_text", "text")
@@ -90,7 +92,7 @@ def _response_rules(schema: dict[str, Any]) -> None:
     }
     for name in UNSUPPORTED:
         schema["properties"].setdefault(name, empty)
-    schema["properties"]["tool_choice"] = {"anyOf": [{"type": "null"}, {"enum": ["none", "auto"]}]}
+    function_tools.document(schema)
     message = {
         "type": "object",
         "required": ["role", "content"],
@@ -115,8 +117,9 @@ def _response_rules(schema: dict[str, Any]) -> None:
             },
         },
     }
+    items = {"anyOf": [message, *function_tools.INPUT_ITEM_SCHEMAS]}
     schema["properties"]["input"] = {
-        "anyOf": [{"type": "string", "minLength": 1}, {"type": "array", "minItems": 1, "items": message}]
+        "anyOf": [{"type": "string", "minLength": 1}, {"type": "array", "minItems": 1, "items": items}]
     }
 
 
@@ -137,6 +140,7 @@ class ResponseRequest(BaseModel):
     store: bool = True
     metadata: dict[str, str] | None = None
     user: str | None = Field(None, max_length=256)
+    tools: list[dict[str, Any]] | None = Field(None, max_length=function_tools.MAX_TOOLS)
     parallel_tool_calls: bool | None = None
     tool_choice: Any = None
     truncation: Literal["auto", "disabled"] | None = None
@@ -169,17 +173,19 @@ class ResponseRequest(BaseModel):
         for name in UNSUPPORTED:
             if extra.get(name) not in (None, [], False, {}):
                 raise ParamError(name, f"{name} is not supported by this server's /v1/responses")
-        if self.tool_choice not in (None, "none", "auto"):
-            raise ParamError("tool_choice", "tool_choice: no tools are available on /v1/responses")
+        function_tools.chat_tool_choice(self.tool_choice, function_tools.chat_tools(self.tools))
         return self
 
-    def input_messages(self) -> list[dict[str, str]]:
-        """``input`` as chat messages (``developer`` becomes ``system``)."""
+    def input_messages(self) -> list[dict[str, Any]]:
+        """``input`` as chat messages (``developer`` becomes ``system``; function calls and their
+        outputs become assistant ``tool_calls`` and ``tool`` messages)."""
         if isinstance(self.input, str):
             return [{"role": "user", "content": self.input}]
         out = []
         for i, item in enumerate(self.input):
             kind = item.get("type", "message")
+            if function_tools.add_tool_item(out, item, f"input.{i}"):
+                continue
             if kind != "message":
                 raise ParamError(f"input.{i}.type", f"input item type {kind!r} is not supported")
             try:
@@ -205,6 +211,20 @@ class ResponseRequest(BaseModel):
             if fmt.strict is not None:
                 schema["strict"] = fmt.strict
             body["response_format"] = {"type": "json_schema", "json_schema": schema}
+        body.update(self.tool_fields())
+        return body
+
+    def tool_fields(self) -> dict[str, Any]:
+        """``tools``, ``tool_choice`` and ``parallel_tool_calls`` as chat's (none without tools)."""
+        tools = function_tools.chat_tools(self.tools)
+        if not tools:
+            return {}
+        body: dict[str, Any] = {"tools": tools}
+        choice = function_tools.chat_tool_choice(self.tool_choice, tools)
+        if choice is not None:
+            body["tool_choice"] = choice
+        if self.parallel_tool_calls is not None:
+            body["parallel_tool_calls"] = self.parallel_tool_calls
         return body
 
     def text_config(self) -> dict[str, Any]:

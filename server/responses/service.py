@@ -45,6 +45,7 @@ from server.chat.service import (
 )
 from server.deps import state
 from server.errors import APIError, validation_error
+from server.responses import tools as function_tools
 from server.responses.protocol import ResponseRequest
 from store.db import Database
 from store.models import Interaction as InteractionRow
@@ -63,11 +64,19 @@ class StoredResponse:
     has_instructions: bool
     output_text: str
     body: dict[str, Any]  # the response object
+    tool_calls: list[dict[str, Any]] | None = None  # the reply's, as chat tool calls
 
-    def conversation(self) -> list[dict[str, str]]:
+    def conversation(self) -> list[dict[str, Any]]:
         """The turns a follow-up continues: without this response's instructions (as OpenAI)."""
         turns = self.messages[1:] if self.has_instructions else self.messages
-        return [*turns, {"role": "assistant", "content": self.output_text}]
+        return [*turns, reply_message(self.output_text, self.tool_calls)]
+
+
+def reply_message(text: str, tool_calls: list[dict[str, Any]] | None) -> dict[str, Any]:
+    """The assistant's chat message of a reply: its text, and its tool calls when it made any."""
+    if not tool_calls:
+        return {"role": "assistant", "content": text}
+    return {"role": "assistant", "content": text or None, "tool_calls": tool_calls}
 
 
 def _usage(usage: dict | None) -> dict[str, Any] | None:
@@ -147,9 +156,11 @@ class ResponsesService:
         text: str | None,
         usage: dict | None,
         version: str,
+        calls: list[dict[str, Any]] | None = None,
     ) -> dict[str, Any]:
         msg_id = "msg_" + response_id.removeprefix(ID_PREFIX)
-        output = [] if text is None else [_message(msg_id, text, status)]
+        output = [] if text is None or (calls and not text) else [_message(msg_id, text, status)]
+        output += function_tools.call_items(response_id, calls)
         incomplete = {"reason": "max_output_tokens"} if status == "incomplete" else None
         return {
             "id": response_id,
@@ -167,9 +178,9 @@ class ResponsesService:
             "metadata": request.metadata or {},
             "store": request.store,
             "user": request.user,
-            "parallel_tool_calls": True,
-            "tool_choice": "auto",
-            "tools": [],
+            "parallel_tool_calls": request.parallel_tool_calls is not False,
+            "tool_choice": request.tool_choice or "auto",
+            "tools": function_tools.responses_tools(function_tools.chat_tools(request.tools)),
             "truncation": request.truncation or "disabled",
             "error": None,
             "incomplete_details": incomplete,
@@ -200,12 +211,13 @@ class ResponsesService:
             result, version = await self.chat.engine.post("/v1/chat/completions", engine_body)
         choice = (result.get("choices") or [{}])[0]
         text = (choice.get("message") or {}).get("content") or ""
+        calls = (choice.get("message") or {}).get("tool_calls") or None
         finish = choice.get("finish_reason")
         status = "incomplete" if finish == "length" else "completed"
         usage = result.get("usage")
         self.chat.count_tokens(usage)
-        obj = self._object(request, response_id, created, status, text, usage, version)
-        self._finish(request, messages, obj, text, finish, usage, version, started, caller)
+        obj = self._object(request, response_id, created, status, text, usage, version, calls)
+        self._finish(request, messages, obj, text, finish, usage, version, started, caller, calls)
         return JSONResponse(obj, headers={VERSION_HEADER: version, ID_HEADER: response_id})
 
     async def _stream(self, request, messages, engine_body, response_id, caller) -> StreamingResponse:
@@ -239,37 +251,63 @@ class ResponsesService:
 
         parts: list[str] = []
         finish = usage = None
-        where = {"item_id": msg_id, "output_index": 0, "content_index": 0}
+        where: dict[str, Any] = {}  # the text message's place, once it is open
+        items = 0  # output items opened so far
+
+        def next_index() -> int:
+            nonlocal items
+            items += 1
+            return items - 1
+
+        def open_message() -> list[bytes]:
+            where.update(item_id=msg_id, output_index=next_index(), content_index=0)
+            empty = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
+            added = _message(msg_id, "", "in_progress")
+            return [
+                event("response.output_item.added", output_index=where["output_index"], item=added),
+                event("response.content_part.added", **where, part=empty),
+            ]
+
+        # with tools the reply may be calls only: its message opens with its first text
+        calls = function_tools.CallItems(response_id, event, next_index)
         try:
             snapshot = self._object(request, response_id, created, "in_progress", None, None, version)
             yield event("response.created", response=snapshot)
             yield event("response.in_progress", response=snapshot)
-            yield event(
-                "response.output_item.added", output_index=0, item=_message(msg_id, "", "in_progress")
-            )
-            empty = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
-            yield event("response.content_part.added", **where, part=empty)
+            for out in [] if request.tools else open_message():
+                yield out
             chunk = first
             while chunk is not None:
                 for choice in chunk.get("choices", []):
                     delta = (choice.get("delta") or {}).get("content")
                     if delta:
+                        for out in [] if where else open_message():
+                            yield out
                         parts.append(delta)
                         yield event("response.output_text.delta", **where, delta=delta, logprobs=[])
+                    for out in calls.add((choice.get("delta") or {}).get("tool_calls") or []):
+                        yield out
                     finish = choice.get("finish_reason") or finish
                 if chunk.get("usage"):
                     usage = chunk["usage"]
                 chunk = await anext(events, None)
             text = "".join(parts)
             status = "incomplete" if finish == "length" else "completed"
-            done_part = {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
-            yield event("response.output_text.done", **where, text=text, logprobs=[])
-            yield event("response.content_part.done", **where, part=done_part)
-            yield event("response.output_item.done", output_index=0, item=_message(msg_id, text, status))
-            obj = self._object(request, response_id, created, status, text, usage, version)
+            for out in [] if where or calls.items else open_message():
+                yield out  # a reply with neither text nor calls: an empty message, as without tools
+            if where:
+                done_part = {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
+                yield event("response.output_text.done", **where, text=text, logprobs=[])
+                yield event("response.content_part.done", **where, part=done_part)
+                done = _message(msg_id, text, status)
+                yield event("response.output_item.done", output_index=where["output_index"], item=done)
+            for out in calls.finish():
+                yield out
+            tool_calls = calls.tool_calls() or None
+            obj = self._object(request, response_id, created, status, text, usage, version, tool_calls)
             yield event(f"response.{status}", response=obj)
             self.chat.count_tokens(usage)
-            self._finish(request, messages, obj, text, finish, usage, version, started, caller)
+            self._finish(request, messages, obj, text, finish, usage, version, started, caller, tool_calls)
         except EngineUnavailable as exc:
             log.error("response stream %s broke: %s", response_id, exc)
             self.chat.metrics.errors.labels("engine_error").inc()
@@ -280,12 +318,16 @@ class ResponsesService:
             self.chat.in_flight -= 1
             await events.aclose()
 
-    def _finish(self, request, messages, obj, text, finish, usage, version, started, caller) -> None:
+    def _finish(
+        self, request, messages, obj, text, finish, usage, version, started, caller, calls=None
+    ) -> None:
         """Remember and record a finished response (``store: true`` only)."""
         if not request.store:
             return
         response_id = obj["id"]
-        self._recent[response_id] = StoredResponse(caller, messages, bool(request.instructions), text, obj)
+        self._recent[response_id] = StoredResponse(
+            caller, messages, bool(request.instructions), text, obj, calls
+        )
         while len(self._recent) > self.remember:
             self._recent.popitem(last=False)
         params = request.chat_fields()
@@ -299,9 +341,7 @@ class ResponsesService:
             Exchange(
                 completion_id=response_id,
                 request={"model": request.model, "messages": messages, **params},
-                choices=[
-                    {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}
-                ],
+                choices=[{"index": 0, "message": reply_message(text, calls), "finish_reason": finish}],
                 model_version=version,
                 usage=usage,
                 latency_ms=(time.perf_counter() - started) * 1000,
@@ -349,15 +389,20 @@ class ResponsesService:
             store=True,
             user=params.get("user"),
             truncation=params.get("truncation"),
+            tools=function_tools.responses_tools(params.get("tools")) or None,
+            tool_choice=function_tools.responses_tool_choice(params.get("tool_choice")),
+            parallel_tool_calls=params.get("parallel_tool_calls"),
         )
+        reply = next((c.get("message") or {} for c in row.choices or () if isinstance(c, dict)), {})
+        calls = reply.get("tool_calls") or None
         status = "incomplete" if row.finish_reason == "length" else "completed"
         usage = {"prompt_tokens": row.prompt_tokens, "completion_tokens": row.completion_tokens}
         created = int(row.created_at.timestamp())
-        obj = self._object(request, row.id, created, status, row.response, usage, row.model_version)
+        obj = self._object(request, row.id, created, status, row.response, usage, row.model_version, calls)
         obj["text"] = params.get("text") or obj["text"]
         obj["model"] = row.model
         return StoredResponse(
-            row.caller, list(row.messages), bool(params.get("instructions")), row.response, obj
+            row.caller, list(row.messages), bool(params.get("instructions")), row.response, obj, calls
         )
 
     async def retrieve(self, response_id: str, caller: str) -> JSONResponse:

@@ -2,8 +2,8 @@
 official ``openai`` client: ids and version reporting, logging, feedback on their ids, and a
 tool-call reference that the learner's own scoring path uses.
 
-The session's gateway runs with ``PERENNIAL_CHAT_TEMPLATE=chatml-tools`` and
-``PERENNIAL_TOOL_CALL_PARSER=pythonic`` (tests/conftest.py).
+The session's gateway runs on the defaults, which for the bundled model are the ``chatml-tools``
+template and the ``pythonic`` parser (engine/chat_format.py); /v1/models says so.
 """
 
 from __future__ import annotations
@@ -214,8 +214,9 @@ def test_response_of_another_key_is_not_found(client, server):
     ("extra", "param"),
     [
         ({"input": ""}, "input"),
-        ({"input": "x", "tools": [{"type": "web_search"}]}, "tools"),
-        ({"input": [{"type": "function_call_output", "call_id": "c", "output": "o"}]}, "input.0.type"),
+        ({"input": "x", "tools": [{"type": "web_search"}]}, "tools.0.type"),
+        ({"input": "x", "tools": [{"type": "file_search", "vector_store_ids": ["v"]}]}, "tools.0.type"),
+        ({"input": [{"type": "item_reference", "id": "msg_1"}]}, "input.0.type"),
         (
             {"input": [{"role": "user", "content": [{"type": "input_image", "image_url": "u"}]}]},
             "input.0.content.0",

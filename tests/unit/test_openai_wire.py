@@ -82,7 +82,7 @@ def test_response_translates_to_the_chat_it_means():
 @pytest.mark.parametrize(
     ("body", "param"),
     [
-        ({"input": "x", "tools": [{"type": "web_search"}]}, "tools"),
+        ({"input": "x", "tools": [{"type": "web_search"}]}, "tools.0.type"),
         ({"input": "x", "background": True}, "background"),
         ({"input": "x", "tool_choice": "required"}, "tool_choice"),
     ],
@@ -166,7 +166,8 @@ def test_tool_call_reference_becomes_an_item_with_its_tools():
     [item] = items.train.verifiable
     assert item.tools == (WEATHER,) and item.tool_choice == "auto"
     assert greedy_body("m", item, 8)["tools"] == [WEATHER]
-    assert items.skipped == {"tool_call_reply": 1}  # the thumbs-up on a call has no text to weigh
+    [rated] = items.train.rated  # the thumbs-up on a call weighs the call (learner/tool_items.py)
+    assert rated.tool_calls == (CALL,) and rated.tools == (WEATHER,) and not items.skipped
 
 
 def test_raw_prompt_feedback_is_skipped_and_counted():
