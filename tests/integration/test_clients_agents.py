@@ -48,7 +48,7 @@ def _agent(agents, server, kind: str, turns: list[str], *, tools=(), tool_choice
     http = httpx.AsyncClient(timeout=120, event_hooks={"response": [record]})
     client = AsyncOpenAI(base_url=server.base_url, api_key=API_KEYS[0], max_retries=0, http_client=http)
     model_class = agents.OpenAIChatCompletionsModel if kind == "chat" else agents.OpenAIResponsesModel
-    settings = agents.ModelSettings(temperature=0, max_tokens=32, tool_choice=tool_choice)
+    settings = agents.ModelSettings(temperature=0, max_tokens=64, tool_choice=tool_choice)
     return agents.Agent(
         name="assistant",
         instructions="You are a helpful assistant. Answer briefly.",

@@ -101,7 +101,7 @@ def test_function_call_then_output_without_previous_response_id(client, server):
 
 def test_function_call_output_with_previous_response_id(client, server):
     first = client.responses.create(
-        model=MODEL, input=ASK, tools=[WEATHER], tool_choice="required", temperature=0, max_output_tokens=40
+        model=MODEL, input=ASK, tools=[WEATHER], tool_choice="required", temperature=0, max_output_tokens=96
     )
     call = _call(first)
     follow = client.responses.create(
