@@ -131,7 +131,10 @@ async def mean_logprob(engine: ServingEngine, item: VerifiableItem | RatedItem) 
     text = reference_text(item)
     if text is None:
         raise ValueError(f"item {item.id} has no reference reply")
-    tokens = await reply_tokens(engine.client, engine.served_name, item.messages, text)
+    calls = getattr(item, "tool_calls", ())  # a rated tool-call reply: its calls as the template writes them
+    tokens = await reply_tokens(
+        engine.client, engine.served_name, item.messages, text, tools=item.tools, tool_calls=calls
+    )
     lps = await reply_logprobs(engine.client, engine.served_name, tokens)
     return sum(lps) / len(lps)
 
