@@ -88,7 +88,7 @@ def chat_tool_choice(choice: Any, tools: list[dict[str, Any]]) -> str | dict[str
         return choice
     if isinstance(choice, dict) and choice.get("type") == "function":
         name = choice.get("name")
-        if name not in {t["function"]["name"] for t in tools}:
+        if not isinstance(name, str) or name not in {t["function"]["name"] for t in tools}:
             raise ParamError("tool_choice", f"tool_choice: no function tool named {name!r} in tools")
         return {"type": "function", "function": {"name": name}}
     kind = choice.get("type") if isinstance(choice, dict) else choice

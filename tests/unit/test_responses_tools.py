@@ -66,6 +66,7 @@ def test_stored_chat_tools_read_back_as_responses_tools():
         ({"tool_choice": "required"}, "tool_choice"),
         ({"tools": [TOOL], "tool_choice": {"type": "function", "name": "other"}}, "tool_choice"),
         ({"tools": [TOOL], "tool_choice": {"type": "web_search"}}, "tool_choice"),
+        ({"tools": [], "tool_choice": {"type": "function", "name": {}}}, "tool_choice"),
     ],
 )
 def test_refused_with_the_field_named(body, param):
