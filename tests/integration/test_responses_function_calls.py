@@ -9,6 +9,7 @@ constrains decoding); the tests check the protocol, not the model's judgement.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 
@@ -161,3 +162,61 @@ def test_hosted_tools_are_refused_naming_the_field(client):
     with pytest.raises(openai.BadRequestError) as caught:
         client.responses.create(model=MODEL, input="Search the web.", tools=[{"type": "web_search"}])
     assert caught.value.body["param"] == "tools.0.type" and "web_search" in caught.value.body["message"]
+
+
+async def test_rated_agent_turns_become_learner_items_scored_as_served(client, server, engine_url):
+    """A thumbs-up on a Responses tool call and on the answer after its result: two rated items
+    that replay the conversation with its tools, whose likelihood the learner computes on the
+    served engine (the calls rendered by the chat template, the tools in the prompt)."""
+    from engine.client import EngineClient
+    from evals.scoring import reply_logprobs, reply_tokens
+    from learner.feedback_items import build_round_items
+    from store.db import Database
+    from store.queries import feedback_since
+
+    first = client.responses.create(
+        model=MODEL, input=ASK, tools=[WEATHER], tool_choice=NAMED, temperature=0, max_output_tokens=40
+    )
+    call = _call(first)
+    output = {"type": "function_call_output", "call_id": call.call_id, "output": "Sunny, 21 degrees."}
+    follow = client.responses.create(
+        model=MODEL, previous_response_id=first.id, input=[output], tools=[WEATHER], max_output_tokens=16
+    )
+    for rid in (first.id, follow.id):
+        _stored(server, rid)
+        r = httpx.post(server.url + "/v1/feedback", json={"completion_id": rid, "label": "up"}, headers=USER)
+        assert r.status_code == 200, r.text
+
+    db = Database.connect(f"sqlite:///{server.data_dir / 'perennial.db'}")
+    try:
+        deadline = time.monotonic() + 30
+        rows = []
+        while len(rows) < 2 and time.monotonic() < deadline:  # feedback is written off the request path
+            async with db.sessions() as session:
+                page = await feedback_since(session, settle_s=0.0, limit=10_000)
+            rows = [r for r in page.items if r.feedback.completion_id in (first.id, follow.id)]
+            await asyncio.sleep(0.3)
+    finally:
+        await db.close()
+    items = build_round_items(rows, heldout_fraction=0.0)
+    rated = {item.id.split(":")[0]: item for item in [*items.train.rated, *items.heldout.rated]}
+    assert len(rated) == 2, items.summary()
+    by_turn = {len(item.messages): item for item in rated.values()}
+    call_item, answer_item = by_turn[1], by_turn[3]  # the call's turn; the answer after the result
+    assert call_item.tool_calls and call_item.tool_calls[0]["function"]["name"] == "get_weather"
+    assert [m["role"] for m in answer_item.messages] == ["user", "assistant", "tool"]
+    assert all(item.tools[0]["function"]["name"] == "get_weather" for item in rated.values())
+
+    engine = EngineClient(engine_url, timeout_s=120)
+    try:
+        for item in (call_item, answer_item):
+            tokens = await reply_tokens(
+                engine, MODEL, item.messages, item.completion, tools=item.tools, tool_calls=item.tool_calls
+            )
+            logprobs = await reply_logprobs(engine, MODEL, tokens)
+            assert logprobs and all(lp <= 0 for lp in logprobs)
+        body = {"model": MODEL, "messages": list(answer_item.messages), "add_generation_prompt": True}
+        bare = await engine.tokenize(body)  # the same prompt without the tools: shorter
+    finally:
+        await engine.aclose()
+    assert tokens.start > len(bare["tokens"])  # the tools are in the prompt, as served
