@@ -21,7 +21,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
-from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr, WithJsonSchema
 from sqlalchemy.exc import SQLAlchemyError
 
 from server.admin.data import MAX_UNIX_S, Instant, parse_instant
@@ -38,13 +38,14 @@ router = APIRouter(prefix="/admin/feedback", dependencies=[Depends(admin_caller)
 MAX_IDS = 1000  # per request, and in an answer or audit row
 
 BodyInstant = Annotated[
-    str | float | None,
+    StrictStr | StrictInt | StrictFloat | None,  # strict: JSON true/false is no instant
     Field(None, description="ISO 8601 (UTC unless an offset is given) or UNIX seconds."),
     WithJsonSchema(
         {
             "anyOf": [
                 {"type": "string", "format": "date-time"},
                 {"type": "number", "minimum": 0, "maximum": MAX_UNIX_S},
+                {"type": "null"},
             ]
         }
     ),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Path, Query
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from evals.thresholds import Thresholds
@@ -17,6 +17,7 @@ from store.rounds import RoundBusy, get_round, iterations, list_rounds
 from store.versions import latest_decision
 from weights.config import ROUND_KNOBS, ConfigError, ESConfig, optional_fields
 
+MAX_ROW_ID = 2**63 - 1  # a row id is a 64-bit integer in every backend (SQLite refuses larger)
 router = APIRouter(prefix="/admin/learner", dependencies=[Depends(admin_caller)])
 # what perennial/ plugged in (app.state.rounds), None without a learner
 LearnerRounds = Annotated[Rounds | None, Depends(state("rounds"))]
@@ -108,7 +109,7 @@ async def rounds_list(db: DB, limit: int = Query(50, ge=1, le=500)) -> dict:
 
 
 @router.get("/rounds/{round_id}", **doc(errors=(404,)))
-async def round_detail(db: DB, round_id: int) -> dict:
+async def round_detail(db: DB, round_id: Annotated[int, Path(ge=1, le=MAX_ROW_ID)]) -> dict:
     async with db.sessions() as session:
         run = await get_round(session, round_id=round_id)
         if run is None:
