@@ -65,9 +65,13 @@ async def seed(db: Database, caller: str, n: int, *, when: datetime = OLD, **sig
     return ids
 
 
-@pytest.fixture
-async def db(db_url):
-    database = Database.connect(db_url)
+@pytest.fixture(params=["sqlite", "postgres"])
+async def db(request, tmp_path):
+    # A database of its own: the learner's scan reads from the first feedback row, and the
+    # session's shared Postgres database holds every other test's feedback.
+    url = request.getfixturevalue("fresh_pg_url") if request.param == "postgres" else None
+    database = Database.connect(url or f"sqlite:///{tmp_path / 'quarantine.db'}")
+    await database.migrate()
     yield database
     await database.close()
 
