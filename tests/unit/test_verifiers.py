@@ -149,7 +149,7 @@ def test_a_verifier_past_its_bounds_fails_fast_as_verifier_failed(reply, spec):
     started = time.perf_counter()
     with pytest.raises(VerifierFailed):
         score(reply, "{}", verifier)
-    assert time.perf_counter() - started < 1.0
+    assert time.perf_counter() - started < 5.0  # milliseconds when idle; the bound is far below a runaway
 
 
 def test_a_stored_spec_that_breaks_a_new_bound_fails_at_scoring():
