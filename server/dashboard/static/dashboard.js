@@ -366,7 +366,8 @@ function renderRoundsChart() {
   const mode = $("lineage-select").value;
   const judged = state.versions.slice().reverse().filter((v) => v.id !== "base" && hasRoundData(v)
     && (mode === "all" || v.status === "promoted"));
-  const first = judged.map(roundScores).find(Boolean);
+  // the base's suite scores from the first round that scored suites (an early reject scores none)
+  const first = judged.map(roundScores).find((sc) => sc && sc.base && sc.base.suites);
   const baseSuites = (first && first.base && first.base.suites) || {};
   const candSuites = (v) => ((roundScores(v) || {}).candidate || {}).suites || {};
   const names = new Set(Object.keys(baseSuites));
