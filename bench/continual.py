@@ -38,6 +38,7 @@ import argparse
 import asyncio
 import json
 import random
+import re
 import sys
 import time
 from pathlib import Path
@@ -64,15 +65,15 @@ HELDOUT = REPO / "evals/tasks/addition/heldout.jsonl"
 TRAIN = REPO / "evals/tasks/addition/train.jsonl"
 
 
+def addends(text: str) -> set[tuple[int, int]]:
+    """The (a, b) of every "What is a + b?" in ``text`` (the shipped addition prompts)."""
+    return {(int(a), int(b)) for a, b in re.findall(r"What is (\d+) \+ (\d+)\?", text)}
+
+
 def check_items(n: int, seed: int = 7) -> tuple[list[dict[str, Any]], set[tuple[int, int]]]:
     """``n`` fixed addition items (the shipped held-out ones first) and their pairs (never asked)."""
     rows = [json.loads(line) for line in HELDOUT.read_text().splitlines() if line.strip()][:n]
-    pairs = {tuple(int(x) for x in r["prompt"].split("What is ")[1].split("?")[0].split(" + ")) for r in rows}
-    train = {
-        tuple(int(x) for x in json.loads(line)["prompt"].split("What is ")[1].split("?")[0].split(" + "))
-        for line in TRAIN.read_text().splitlines()
-        if line.strip()
-    }
+    pairs, train = addends(" ".join(r["prompt"] for r in rows)), addends(TRAIN.read_text())
     rng = random.Random(seed)
     while len(rows) < n:
         a, b = rng.randint(10, 99), rng.randint(10, 99)
