@@ -140,7 +140,8 @@ def mean(values: dict[str, float]) -> float:
     return sum(values.values()) / max(1, len(values))
 
 
-async def run_arm(name: str, env: dict[str, str], args) -> dict[str, Any]:
+async def run_arm(name: str, env: dict[str, str], args, save) -> dict[str, Any]:
+    """One arm's run; ``save(result)`` after each measured round, so a stopped run keeps its rounds."""
     work = REPO / "bench/.work/continual" / name
     rows, excluded = check_items(args.check_items)
     check = parse_suite_jsonl(
@@ -208,6 +209,7 @@ async def run_arm(name: str, env: dict[str, str], args) -> dict[str, Any]:
                     "measure_s": served["wall_s"],
                 }
                 result["rounds"].append(record)
+                save(result)
                 worst = min((i["low"] for i in intervals.values()), default=0.0)
                 print(
                     f"[{name}] round {record['round']} ({r['id']}): {record['decision']} in {r['seconds']} s; "
@@ -294,9 +296,13 @@ def main() -> None:
     results: dict[str, Any] = {"args": {k: str(v) for k, v in vars(args).items()}, "arms": {}}
     for spec in args.arms.split(";"):
         name, env = arm_env(spec)
-        results["arms"][name] = asyncio.run(run_arm(name, env, args))
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(results, indent=1))
+
+        def save(partial: dict[str, Any], name: str = name) -> None:
+            results["arms"][name] = partial
+            args.out.write_text(json.dumps(results, indent=1))
+
+        save(asyncio.run(run_arm(name, env, args, save)))
     first = next(iter(results["arms"].values()))
     results["target_gain"], results["worst_suite_lower_bound"] = (
         first["target_gain"],

@@ -124,6 +124,10 @@ class EngineClient:
                 yield json.loads(data)
         except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
             raise EngineUnavailable(f"engine stream broke: {exc}") from exc
+        except httpx.TimeoutException as exc:  # an engine that hangs mid-stream (read timeout)
+            raise EngineUnavailable(
+                f"engine stream timed out: {type(exc).__name__}", retryable=False
+            ) from exc
         finally:
             await response.aclose()
 
