@@ -45,6 +45,7 @@ class IterationRecord:
     target_score: float | None
     timings: dict[str, float]
     wall_s: float
+    verifier_failed: int = 0  # of failed_items: replies scored 0 because their verifier failed
     # learner on Ray: per actor, its node, members evaluated, seconds and failures
     workers: dict[str, dict[str, Any]] | None = None
 
@@ -82,7 +83,7 @@ def _component_means(members: list[MemberFitness]) -> dict[str, float | None]:
 
 async def target_score(engine: ServingEngine, items: Sequence[VerifiableItem], config: ESConfig) -> float:
     """Mean verifier score of the served model on held-out items (failures score 0)."""
-    scores, _ = await score_verifiable(
+    scores, *_ = await score_verifiable(
         engine, list(items), max_tokens=config.max_tokens, concurrency=config.concurrency
     )
     return sum(scores) / len(scores) if scores else 0.0
@@ -167,6 +168,7 @@ async def run_es(
             target_score=target,
             timings={k: round(v, 3) for k, v in timings.items()},
             wall_s=round(time.perf_counter() - started, 3),
+            verifier_failed=sum(m.verifier_failed for m in members),
             workers=engine.work_report(),
         )
         result.records.append(record)

@@ -19,7 +19,9 @@
 
 A failing item (engine error, over-long prompt, malformed reply, a verifier that fails or goes
 past its bounds) scores 0 for that item and is counted in ``failed``; a round never crashes on
-one bad item.
+one bad item. Of those, the items whose verifier failed (``evals.verifiers.VerifierFailed``: a
+hostile or broken spec) are counted again in ``verifier_failed``, so the round's record tells
+an operator how many replies scored 0 for their verifier rather than for the engine.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import asyncio
 import logging
 import random
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from evals.scoring import ReplyTokens, reply_logprobs, reply_tokens
 from evals.verifiers import VerifierError, tool_call_text
@@ -65,6 +67,15 @@ class MemberFitness:
     failed: int
     items: int
     reference: float | None = None
+    verifier_failed: int = 0  # of ``failed``: items whose verifier errored or went past its bounds
+
+
+class Scored(NamedTuple):
+    """Verifier scores of items (a failed item scores 0), and how many failed."""
+
+    scores: list[float]
+    failed: int  # engine error, malformed reply, or verifier failure
+    verifier_failed: int  # of ``failed``: the verifier errored or went past its bounds
 
 
 def greedy_body(model: str, item: VerifiableItem, max_tokens: int) -> dict[str, Any]:
@@ -92,11 +103,13 @@ def reply_text(message: dict[str, Any]) -> str:
 
 async def score_verifiable(
     engine: ServingEngine, items: list[VerifiableItem], *, max_tokens: int, concurrency: int = 32
-) -> tuple[list[float], int]:
-    """Score every item with greedy generation; returns (scores, failed count)."""
+) -> Scored:
+    """Score every item with greedy generation; failed items score 0 and are counted."""
     sem = asyncio.Semaphore(concurrency)
+    verifier_failed = 0
 
     async def one(item: VerifiableItem) -> float | None:
+        nonlocal verifier_failed
         async with sem:
             try:
                 reply = await engine.client.chat(greedy_body(engine.served_name, item, max_tokens))
@@ -108,10 +121,11 @@ async def score_verifiable(
             return await asyncio.to_thread(verify, text, item.reference, item.verifier)
         except VerifierError as exc:  # a hostile or broken verifier scores 0 and is counted
             log.warning("item %s: verifier failed: %s", item.id, exc)
+            verifier_failed += 1
             return None
 
     results = await asyncio.gather(*(one(item) for item in items))
-    return [r or 0.0 for r in results], sum(r is None for r in results)
+    return Scored([r or 0.0 for r in results], sum(r is None for r in results), verifier_failed)
 
 
 def reference_text(item: VerifiableItem | RatedItem) -> str | None:
@@ -248,7 +262,7 @@ class FitnessEvaluator:
         greedy = batch.verifiable if self._on("verifiable") else []
         rated = batch.rated if self._on("likelihood") else []
         refs = [i for i in batch.verifiable if reference_text(i) is not None] if self._on("reference") else []
-        (scores, failed), liks, ref_liks = await asyncio.gather(
+        (scores, failed, verifier_failed), liks, ref_liks = await asyncio.gather(
             score_verifiable(self.engine, greedy, max_tokens=self.max_tokens, concurrency=self.concurrency),
             self._loglik(rated),
             self._reference_logliks(refs),
@@ -267,6 +281,7 @@ class FitnessEvaluator:
             failed=failed,
             items=len(batch.verifiable) + len(batch.rated),
             reference=sum(ref_values) / len(ref_values) if ref_values else None,
+            verifier_failed=verifier_failed,
         )
 
 

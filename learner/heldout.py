@@ -46,6 +46,7 @@ class TargetScores:
     accuracy: float | None = None  # greedy verifier accuracy on the pool's verifiable items
     verifiable: int = 0
     failed: int = 0
+    verifier_failed: int = 0  # verifiable items whose verifier failed (greedy accuracy counts them 0)
 
     @property
     def mean(self) -> float | None:
@@ -58,6 +59,7 @@ class TargetScores:
             "failed": self.failed,
             "accuracy": self.accuracy,
             "verifiable": self.verifiable,
+            "verifier_failed": self.verifier_failed,
         }
 
 
@@ -95,7 +97,7 @@ async def score_pool(engine: ServingEngine, pool: ItemSet, config: ESConfig) -> 
         return None
 
     items = [*pool.verifiable, *pool.rated]
-    (greedy, failed_greedy), values = await asyncio.gather(
+    greedy, values = await asyncio.gather(
         score_verifiable(
             engine, pool.verifiable, max_tokens=config.max_tokens, concurrency=config.concurrency
         ),
@@ -104,9 +106,10 @@ async def score_pool(engine: ServingEngine, pool: ItemSet, config: ESConfig) -> 
     scores = {i.id: v for i, v in zip(items, values, strict=True) if v is not None and math.isfinite(v)}
     return TargetScores(
         items=scores,
-        accuracy=sum(greedy) / len(greedy) if greedy else None,
-        verifiable=len(greedy),
+        accuracy=sum(greedy.scores) / len(greedy.scores) if greedy.scores else None,
+        verifiable=len(greedy.scores),
         failed=len(items) - len(scores),
+        verifier_failed=greedy.verifier_failed,
     )
 
 

@@ -143,6 +143,10 @@ async def run_round(ctx: RoundContext, round_id: int, overrides: dict[str, Any])
         on_iteration=iteration_recorder(db, round_id),
         before_member=ctx.before_member,
     )
+    kept["scoring"] = {  # items scored 0 over the run; of them, those whose verifier failed
+        "failed_items": sum(r.failed_items for r in result.records),
+        "verifier_failed": sum(r.verifier_failed for r in result.records),
+    }
     candidate_scores = await score_pool(engine, pool, config)
     candidate_target, incumbent_target = paired(candidate_scores, incumbent_scores)
     target = {

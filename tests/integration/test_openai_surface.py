@@ -306,7 +306,7 @@ async def test_tool_call_feedback_becomes_a_learner_item(client, server, engine_
 
     engine = EngineClient(engine_url, timeout_s=120)
     try:
-        scores, failed = await score_verifiable(Served(engine), verifiable, max_tokens=40)
+        scores, failed, _ = await score_verifiable(Served(engine), verifiable, max_tokens=40)
     finally:
         await engine.aclose()
     by_reference = {

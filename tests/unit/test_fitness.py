@@ -74,3 +74,40 @@ def test_minibatches_are_seeded_and_shared_by_an_iteration():
     assert len(ev.batch(0).verifiable) == 8
     small = FitnessEvaluator(Engine(None), items(5), minibatch=8, max_tokens=8)
     assert len(small.batch(0).verifiable) == 5
+
+
+def hostile_items() -> ItemSet:
+    """Two ordinary items, one whose prompt the engine fails, one with a cyclic-$ref schema."""
+    out = items(2)
+    out.verifiable.append(parse_item({"prompt": "unknown", "reference": "1", "verifier": "number"}, 3))
+    schema = {"type": "json_schema", "schema": {"$ref": "#"}}  # passes check_schema; fails at scoring
+    out.verifiable.append(parse_item({"prompt": "q3", "reference": "{}", "verifier": schema}, 4))
+    return out
+
+
+ANSWERS = {"q0": "0", "q1": "1", "q3": "{}"}
+
+
+async def test_verifier_failures_are_counted_apart_from_other_failures():
+    ev = FitnessEvaluator(Engine(ScriptedClient(ANSWERS)), hostile_items(), minibatch=4, max_tokens=8)
+    result = await ev.evaluate(ev.batch(0))
+    assert result.items == 4 and result.failed == 2 and result.verifier_failed == 1
+    assert result.verifiable == pytest.approx(2 / 4)
+
+
+async def test_a_round_iteration_records_its_verifier_failures():
+    """run_es on a scripted local engine: each member's hostile verifier is in the iteration record."""
+    from learner.engines import LocalLearnerEngine
+    from learner.es_loop import run_es
+    from weights.config import ESConfig
+
+    class Scripted(LocalLearnerEngine):
+        async def _rpc(self, method: str, **kwargs) -> dict:
+            stats = {"update_norm": 1.0, "update_sparsity": 0.0, "drift": 0.5, "drift_sparsity": 0.0}
+            return stats if method == "es_update" else {}
+
+    config = ESConfig.preset("cpu", population=4, iterations=2, minibatch=4, max_tokens=8)
+    result = await run_es(Scripted(ScriptedClient(ANSWERS), "learner"), hostile_items(), config)
+    assert [r.verifier_failed for r in result.records] == [4, 4]  # one item x 4 members
+    assert [r.failed_items for r in result.records] == [8, 8]
+    assert result.records[0].to_json()["verifier_failed"] == 4

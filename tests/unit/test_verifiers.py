@@ -187,7 +187,7 @@ async def test_hostile_verifiers_score_zero_and_are_counted_the_rest_scored():
     good = Verifier("regex", {"pattern": "(a+)+b"})
     cyclic = parse_verifier({"type": "json_schema", "schema": {"$ref": "#"}})
     stale = Verifier("regex", {"pattern": "(?<=a)b"})
-    scores, failed = await score_verifiable(
+    scores, failed, verifier_failed = await score_verifiable(
         Engine(), [item(0, good), item(1, cyclic), item(2, stale)], max_tokens=8
     )
-    assert scores == [1.0, 0.0, 0.0] and failed == 2
+    assert scores == [1.0, 0.0, 0.0] and failed == verifier_failed == 2
