@@ -197,6 +197,15 @@ class Settings(StateSettings, ChatFormatSettings):
         description="How long an Idempotency-Key is remembered: in memory, in Redis (key TTL) and "
         "in the database (expired records are pruned hourly).",
     )
+    ingest_dead_letters_keep: int = Field(
+        10_000,
+        ge=0,
+        description="Most ingest dead letters kept (entries the database refused, listed at GET "
+        "/admin/ingest/dead-letters): the newest; the rest are pruned hourly.",
+    )
+    ingest_dead_letters_max_age_days: float = Field(
+        30.0, gt=0, description="Ingest dead letters older than this are pruned (hourly)."
+    )
     feedback_batch_max: int = Field(
         1000, ge=1, le=10_000, description="Most items in one POST /v1/feedback/batch."
     )

@@ -58,6 +58,8 @@ async def start_store(app: FastAPI, settings: Settings, stack: AsyncExitStack) -
         idempotency_ttl_s=settings.idempotency_ttl_s,
         run_consumer=settings.ingest_consumer,
         stream_maxlen=settings.ingest_stream_maxlen,
+        dead_letters_keep=settings.ingest_dead_letters_keep,
+        dead_letters_max_age_s=settings.ingest_dead_letters_max_age_days * 86_400,
     )
     sink = IngestSink(db, redis, config)
     await sink.start()

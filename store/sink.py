@@ -21,7 +21,9 @@ answered like an unknown id (``missing``), so ids of others are not even confirm
 An Idempotency-Key's record is small: the request's hash and what a replay needs to rebuild the
 first answer (``{"created": ...}``; the service derives everything else from the request). It is
 kept ``idempotency_ttl_s`` everywhere: in memory (``idempotency_cache`` entries at most), in
-Redis (key TTL) and in the database (``prune_idempotency``, every ``prune_every_s``).
+Redis (key TTL) and in the database (``prune_idempotency``, every ``prune_every_s``). The
+same prune bounds the ingest dead letters (``store.dead_letters``): the newest
+``dead_letters_keep``, none older than ``dead_letters_max_age_s``.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from store import queries
 from store.consumer import StreamConsumer
 from store.db import Database
+from store.dead_letters import prune_dead_letters
 from store.ingest import INTERACTION, Entry, prune_idempotency
 from store.streams import DEFAULT_MAXLEN, IngestStream, idempotency_value
 from store.writer import DirectWriter, WriterFull
@@ -67,7 +70,9 @@ class IngestConfig:
     redis_retry_s: float = 1.0
     issued_cache: int = 200_000  # completion ids remembered in memory
     idempotency_cache: int = 20_000  # small records: a hash and a timestamp each
-    prune_every_s: float = 3600.0  # how often expired idempotency rows are deleted
+    prune_every_s: float = 3600.0  # how often expired idempotency rows and old dead letters are deleted
+    dead_letters_keep: int = 10_000  # newest ingest dead letters kept (store.dead_letters)
+    dead_letters_max_age_s: float = 30 * 86_400.0
     stream_maxlen: int = DEFAULT_MAXLEN  # XADD MAXLEN ~ (store.streams)
     backlog_every_s: float = 5.0  # how often the stream's backlog is read for the metrics
 
@@ -219,16 +224,33 @@ class IngestSink:
 
     async def _prune_loop(self) -> None:
         while True:
-            before = datetime.now(UTC) - timedelta(seconds=self.config.idempotency_ttl_s)
-            try:
-                async with self.db.sessions() as session:
-                    deleted = await prune_idempotency(session, before=before)
-                    await session.commit()
-                if deleted:
-                    log.info("pruned %d expired Idempotency-Key records", deleted)
-            except (SQLAlchemyError, OSError) as exc:  # the database down: next time
-                log.warning("idempotency prune failed: %s", type(exc).__name__)
+            await self.prune()
             await asyncio.sleep(self.config.prune_every_s)
+
+    async def prune(self) -> None:
+        """Delete expired Idempotency-Key records and the dead letters past their bounds."""
+        c, now = self.config, datetime.now(UTC)
+        try:
+            async with self.db.sessions() as session:
+                deleted = await prune_idempotency(
+                    session, before=now - timedelta(seconds=c.idempotency_ttl_s)
+                )
+                letters = await prune_dead_letters(
+                    session,
+                    keep=c.dead_letters_keep,
+                    before=now - timedelta(seconds=c.dead_letters_max_age_s),
+                )
+                await session.commit()
+            if deleted:
+                log.info("pruned %d expired Idempotency-Key records", deleted)
+            if letters:
+                log.info(
+                    "pruned %d ingest dead letters (past the newest %d or too old)",
+                    letters,
+                    c.dead_letters_keep,
+                )
+        except (SQLAlchemyError, OSError) as exc:  # the database down: next time
+            log.warning("idempotency and dead-letter prune failed: %s", type(exc).__name__)
 
     # --- Redis circuit breaker -----------------------------------------------------------------
     def _redis_usable(self) -> bool:
