@@ -24,12 +24,18 @@ Feedback is data from strangers, so nothing in it can stop a round: what cannot 
 skipped and counted under its reason (:data:`SKIP_REASONS`; a row counts once for each signal
 it loses, and once under ``no_signal`` when it yields nothing for no other reason). No caller
 owns a round: at most ``max_per_caller`` usable rows per caller are used, the newest (highest
-``seq``: feedback on what serves now), and the rest counts as ``over_caller_cap``.
+``seq``: feedback on what serves now), and the rest counts as ``over_caller_cap``. An item whose
+prompt (its messages and tools as JSON) and reply (reference, correction or rated reply) hold
+more than ``max_chars`` characters is skipped as ``too_long``: it cannot fit the learner
+engine's context, and a reference that long matches no bounded greedy reply. The bound is in
+characters, cheap and before any tokenizing; an item under it that still overflows the context
+scores 0 where it is scored and is counted as failed (``learner.fitness``), never failing a round.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -49,6 +55,7 @@ SKIP_REASONS = {
     "no_signal": "nothing to learn from (a reward of 0, ...)",
     "over_caller_cap": "its caller gave more than learner_max_feedback_per_caller usable items",
     "disabled": "an operator disabled it (counted by the feedback scan)",
+    "too_long": "prompt and reply hold more than learner_item_max_chars characters (past the context)",
 }
 
 
@@ -93,8 +100,11 @@ def heldout_bucket(completion_id: str, fraction: float) -> bool:
     return int.from_bytes(digest[:8], "big") / 2**64 < fraction
 
 
-def items_of(fb: Any, interaction: Any, response: str | None, skipped: dict[str, int]) -> list:
-    """The items one feedback row yields (see the module docstring)."""
+def items_of(
+    fb: Any, interaction: Any, response: str | None, skipped: dict[str, int], max_chars: int | None = None
+) -> list:
+    """The items one feedback row yields (see the module docstring); those over ``max_chars``
+    counted as ``too_long`` instead."""
     if interaction is None:
         skipped["unknown_completion"] = skipped.get("unknown_completion", 0) + 1
         return []
@@ -136,7 +146,29 @@ def items_of(fb: Any, interaction: Any, response: str | None, skipped: dict[str,
         skipped["no_reply"] = skipped.get("no_reply", 0) + 1
     elif reward is not None and reward != 0:
         out.append(RatedItem(f"{fb.id}:rated", messages, response, float(reward), tools=tools))
-    return out
+    return within(out, max_chars, skipped)
+
+
+def item_chars(item: VerifiableItem | RatedItem) -> int:
+    """Characters of an item's prompt (messages and tools as JSON) and reply: a cheap bound on its
+    tokens (the longest tokens are a few characters), no tokenizer needed.
+
+    >>> item_chars(RatedItem("f:fix", ({"role": "user", "content": "hi"},), "hello", 1.0))
+    42
+    """
+    prompt = json.dumps([list(item.messages), list(item.tools)], ensure_ascii=False, separators=(",", ":"))
+    reply = item.completion if isinstance(item, RatedItem) else item.reference
+    return len(prompt) + len(reply or "")
+
+
+def within(items: list, max_chars: int | None, skipped: dict[str, int]) -> list:
+    """``items`` of at most ``max_chars`` characters (:func:`item_chars`); the rest counted as ``too_long``."""
+    if max_chars is None:
+        return items
+    kept = [i for i in items if item_chars(i) <= max_chars]
+    if len(kept) < len(items):
+        skipped["too_long"] = skipped.get("too_long", 0) + len(items) - len(kept)
+    return kept
 
 
 def rated(item_id: str, messages, text: str, reward: float, tools, calls) -> RatedItem:
@@ -157,7 +189,10 @@ def _tool_call_reply(interaction: Any, fb: Any) -> bool:
 
 
 def build_round_items(
-    feedback: Iterable[Any], heldout_fraction: float, max_per_caller: int | None = None
+    feedback: Iterable[Any],
+    heldout_fraction: float,
+    max_per_caller: int | None = None,
+    max_chars: int | None = None,
 ) -> RoundItems:
     """Items from ``store.queries.FeedbackItem`` rows, split by completion id.
 
@@ -165,6 +200,7 @@ def build_round_items(
         feedback: the round's rows, in ``seq`` order.
         heldout_fraction: the share of completions held out.
         max_per_caller: most usable rows per caller (the newest); None for no cap.
+        max_chars: longest item, prompt and reply (``learner_item_max_chars``); None for no bound.
 
     Returns:
         The items, and per reason what was skipped (``RoundItems.summary``). The split is
@@ -176,7 +212,7 @@ def build_round_items(
     for row in feedback:
         result.read += 1
         before = sum(result.skipped.values())
-        found = items_of(row.feedback, row.interaction, row.response, result.skipped)
+        found = items_of(row.feedback, row.interaction, row.response, result.skipped, max_chars)
         if found:
             usable.append((row, found))
         elif sum(result.skipped.values()) == before:
@@ -216,7 +252,7 @@ def capped(usable: list[tuple[Any, list]], cap: int | None, result: RoundItems) 
 
 
 def heldout_pool(
-    rows: Iterable[Any], *, max_per_task: int, max_per_caller: int | None = None
+    rows: Iterable[Any], *, max_per_task: int, max_per_caller: int | None = None, max_chars: int | None = None
 ) -> tuple[ItemSet, dict[str, Any]]:
     """The held-out pool that the gate's target check scores, from held-out rows, newest first.
 
@@ -241,7 +277,7 @@ def heldout_pool(
     scratch = RoundItems()
     usable = []
     for row in rows:
-        found = items_of(row.feedback, row.interaction, row.response, scratch.skipped)
+        found = items_of(row.feedback, row.interaction, row.response, scratch.skipped, max_chars)
         scorable = [i for i in found if isinstance(i, RatedItem) or (i.reference and not i.tools)]
         scratch.skip("unscorable", len(found) - len(scorable))
         if scorable:
@@ -256,6 +292,8 @@ def heldout_pool(
             tasks[task] = tasks.get(task, 0) + 1
             (pool.verifiable if isinstance(item, VerifiableItem) else pool.rated).append(item)
     left_out = {
-        k: v for k, v in scratch.skipped.items() if k in ("unscorable", "over_cap", "over_caller_cap")
+        k: v
+        for k, v in scratch.skipped.items()
+        if k in ("unscorable", "over_cap", "over_caller_cap", "too_long")
     }
     return pool, {"items": len(pool), "tasks": tasks, "left_out": left_out}

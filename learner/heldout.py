@@ -74,7 +74,12 @@ async def read_pool(db: Database, s: LearnerSettings, *, upto_seq: int) -> tuple
             limit=POOL_ROWS * cap,
             scan=POOL_SCAN * cap,
         )
-    return heldout_pool(rows, max_per_task=cap, max_per_caller=s.learner_max_feedback_per_caller)
+    return heldout_pool(
+        rows,
+        max_per_task=cap,
+        max_per_caller=s.learner_max_feedback_per_caller,
+        max_chars=s.learner_item_max_chars,
+    )
 
 
 def item_weight(item: Item) -> float:

@@ -120,7 +120,9 @@ async def run_round(ctx: RoundContext, round_id: int, overrides: dict[str, Any])
         await session.commit()
 
     # ---- 2. split train / held-out, build fitness items (what cannot be used is counted) -----
-    items = build_round_items(page.items, s.learner_heldout_fraction, s.learner_max_feedback_per_caller)
+    items = build_round_items(
+        page.items, s.learner_heldout_fraction, s.learner_max_feedback_per_caller, s.learner_item_max_chars
+    )
     items.read += page.disabled
     items.skip("disabled", page.disabled)
     kept["feedback"] = items.summary()

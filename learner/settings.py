@@ -61,6 +61,14 @@ class LearnerSettings(_RoundKnobs, ChatFormatSettings):
         description="Most usable feedback items one caller (API key) gives a round: its newest; the "
         "rest is skipped as over_caller_cap, so no key owns a round's train and held-out items.",
     )
+    learner_item_max_chars: int = Field(
+        12_288,
+        ge=256,
+        description="Longest feedback item a round uses, in characters of its prompt (messages and "
+        "tools as JSON) and reply (reference, correction or rated reply); longer ones are skipped "
+        "as too_long. The learner engine's context is 2048 tokens: this default allows 6 characters "
+        "a token; an item under it that still overflows scores 0 and is counted as failed.",
+    )
     learner_heldout_fraction: float = Field(
         0.25,
         gt=0,

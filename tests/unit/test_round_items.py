@@ -81,3 +81,42 @@ def test_no_cap_or_a_high_one_keeps_every_usable_row(cap):
     items = build_round_items(rows, 0.25, max_per_caller=cap)
     assert items.used == 8 and "over_caller_cap" not in items.skipped
     assert len(items.train) + len(items.heldout) == 8 and len(items.heldout) >= 1
+
+
+def test_items_longer_than_the_bound_are_skipped_as_too_long_and_the_rest_of_their_row_kept():
+    """A correction, a reference or a prompt past the learner engine's context (2048 tokens; the
+    gateway takes corrections and references up to 32,768 characters) never reaches a member."""
+    long = "x" * 20_000
+    rows = [
+        row(1, interaction=chat(), correction=long),
+        row(2, interaction=chat(), reference=long, verifier="contains", label="up"),
+        row(3, interaction=chat(messages=[{"role": "user", "content": long}]), label="up"),
+        row(4, interaction=chat(), correction="4"),
+    ]
+    items = build_round_items(rows, 0.25, max_chars=12_288)
+    ids = {i.id for side in (items.train, items.heldout) for i in [*side.rated, *side.verifiable]}
+    assert ids == {"fb-2:rated", "fb-4:fix"}
+    assert items.skipped == {"too_long": 3} and items.used == 2  # no no_signal on top
+    assert set(items.skipped) <= set(SKIP_REASONS)
+    unbounded = build_round_items(rows, 0.25)
+    assert len(unbounded.train) + len(unbounded.heldout) == 5 and not unbounded.skipped
+
+
+def test_the_heldout_pool_leaves_out_items_past_the_bound():
+    from learner.feedback_items import heldout_pool
+
+    rows = [
+        row(1, interaction=chat(), correction="x" * 20_000, task=None),
+        row(2, interaction=chat(), correction="4", task=None),
+    ]
+    pool, summary = heldout_pool(rows, max_per_task=10, max_chars=12_288)
+    assert [i.id for i in pool.rated] == ["fb-2:fix"] and summary["left_out"] == {"too_long": 1}
+
+
+def test_docstring_examples():
+    import doctest
+
+    from learner import feedback_items
+
+    result = doctest.testmod(feedback_items)
+    assert result.attempted > 0 and result.failed == 0
