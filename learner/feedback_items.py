@@ -13,7 +13,8 @@ The prompt is the interaction's messages: text turns, and in agent runs the assi
 calls and the tools' results (:mod:`learner.tool_items`); an interaction with images is skipped
 and counted. A chat that offered ``tools`` keeps them: its reference item asks the member with
 the same tools and scores the member's tool calls (``json`` verifier against a reference call,
-given as ``{"name", "arguments"}`` or as an assistant message with ``tool_calls``); its rated
+given as ``{"name", "arguments"}`` or as an assistant message with ``tool_calls``; the member may
+decode as many tokens as the call takes, :func:`learner.tool_items.call_budget`); its rated
 items render them into the prompt as served. A rating of a reply that was a tool call, and a
 correction that is an assistant message with ``tool_calls``, weigh those calls.
 A text completion (a raw prompt, no chat) is skipped
@@ -42,7 +43,14 @@ from typing import Any
 
 from evals.verifiers import VerifierError, parse_verifier, tool_call_text
 from learner.items import ItemSet, RatedItem, VerifiableItem
-from learner.tool_items import call_reference, conversation, message_calls, reply_calls
+from learner.tool_items import (
+    call_budget,
+    call_reference,
+    conversation,
+    message_calls,
+    reference_calls,
+    reply_calls,
+)
 
 ROLES = ("system", "user", "assistant")
 SKIP_REASONS = {
@@ -122,12 +130,15 @@ def items_of(
         try:
             reference, spec = call_reference(fb.reference, fb.verifier)  # a reference tool call
             verifier = parse_verifier(spec or "exact", reference)
+            is_call = bool(tools) and verifier.type == "json" and reference_calls(reference) is not None
             out.append(
                 VerifiableItem(
                     f"{fb.id}:ref",
                     messages,
                     reference or "",
                     verifier,
+                    # the whole call must fit: the run's budget (16 tokens) cuts most calls short
+                    max_tokens=call_budget(reference) if is_call else None,
                     tools=tools,
                     tool_choice=params.get("tool_choice") if tools else None,
                 )
@@ -251,6 +262,18 @@ def capped(usable: list[tuple[Any, list]], cap: int | None, result: RoundItems) 
     return [pair for k, pair in enumerate(usable) if k in keep]
 
 
+def likelihood_item(item: VerifiableItem | RatedItem) -> VerifiableItem | RatedItem:
+    """What the held-out pool scores of an item: a reference tool call becomes its calls as a
+    reply (reward 1, the same item id), whose likelihood is scored as the template writes them
+    (as a correction of those calls is); anything else as it is."""
+    if not isinstance(item, VerifiableItem) or not item.tools or item.verifier.type != "json":
+        return item
+    calls = reference_calls(item.reference)
+    if calls is None:
+        return item
+    return RatedItem(item.id, item.messages, item.reference, 1.0, item.tags, item.tools, tuple(calls))
+
+
 def heldout_pool(
     rows: Iterable[Any], *, max_per_task: int, max_per_caller: int | None = None, max_chars: int | None = None
 ) -> tuple[ItemSet, dict[str, Any]]:
@@ -258,9 +281,10 @@ def heldout_pool(
 
     ``rows``: ``store.queries.FeedbackItem`` rows whose completion :func:`heldout_bucket` holds
     out, newest first (``store.queries.feedback_newest_first``), from every round so far. Only
-    items with a reply to score by likelihood are kept (a reference that is not a tool call, a
-    correction, a rated reply); at most ``max_per_task`` per task (feedback without a task is
-    one task), the newest, and at most ``max_per_caller`` rows per caller.
+    items with a reply to score by likelihood are kept (a reference, a correction, a rated reply;
+    a reference tool call as its calls, :func:`likelihood_item`); at most ``max_per_task`` per
+    task (feedback without a task is one task), the newest, and at most ``max_per_caller`` rows
+    per caller.
 
     Returns:
         The items and a summary: items per task, and what was left out (``unscorable``, ``over_cap``).
@@ -277,7 +301,10 @@ def heldout_pool(
     scratch = RoundItems()
     usable = []
     for row in rows:
-        found = items_of(row.feedback, row.interaction, row.response, scratch.skipped, max_chars)
+        found = [
+            likelihood_item(i)
+            for i in items_of(row.feedback, row.interaction, row.response, scratch.skipped, max_chars)
+        ]
         scorable = [i for i in found if isinstance(i, RatedItem) or (i.reference and not i.tools)]
         scratch.skip("unscorable", len(found) - len(scorable))
         if scorable:

@@ -12,7 +12,10 @@ the tools it offered):
   becomes a ``json``-verified reference call (:func:`call_reference`), a correction a rated reply
   made of those calls;
 * :func:`reply_calls`: the tool calls of the served reply, so a rating of a tool-call reply
-  weighs those calls.
+  weighs those calls;
+* :func:`reference_calls`: a reference call (``{"name", "arguments"}``, or a list of those) back
+  in the chat shape, so the held-out pool can score its likelihood as the template writes it,
+  and :func:`call_budget`, the tokens a member needs to write it.
 
 A rated item's calls are scored as the model would write them: the chat template renders the
 assistant message with its ``tool_calls`` (``learner.fitness``), so the likelihood is of the
@@ -103,3 +106,26 @@ def reply_calls(interaction: Any, choice_index: int = 0) -> list[dict[str, Any]]
         if isinstance(choice, dict) and choice.get("index", 0) == choice_index:
             return _calls((choice.get("message") or {}).get("tool_calls"))
     return None
+
+
+def reference_calls(reference: str | None) -> list[dict[str, Any]] | None:
+    """A ``json`` reference call as :func:`evals.verifiers.tool_call_text` writes it
+    (``{"name": ..., "arguments": {...}}``, or a list of those) as chat tool calls; None if it
+    is not one."""
+    try:
+        value = json.loads(reference or "")
+    except ValueError:
+        return None
+    calls = value if isinstance(value, list) else [value]
+    if not calls or not all(
+        isinstance(c, dict) and set(c) == {"name", "arguments"} and isinstance(c["name"], str) for c in calls
+    ):
+        return None
+    return _calls([{"function": c} for c in calls])
+
+
+def call_budget(reference: str) -> int:
+    """Greedy tokens for a member to write a reference call, end of turn included: the template
+    writes it shorter than its JSON (``[get_weather(city="Paris")]``, 9 tokens of SmolLM2 for 55
+    characters of JSON), so one token per two bytes of the JSON, plus slack, always fits it."""
+    return min(1024, 16 + len(reference.encode()) // 2)

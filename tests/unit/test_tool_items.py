@@ -10,9 +10,9 @@ import json
 from types import SimpleNamespace
 
 from evals.scoring import reply_tokens
-from learner.feedback_items import items_of
+from learner.feedback_items import heldout_pool, items_of
 from learner.items import RatedItem, VerifiableItem
-from learner.tool_items import call_reference, conversation, message_calls
+from learner.tool_items import call_budget, call_reference, conversation, message_calls, reference_calls
 
 WEATHER = {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}
 CALL = {"id": "c1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}
@@ -61,6 +61,45 @@ def test_a_reference_tool_call_as_an_assistant_message():
     (item,) = items_of(_feedback(reference=message), interaction, "Hello", {})
     assert isinstance(item, VerifiableItem) and item.verifier.type == "json" and item.tools == (WEATHER,)
     assert json.loads(item.reference) == {"name": "get_weather", "arguments": {"city": "Paris"}}
+
+
+def test_a_reference_call_item_may_write_the_whole_call():
+    # the run's budget (16 tokens) cuts a call of three arguments short: the item carries its own
+    args = {"amount": 1000, "from_currency": "USD", "to_currency": "EUR"}
+    reference = json.dumps({"name": "convert_currency", "arguments": args})
+    interaction = _interaction(AGENT_RUN[:2], {"role": "assistant", "content": "Hello"})
+    (item,) = items_of(_feedback(reference=reference, verifier="json"), interaction, "Hello", {})
+    assert item.max_tokens == call_budget(item.reference) >= 25 + 1  # 25 tokens of SmolLM2, end of turn
+    (text,) = items_of(_feedback(reference="Paris"), interaction, "Hello", {})
+    assert text.max_tokens is None  # a text reference keeps the run's budget
+
+
+def test_the_heldout_pool_scores_reference_calls_by_their_likelihood():
+    # A round whose feedback is reference calls only had an empty pool, so the gate could never
+    # promote it ("fewer than min_target_items"); a reference call is scored as its calls.
+    reference = json.dumps({"name": "get_weather", "arguments": {"city": "Paris"}})
+    interaction = _interaction(AGENT_RUN[:2], {"role": "assistant", "content": "Hello"})
+    fb = _feedback(reference=reference, verifier="json", seq=1, caller="c", task="tools")
+    row = SimpleNamespace(seq=1, feedback=fb, interaction=interaction, response="Hello")
+    pool, summary = heldout_pool([row], max_per_task=8)
+    (item,) = pool.rated
+    assert not pool.verifiable and summary["items"] == 1 and not summary["left_out"]
+    assert item.id == "fb-1:ref" and item.reward == 1.0 and item.tools == (WEATHER,)
+    assert [c["function"] for c in item.tool_calls] == [
+        {"name": "get_weather", "arguments": '{"city": "Paris"}'}
+    ]
+    text = SimpleNamespace(**{**vars(fb), "reference": "Paris", "verifier": None})
+    pool, _ = heldout_pool([SimpleNamespace(**{**vars(row), "feedback": text})], max_per_task=8)
+    assert not pool.rated and not pool.verifiable  # a text reference in a tool chat: still unscorable
+
+
+def test_reference_calls():
+    one = reference_calls('{"name": "f", "arguments": {"x": 1}}')
+    assert one == [{"id": "call_0", "type": "function", "function": {"name": "f", "arguments": '{"x": 1}'}}]
+    two = reference_calls('[{"name": "f", "arguments": {}}, {"name": "g", "arguments": {"y": "z"}}]')
+    assert [c["function"]["name"] for c in two] == ["f", "g"]
+    for not_a_call in ("Paris", "[]", '{"name": "f"}', '{"name": 1, "arguments": {}}', '{"a": 1}'):
+        assert reference_calls(not_a_call) is None
 
 
 def test_a_correction_that_is_a_tool_call():
