@@ -193,7 +193,8 @@ async def run_arm(name: str, env: dict[str, str], args, save) -> dict[str, Any]:
                 served = await measure(gw.url, model, args.task, check)
                 if r["decision"] == "promoted":
                     detail = admin(gw.url, f"/admin/learner/rounds/{r['id']}")
-                    intervals = base_intervals((detail.get("gate") or {}).get("checks"))
+                    gate_record = (detail.get("gate") or {}).get("checks") or {}  # the whole gate record
+                    intervals = base_intervals(gate_record.get("checks"))
                 record = {
                     "round": len(result["rounds"]) + 1,
                     "id": r["id"],

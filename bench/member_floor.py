@@ -12,6 +12,8 @@ and eager mode on a CPU with native bf16, both cores, nothing reserved), in a ch
 * ``prefill``: the 16 prompts and one generated token;
 * ``16 tokens``: 16 greedy tokens each, EOS ignored (every member's worst case);
 * ``at EOS``: as the round scores them (the batch runs until its longest reply ends);
+* ``reference likelihood``: each prompt with its reference answer as the assistant's turn, one
+  forward pass with ``prompt_logprobs`` (a ``reference`` fitness member: no decoding);
 
 and, in this process, ``torch.nn.functional.linear`` on the model's layer shapes at the prefill
 batch (752 rows): the rate the CPU multiplies matrices at in that dtype, and from it the
@@ -37,13 +39,18 @@ sys.path.insert(0, str(REPO))
 from bench.bf16_cpu import run_child  # noqa: E402
 
 
-def _prompts(model_dir: str, n: int) -> list[list[int]]:
+def _prompts(model_dir: str, n: int, *, with_reference: bool = False) -> list[list[int]]:
+    """The default round's member prompts; ``with_reference``: each with its reference answer as
+    the assistant's turn (what a reference-likelihood member scores in one forward pass)."""
     from transformers import AutoTokenizer
 
     from learner.items import load_items
 
     tok = AutoTokenizer.from_pretrained(model_dir)
     items = load_items(REPO / "evals" / "tasks" / "addition" / "train.jsonl").verifiable[:n]
+    if with_reference:
+        chats = [[*i.messages, {"role": "assistant", "content": i.reference}] for i in items]
+        return [tok.apply_chat_template(c, tokenize=True, return_dict=True)["input_ids"] for c in chats]
     return [
         tok.apply_chat_template(
             list(i.messages), add_generation_prompt=True, tokenize=True, return_dict=True
@@ -62,13 +69,19 @@ def child(dtype: str, repeats: int, n: int) -> dict:
     ids = _prompts(model_dir, n)
     llm = LLM(model=model_dir, dtype=dtype, enforce_eager=True, max_model_len=2048, seed=0)
     prompts = [TokensPrompt(prompt_token_ids=x) for x in ids]
+    with_reference = [TokensPrompt(prompt_token_ids=x) for x in _prompts(model_dir, n, with_reference=True)]
     cases = {
-        "prefill": SamplingParams(temperature=0, max_tokens=1),
-        "16 tokens": SamplingParams(temperature=0, max_tokens=16, min_tokens=16, ignore_eos=True),
-        "at EOS": SamplingParams(temperature=0, max_tokens=16),
+        "prefill": (prompts, SamplingParams(temperature=0, max_tokens=1)),
+        "16 tokens": (prompts, SamplingParams(temperature=0, max_tokens=16, min_tokens=16, ignore_eos=True)),
+        "at EOS": (prompts, SamplingParams(temperature=0, max_tokens=16)),
+        # the reference-likelihood member: prompt + reference, every position's log-probability
+        "reference likelihood": (
+            with_reference,
+            SamplingParams(temperature=0, max_tokens=1, prompt_logprobs=0),
+        ),
     }
     out: dict = {"prompt_tokens": sum(len(x) for x in ids), "cases": {}}
-    for name, params in cases.items():
+    for name, (prompts, params) in cases.items():
         llm.generate(prompts, params, use_tqdm=False)  # warm-up
         times, tokens = [], 0
         for _ in range(repeats):
@@ -141,6 +154,9 @@ def main() -> None:
         "prefill": f"{prefill / floor:.2f}x the products' floor",
         "16 tokens": f"{1000 * (engine['cases']['16 tokens']['median_s'] - prefill) / 15:.0f} ms per decode step",
         "at EOS": f"{engine['cases']['at EOS']['generated_tokens'] / args.prompts:.1f} tokens per reply on average",
+        "reference likelihood": "prompt + reference, prompt_logprobs: "
+        f"{engine['cases']['reference likelihood']['median_s'] / engine['cases']['at EOS']['median_s']:.2f}x "
+        "the decoding member (at EOS)",
     }
     for name, case in engine["cases"].items():
         print(f"| {name} | {case['median_s']:.3f} | {case['generated_tokens']} | {notes[name]} |")
