@@ -3,11 +3,13 @@
     .venv/bin/python bench/target_power.py [--noise 2e-3,4e-3] [--seeds 20] [--pool-sizes 16,64,256]
                                            [--engine-url URL] [--out bench/results/target_power.json]
 
-One engine on the bundled model (as ``perennial serve`` starts it). Two held-out pools of the
-kinds the gate meets:
+One engine on the bundled model (as ``perennial serve`` starts it). Held-out pools of the kinds
+the gate meets:
 
 * ``reference``: additions with their reference answers (the shipped addition items), scored by
   reference likelihood, as feedback with a reference or a correction is;
+* ``greedy``: the same additions scored as ``learner_target_scoring=greedy`` scores them: the
+  verifier's 0/1 score of each item's greedy reply (16 tokens), what users see;
 * ``rated``: the base's own sampled replies to the open prompts, rated +1 / -1 by the simulated
   ``concise`` users' hidden preference, scored by reward-weighted likelihood, as thumbs are.
 
@@ -45,7 +47,7 @@ from clients.sim_tasks import OPEN_PROMPTS, STYLES  # noqa: E402
 from engine.client import EngineClient  # noqa: E402
 from evals.thresholds import Thresholds  # noqa: E402
 from harness.processes import shared_model_dir  # noqa: E402
-from learner.fitness import mean_logprob  # noqa: E402
+from learner.fitness import mean_logprob, score_verifiable  # noqa: E402
 from learner.gate import paired_interval, reject_without_suites  # noqa: E402
 from learner.heldout import item_weight  # noqa: E402
 from learner.items import Item, parse_item  # noqa: E402
@@ -85,13 +87,27 @@ async def score(client: EngineClient, items: list[Item], concurrency: int = 16) 
     return {i.id: v for i, v in zip(items, values, strict=True)}
 
 
-def judge(cand: dict[str, float], base: dict[str, float], n: int, t: Thresholds) -> dict:
+async def score_greedy(client: EngineClient, items: list[Item]) -> dict[str, float]:
+    """``learner_target_scoring=greedy``: the verifier's score of each item's greedy reply."""
+    served = SimpleNamespace(client=client, served_name=MODEL)
+    got = await score_verifiable(served, items, max_tokens=16, concurrency=16)
+    return {i.id: v for i, v in zip(items, got.scores, strict=True)}
+
+
+async def score_all(client: EngineClient, pools: dict[str, list[Item]]) -> dict[str, dict[str, float]]:
+    """Each pool by likelihood, and the reference pool also greedy (``greedy`` pool)."""
+    out = {name: await score(client, items) for name, items in pools.items()}
+    out["greedy"] = await score_greedy(client, pools["reference"])
+    return out
+
+
+def judge(cand: dict[str, float], base: dict[str, float], n: int, t: Thresholds, unit: str) -> dict:
     keys = list(base)[:n]
     c, b = {k: cand[k] for k in keys}, {k: base[k] for k in keys}
     ci = paired_interval(c, b, t.confidence, key="target")
     return {
         "n": n,
-        "promoted": reject_without_suites(c, b, t) is None,
+        "promoted": reject_without_suites(c, b, t, unit=unit) is None,
         "mean": ci.mean,
         "low": ci.low,
         "half_width": (ci.high - ci.low) / 2,
@@ -106,7 +122,7 @@ async def run(args: argparse.Namespace) -> dict:
         client = EngineClient(url, timeout_s=900)
         try:
             pools = {"reference": reference_pool(max(sizes)), "rated": await rated_pool(client, max(sizes))}
-            base = {name: await score(client, items) for name, items in pools.items()}
+            base = await score_all(client, pools)
             accepted = sum(i.reward > 0 for i in pools["rated"]) / len(pools["rated"])
             print(
                 f"pools: reference {len(pools['reference'])} items, rated {len(pools['rated'])} "
@@ -119,11 +135,12 @@ async def run(args: argparse.Namespace) -> dict:
                     with tempfile.TemporaryDirectory(prefix="perennial-target-") as tmp:
                         l2 = perturbed_copy(model_dir, Path(tmp), rms, seed=seed)
                         await load(client, Path(tmp))
-                        cand = {name: await score(client, items) for name, items in pools.items()}
-                    for name in pools:
+                        cand = await score_all(client, pools)
+                    for name in cand:
                         for n in sizes:
                             if n <= len(base[name]):
-                                verdict = judge(cand[name], base[name], n, t)
+                                unit = "points" if name == "greedy" else "nats/token"
+                                verdict = judge(cand[name], base[name], n, t, unit)
                                 rows.append({"pool": name, "noise_rms": rms, "seed": seed, **verdict})
                     print(
                         f"rms {rms:g} seed {seed}: ||noise|| {l2:.1f}, "

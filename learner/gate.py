@@ -63,6 +63,7 @@ class Scores:
     target: Mapping[str, float] | None
     suites: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
     kl: float | None = None
+    target_unit: str = "nats/token"  # or "points": verifier scores of greedy replies, in [0, 1]
 
 
 @dataclass(frozen=True)
@@ -230,13 +231,14 @@ def _target_check(candidate: Scores, incumbent: Scores, t: Thresholds) -> Check:
     except ValueError as exc:
         return Check(name, False, None, t.min_gain, f"{label}: cannot compare ({exc})")
     ok = ci.low > t.min_gain + EPS
+    show, unit = (_points, "points") if candidate.target_unit == "points" else (_nats, "nats/token")
     return Check(
         name,
         ok,
         ci.low,
         t.min_gain,
-        f"{label}: {_nats(ci.mean)} nats/token [{_percent(t.confidence)} CI {_nats(ci.low)}, "
-        f"{_nats(ci.high)}] over {ci.n} items; lower bound {'>' if ok else '<='} min_gain {_nats(t.min_gain)}",
+        f"{label}: {show(ci.mean)} {unit} [{_percent(t.confidence)} CI {show(ci.low)}, "
+        f"{show(ci.high)}] over {ci.n} items; lower bound {'>' if ok else '<='} min_gain {show(t.min_gain)}",
         ci,
     )
 
@@ -356,6 +358,8 @@ def reject_without_suites(
     candidate_target: Mapping[str, float] | None,
     incumbent_target: Mapping[str, float] | None,
     thresholds: Thresholds,
+    *,
+    unit: str = "nats/token",
 ) -> Decision | None:
     """The verdict when the held-out target check alone decides it, else None.
 
@@ -370,7 +374,9 @@ def reject_without_suites(
     >>> reject_without_suites({k: v + 0.1 for k, v in pool.items()}, pool, Thresholds()) is None
     True
     """
-    target = _target_check(Scores(candidate_target), Scores(incumbent_target), thresholds)
+    target = _target_check(
+        Scores(candidate_target, target_unit=unit), Scores(incumbent_target, target_unit=unit), thresholds
+    )
     if target.passed:
         return None
     skipped = Check("suites", False, None, None, "suites and KL not scored: the target check decided")

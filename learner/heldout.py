@@ -33,6 +33,9 @@ from weights.config import ESConfig
 
 log = logging.getLogger(__name__)
 
+# The target check's unit per learner_target_scoring (points: verifier scores in [0, 1]).
+TARGET_UNITS = {"likelihood": "nats/token", "greedy": "points"}
+
 # Bounds of the pool's scan, in units of learner_heldout_max_items: rows kept (room for 16 tasks
 # at their cap) and rows read (a held-out share of 0.25 reaches that many held-out rows).
 POOL_ROWS, POOL_SCAN = 16, 64
@@ -43,6 +46,7 @@ class TargetScores:
     """One version's scores on the pool: item id -> score (nats/token; failed items absent)."""
 
     items: dict[str, float] = field(default_factory=dict)
+    greedy: dict[str, float] = field(default_factory=dict)  # verifiable item id -> verifier score (0..1)
     accuracy: float | None = None  # greedy verifier accuracy on the pool's verifiable items
     verifiable: int = 0
     failed: int = 0
@@ -111,6 +115,7 @@ async def score_pool(engine: ServingEngine, pool: ItemSet, config: ESConfig) -> 
     scores = {i.id: v for i, v in zip(items, values, strict=True) if v is not None and math.isfinite(v)}
     return TargetScores(
         items=scores,
+        greedy={i.id: v for i, v in zip(pool.verifiable, greedy.scores, strict=True)},
         accuracy=sum(greedy.scores) / len(greedy.scores) if greedy.scores else None,
         verifiable=len(greedy.scores),
         failed=len(items) - len(scores),
@@ -118,7 +123,16 @@ async def score_pool(engine: ServingEngine, pool: ItemSet, config: ESConfig) -> 
     )
 
 
-def paired(candidate: TargetScores, incumbent: TargetScores) -> tuple[dict[str, float], dict[str, float]]:
-    """Both versions' scores on the items both scored (an item that failed for one is dropped)."""
-    both = candidate.items.keys() & incumbent.items.keys()
-    return {k: candidate.items[k] for k in both}, {k: incumbent.items[k] for k in both}
+def paired(
+    candidate: TargetScores, incumbent: TargetScores, scoring: str = "likelihood"
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Both versions' scores on the items both scored (an item that failed for one is dropped).
+
+    ``scoring``: ``likelihood`` (every item, nats/token) or ``greedy`` (the verifiable items'
+    verifier scores of their greedy replies; a reply that failed scored 0 for its version).
+    """
+    cand, inc = (
+        (candidate.greedy, incumbent.greedy) if scoring == "greedy" else (candidate.items, incumbent.items)
+    )
+    both = cand.keys() & inc.keys()
+    return {k: cand[k] for k in both}, {k: inc[k] for k in both}

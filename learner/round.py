@@ -37,7 +37,7 @@ from learner.gate import (
     reject_without_suites,
 )
 from learner.gate_eval import cached_suite_scores, kl_to_base, load_dir
-from learner.heldout import paired, read_pool, score_pool
+from learner.heldout import TARGET_UNITS, paired, read_pool, score_pool
 from learner.settings import LearnerSettings
 from store.db import Database
 from store.queries import feedback_since
@@ -150,9 +150,11 @@ async def run_round(ctx: RoundContext, round_id: int, overrides: dict[str, Any])
         "verifier_failed": sum(r.verifier_failed for r in result.records),
     }
     candidate_scores = await score_pool(engine, pool, config)
-    candidate_target, incumbent_target = paired(candidate_scores, incumbent_scores)
+    scoring = s.learner_target_scoring
+    candidate_target, incumbent_target = paired(candidate_scores, incumbent_scores, scoring)
+    unit = TARGET_UNITS[scoring]
     target = {
-        "unit": "nats/token",
+        "unit": unit,
         "pool": pool_summary,
         "candidate": candidate_scores.to_json(),
         "incumbent": incumbent_scores.to_json(),
@@ -192,7 +194,9 @@ async def run_round(ctx: RoundContext, round_id: int, overrides: dict[str, Any])
     await phase("gate", candidate=version_id)
     thresholds = s.thresholds(overrides.get("gate"))
     early = (
-        reject_without_suites(candidate_target, incumbent_target, thresholds) if s.gate_early_reject else None
+        reject_without_suites(candidate_target, incumbent_target, thresholds, unit=unit)
+        if s.gate_early_reject
+        else None
     )
     if early is not None:
         log.info("round %d: %s; suites and KL skipped", round_id, early.reasons[0])
@@ -205,12 +209,12 @@ async def run_round(ctx: RoundContext, round_id: int, overrides: dict[str, Any])
         }
     else:
         decision, measured = await suites_gate(
-            ctx, config, incumbent, version_id, thresholds, candidate_target, incumbent_target
+            ctx, config, incumbent, version_id, thresholds, candidate_target, incumbent_target, unit
         )
     gate = {
         **decision.to_json(),
         "thresholds": thresholds.to_json(),
-        "target_kind": "likelihood",
+        "target_kind": scoring,
         "target": target,
         **measured,
     }
@@ -247,6 +251,7 @@ async def suites_gate(
     thresholds: Thresholds,
     candidate_target: dict[str, float],
     incumbent_target: dict[str, float],
+    unit: str = "nats/token",
 ) -> tuple[Decision, dict[str, Any]]:
     """The gate's suites and KL, in ``gate_looks`` looks.
 
@@ -279,8 +284,8 @@ async def suites_gate(
             load = load_dir(engine, Path(incumbent.snapshot_path))
             _merge(inc, await cached_suite_scores(db, engine, part, incumbent.id, load=load))
         scores = (
-            Scores(candidate_target, cand, kl.kl),
-            Scores(incumbent_target, inc, None),
+            Scores(candidate_target, cand, kl.kl, target_unit=unit),
+            Scores(incumbent_target, inc, None, target_unit=unit),
             Scores(None, base, 0.0),
         )
         decision = at_look(*scores, thresholds, look=look, looks=len(looks))

@@ -435,3 +435,13 @@ def test_two_looks_keep_the_chance_of_promoting_a_real_loss():
             first = decide(scores(ref), *whole, T, looks=2)
         promoted += first.promote
     assert promoted / trials <= 0.03, promoted
+
+
+def test_a_greedy_target_check_reads_in_points():
+    more = {f"t{i}": float(i % 4 != 0) for i in range(64)}  # 75% correct
+    fewer = {f"t{i}": float(i % 2 == 0) for i in range(64)}  # 50%
+    assert reject_without_suites(more, fewer, Thresholds(), unit="points") is None
+    worse = reject_without_suites(fewer, more, Thresholds(), unit="points")
+    assert worse is not None and not worse.promote
+    assert worse.reasons[0].startswith("held-out target: -25.0 points [95% CI ")
+    assert worse.reasons[0].endswith("over 64 items; lower bound <= min_gain +0.0")

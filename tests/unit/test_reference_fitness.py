@@ -158,3 +158,13 @@ def test_items_that_failed_for_one_version_are_left_out_of_the_comparison():
     inc = TargetScores({"a": -1.1, "c": -0.7}, failed=1)
     assert paired(cand, inc) == ({"a": -1.0, "c": -0.5}, {"a": -1.1, "c": -0.7})
     assert math.isclose(cand.mean, -7 / 6) and cand.to_json()["items"] == 3
+
+
+def test_greedy_target_scoring_pairs_the_verifiers_scores_of_greedy_replies():
+    """learner_target_scoring=greedy: the check compares what users see (the verifier's score of
+    each verifiable item's greedy reply), whatever the reference likelihood did."""
+    cand = TargetScores({"a": -2.5, "b": -2.4, "r": -1.0}, greedy={"a": 1.0, "b": 1.0})
+    inc = TargetScores({"a": -2.2, "b": -2.1, "r": -1.1}, greedy={"a": 0.0, "b": 1.0})
+    assert paired(cand, inc, "greedy") == ({"a": 1.0, "b": 1.0}, {"a": 0.0, "b": 1.0})
+    assert paired(cand, inc, "likelihood") == paired(cand, inc)
+    assert set(paired(cand, inc)[0]) == {"a", "b", "r"}
