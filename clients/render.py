@@ -201,7 +201,8 @@ def suite_interval_rows(gate: GateDecision | None) -> tuple[str, list[list[str]]
 
 
 def target_line(gate: GateDecision | None) -> str | None:
-    """The held-out target check's paired interval (candidate - incumbent, nats/token), if it has one."""
+    """The held-out target check's paired interval (candidate - incumbent; nats/token, or points when
+    the gate scored the pool greedy), if it has one."""
     check = next((c for c in gate_checks(gate) if c["name"] == "target_gain"), None)
     ci = _interval(check)
     if check is None or ci is None:
@@ -211,6 +212,13 @@ def target_line(gate: GateDecision | None) -> str | None:
     over = f" over {n:.0f} items" if n is not None else ""
     bound = f", lower bound > min_gain {limit:+.4f}" if limit is not None else ""
     verdict = "passed" if check.get("passed") is True else "failed"
+    record = gate.checks if gate is not None else None
+    if isinstance(record, dict) and record.get("target_kind") == "greedy":  # verifier scores: points
+        bound = f", lower bound > min_gain {_points(limit)}" if limit is not None else ""
+        return (
+            f"held-out target  {_points(ci[0])} points [{ci[3] or ''} CI {_points(ci[1])}, {_points(ci[2])}]"
+            f"{over}{bound} ({verdict})"
+        ).replace("[ CI", "[CI")
     return (
         f"held-out target  {ci[0]:+.4f} nats/token [{ci[3] or ''} CI {ci[1]:+.4f}, {ci[2]:+.4f}]"
         f"{over}{bound} ({verdict})"

@@ -232,3 +232,18 @@ def test_a_record_from_the_real_gate_renders_its_own_intervals():
         f"held-out target  {target['mean']:+.4f} nats/token [90% CI {target['low']:+.4f}, "
         f"{target['high']:+.4f}] over 32 items, lower bound > min_gain +0.0000 (passed)"
     )
+
+
+def test_a_greedy_target_check_reads_in_points():
+    checks = record()
+    checks["target_kind"] = "greedy"
+    ci = {"mean": 0.125, "low": 0.02, "high": 0.23, "n": 48, "confidence": 0.95}
+    checks["checks"][0] = {**checks["checks"][0], "interval": ci, "value": 0.02, "limit": 0.0}
+    line = next(x for x in version_detail(version(checks)).splitlines() if x.startswith("held-out target"))
+    assert (
+        line
+        == "held-out target  +12.5 points [95% CI +2.0, +23.0] over 48 items, lower bound > min_gain +0.0 (passed)"
+    )
+    checks["target_kind"] = "likelihood"
+    line = next(x for x in version_detail(version(checks)).splitlines() if x.startswith("held-out target"))
+    assert "+0.1250 nats/token" in line

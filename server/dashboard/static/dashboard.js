@@ -214,10 +214,13 @@ function fmtNats(x, missing = "—") {
 function checkRow(c) {
   const ci = checkInterval(c);
   const points = isIntervalSuiteCheck(c);
-  const fmt = points ? fmtPoints : c.name === "target_gain" && ci ? fmtNats : fmtNum;
+  // a greedy-scored target (PERENNIAL_LEARNER_TARGET_SCORING=greedy) reads in points, as its detail says
+  const greedy = c.name === "target_gain" && String(c.detail || "").includes(" points [");
+  const fmt = points || greedy ? fmtPoints : c.name === "target_gain" && ci ? fmtNats : fmtNum;
   const value = fmt(c.value);
   const limit = fmt(c.limit);
-  const interval = ci ? `[${fmt(ci.low)}, ${fmt(ci.high)}]${c.name === "target_gain" ? " nats/token" : ""}` : "-";
+  const unit = c.name === "target_gain" ? (greedy ? " points" : " nats/token") : "";
+  const interval = ci ? `[${fmt(ci.low)}, ${fmt(ci.high)}]${unit}` : "-";
   return el("tr", { class: c.passed ? "pass" : "fail", title: c.detail ? String(c.detail) : "" },
     el("td", {}, c.name === undefined || c.name === null ? "" : String(c.name)),
     el("td", {}, value), el("td", {}, limit), el("td", { class: "ci" }, interval),
