@@ -50,7 +50,7 @@ from openai import AsyncOpenAI
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.online_measure import GatewayChat, base_intervals  # noqa: E402
+from bench.online_measure import GatewayChat, base_intervals, gate_record  # noqa: E402
 from clients.sim_tasks import ADDITION_PROMPT, OPEN_PROMPTS, STYLES, Ask, ReferenceTask, builtin_task  # noqa: E402
 from clients.simulator import SimulationConfig, simulate  # noqa: E402
 from evals.scoring import score_suite  # noqa: E402
@@ -193,8 +193,7 @@ async def run_arm(name: str, env: dict[str, str], args, save) -> dict[str, Any]:
                 served = await measure(gw.url, model, args.task, check)
                 if r["decision"] == "promoted":
                     detail = admin(gw.url, f"/admin/learner/rounds/{r['id']}")
-                    gate_record = (detail.get("gate") or {}).get("checks") or {}  # the whole gate record
-                    intervals = base_intervals(gate_record.get("checks"))
+                    intervals = base_intervals(gate_record(detail).get("checks"))
                 record = {
                     "round": len(result["rounds"]) + 1,
                     "id": r["id"],

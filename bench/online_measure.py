@@ -127,10 +127,18 @@ def base_intervals(checks: list[dict[str, Any]] | None) -> dict[str, dict[str, f
     return found
 
 
+def gate_record(run: dict[str, Any]) -> dict[str, Any]:
+    """The gate's whole record of a round as ``GET /admin/learner/rounds/{id}`` returns it, under
+    ``gate.checks`` (thresholds, target, scores, KL, and the list of check rows under its own
+    ``checks``); {} for a round without a decision."""
+    record = (run.get("gate") or {}).get("checks")
+    return record if isinstance(record, dict) else {}
+
+
 def round_record(url: str, admin_key: str, round_id: int) -> dict[str, Any]:
     """One finished round, flattened (see the module docstring); missing parts are None."""
     run = admin_get(url, admin_key, f"/admin/learner/rounds/{round_id}")
-    gate = ((run.get("gate") or {}).get("checks")) or {}
+    gate = gate_record(run)
     scores = gate.get("scores") or {}
     candidate = run.get("candidate_version")
     cand_version = admin_get(url, admin_key, f"/admin/versions/{candidate}") if candidate else {}

@@ -57,9 +57,11 @@ from openai import AsyncOpenAI
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.online_measure import base_intervals, gate_record  # noqa: E402
 from evals.verifiers import VerifierError, score, tool_call_text  # noqa: E402
 from harness.processes import shared_model_dir, start_server  # noqa: E402
 from learner.gate import paired_interval  # noqa: E402
+from weights.config import ESConfig, scalar_type  # noqa: E402
 
 API_KEY, ADMIN_KEY = "sk-tools", "admin-tools"
 WORK = REPO / "bench/.work/tool_learning"
@@ -349,15 +351,10 @@ async def run_round(url: str, knobs: dict[str, Any], timeout_s: float) -> dict[s
 
 
 def round_summary(run: dict[str, Any]) -> dict[str, Any]:
-    gate = run.get("gate") or {}
-    metrics = run.get("metrics") or {}
-    checks = {c.get("name"): c for c in gate.get("checks") or () if isinstance(c, dict)}
-    target = checks.get("target_gain")
-    suites = {  # served - base per suite, as the gate measured it
-        name.split(":")[1]: c.get("interval")
-        for name, c in checks.items()
-        if name and name.startswith("suite:") and name.endswith(":base")
-    }
+    gate, metrics = run.get("gate") or {}, run.get("metrics") or {}
+    rows = gate_record(run).get("checks") or []  # the decision's check rows
+    target = next((c for c in rows if isinstance(c, dict) and c.get("name") == "target_gain"), None)
+    suites = base_intervals(rows)  # served - base per suite, as the gate measured it
     return {
         "id": run["id"],
         "status": run["status"],
@@ -460,7 +457,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--round-timeout-s", type=float, default=5400)
     for knob in ROUND_FLAGS:
-        kind = int if knob in ("iterations", "population", "minibatch", "max_tokens") else float
+        kind, _ = scalar_type(ESConfig.model_fields[knob].annotation)  # the knob's one declaration
         p.add_argument(
             f"--{knob.replace('_', '-')}", type=kind, default=None, help="round knob (default: the learner's)"
         )
