@@ -12,20 +12,17 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-import httpx
 import pytest
-from fastapi import FastAPI
 from sqlalchemy import func, select, update
 
 from server.admin.dead_letters import router
-from server.auth import KeyRing
-from server.errors import install_error_handlers
 from store.db import Database
 from store.ingest import persist_batch
 from store.models import Feedback, IngestDeadLetter, Interaction
 from store.sink import IngestConfig, IngestSink
 from store.versions import audit_entries
 from tests.support import rows
+from tests.support.admin_app import admin_client, own_database
 
 pytestmark = pytest.mark.integration
 
@@ -36,20 +33,13 @@ ROUTE = "/admin/ingest/dead-letters"
 @pytest.fixture(params=["sqlite", "postgres"])
 async def db(request, tmp_path):
     # A database of its own: the prune below deletes letters, and the shared Postgres one keeps other tests'.
-    url = request.getfixturevalue("fresh_pg_url") if request.param == "postgres" else None
-    database = Database.connect(url or f"sqlite:///{tmp_path / 'dead.db'}")
-    await database.migrate()
-    yield database
-    await database.close()
+    async with own_database(request, tmp_path) as database:
+        yield database
 
 
 @pytest.fixture
 async def admin(db):
-    app = FastAPI()
-    app.state.db, app.state.keys = db, KeyRing([], "pk-dead")
-    install_error_handlers(app)
-    app.include_router(router)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+    async with admin_client(db, router, "pk-dead") as client:
         yield client
 
 

@@ -13,20 +13,17 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import httpx
 import pytest
-from fastapi import FastAPI
 
 from learner.service import LearnerService, enqueue_round
 from learner.settings import LearnerSettings
 from server.admin.feedback import router
-from server.auth import KeyRing
-from server.errors import install_error_handlers
 from store.db import Database
 from store.models import Feedback, Interaction
 from store.queries import feedback_since
 from store.rounds import feedback_cursor, get_round
 from store.versions import audit_entries, ensure_base
+from tests.support.admin_app import admin_client, own_database
 
 pytestmark = pytest.mark.integration
 
@@ -69,20 +66,13 @@ async def seed(db: Database, caller: str, n: int, *, when: datetime = OLD, **sig
 async def db(request, tmp_path):
     # A database of its own: the learner's scan reads from the first feedback row, and the
     # session's shared Postgres database holds every other test's feedback.
-    url = request.getfixturevalue("fresh_pg_url") if request.param == "postgres" else None
-    database = Database.connect(url or f"sqlite:///{tmp_path / 'quarantine.db'}")
-    await database.migrate()
-    yield database
-    await database.close()
+    async with own_database(request, tmp_path) as database:
+        yield database
 
 
 @pytest.fixture
 async def admin(db):
-    app = FastAPI()
-    app.state.db, app.state.keys = db, KeyRing([], "pk-quarantine")
-    install_error_handlers(app)
-    app.include_router(router)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+    async with admin_client(db, router, "pk-quarantine") as client:
         yield client
 
 
