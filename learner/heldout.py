@@ -47,14 +47,21 @@ class TargetScores:
 
     items: dict[str, float] = field(default_factory=dict)
     greedy: dict[str, float] = field(default_factory=dict)  # verifiable item id -> verifier score (0..1)
-    accuracy: float | None = None  # greedy verifier accuracy on the pool's verifiable items
-    verifiable: int = 0
     failed: int = 0
     verifier_failed: int = 0  # verifiable items whose verifier failed (greedy accuracy counts them 0)
 
     @property
     def mean(self) -> float | None:
         return sum(self.items.values()) / len(self.items) if self.items else None
+
+    @property
+    def accuracy(self) -> float | None:
+        """Greedy verifier accuracy on the pool's verifiable items (a failed reply scores 0)."""
+        return sum(self.greedy.values()) / len(self.greedy) if self.greedy else None
+
+    @property
+    def verifiable(self) -> int:
+        return len(self.greedy)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -116,8 +123,6 @@ async def score_pool(engine: ServingEngine, pool: ItemSet, config: ESConfig) -> 
     return TargetScores(
         items=scores,
         greedy={i.id: v for i, v in zip(pool.verifiable, greedy.scores, strict=True)},
-        accuracy=sum(greedy.scores) / len(greedy.scores) if greedy.scores else None,
-        verifiable=len(greedy.scores),
         failed=len(items) - len(scores),
         verifier_failed=greedy.verifier_failed,
     )
