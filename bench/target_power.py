@@ -1,7 +1,9 @@
 """How often does the held-out target check promote a candidate that learned nothing?
 
     .venv/bin/python bench/target_power.py [--noise 2e-3,4e-3] [--seeds 20] [--pool-sizes 16,64,256]
-                                           [--engine-url URL] [--out bench/results/target_power.json]
+                                           [--arms rated,rated-raw] [--style concise]
+                                           [--engine-url URL]
+                                           [--out bench/results/target_power.json]
 
 One engine on the bundled model (as ``perennial serve`` starts it). Held-out pools of the kinds
 the gate meets:
@@ -11,7 +13,13 @@ the gate meets:
 * ``greedy``: the same additions scored as ``learner_target_scoring=greedy`` scores them: the
   verifier's 0/1 score of each item's greedy reply (16 tokens), what users see;
 * ``rated``: the base's own sampled replies to the open prompts, rated +1 / -1 by the simulated
-  ``concise`` users' hidden preference, scored by reward-weighted likelihood, as thumbs are.
+  users' hidden preference (``--style``: ``concise``, at most 25 words, which the base's
+  64-token samples almost never meet; ``enthusiastic``, an exclamation mark, a mix), scored by
+  reward-weighted likelihood as the gate scores thumbs (rewards centred where the pool is mostly
+  rated down: ``learner.items.rated_weights``);
+* ``rated-raw``: the same, weighted by the raw reward as before the centring, for comparison.
+
+``--arms`` picks some of them (the ``reference`` pool's greedy decoding is most of the time).
 
 The incumbent is the base. **Noise-only candidates**: for each ``--noise`` RMS s and each of
 ``--seeds`` seeds, base + s * N(0, 1) (one seeded stream per tensor; 2e-3 and 4e-3 put
@@ -49,8 +57,8 @@ from evals.thresholds import Thresholds  # noqa: E402
 from harness.processes import shared_model_dir  # noqa: E402
 from learner.fitness import mean_logprob, score_verifiable  # noqa: E402
 from learner.gate import paired_interval, reject_without_suites  # noqa: E402
-from learner.heldout import item_weight  # noqa: E402
-from learner.items import Item, parse_item  # noqa: E402
+from learner.heldout import item_weights  # noqa: E402
+from learner.items import Item, ItemSet, RatedItem, VerifiableItem, parse_item  # noqa: E402
 
 ADDITION = [REPO / "evals/tasks/addition/train.jsonl", REPO / "evals/tasks/addition/heldout.jsonl"]
 
@@ -60,9 +68,9 @@ def reference_pool(n: int) -> list[Item]:
     return [parse_item(row, i) for i, row in enumerate(rows[:n])]
 
 
-async def rated_pool(client: EngineClient, n: int, seed: int = 0) -> list[Item]:
-    """The base's sampled replies to the open prompts, rated +1/-1 by the concise preference."""
-    prefers, items = STYLES["concise"], []
+async def rated_pool(client: EngineClient, n: int, seed: int = 0, style: str = "concise") -> list[Item]:
+    """The base's sampled replies to the open prompts, rated +1/-1 by a simulated style's preference."""
+    prefers, items = STYLES[style], []
     per_prompt = -(-n // len(OPEN_PROMPTS))
     for i, prompt in enumerate(OPEN_PROMPTS):
         messages = [{"role": "user", "content": prompt}]
@@ -76,15 +84,29 @@ async def rated_pool(client: EngineClient, n: int, seed: int = 0) -> list[Item]:
 
 
 async def score(client: EngineClient, items: list[Item], concurrency: int = 16) -> dict[str, float]:
-    """The target check's item score (weight x mean per-token log-probability) of every item."""
+    """Each item's mean per-token log-probability of its reply (the target check's score before
+    its weight, which depends on the items judged together: :func:`weighted`)."""
     served, sem = SimpleNamespace(client=client, served_name=MODEL), asyncio.Semaphore(concurrency)
 
     async def one(item: Item) -> float:
         async with sem:
-            return item_weight(item) * await mean_logprob(served, item)
+            return await mean_logprob(served, item)
 
     values = await asyncio.gather(*(one(i) for i in items))
     return {i.id: v for i, v in zip(items, values, strict=True)}
+
+
+def weighted(items: list[Item], centred: bool) -> dict[str, float]:
+    """Item id -> weight: the gate's (:func:`learner.heldout.item_weights`, rewards centred where
+    mostly down) or, ``centred=False``, the raw reward as before centring (for comparison)."""
+    if centred:
+        return item_weights(
+            ItemSet(
+                [i for i in items if isinstance(i, VerifiableItem)],
+                [i for i in items if isinstance(i, RatedItem)],
+            )
+        )
+    return {i.id: i.reward if isinstance(i, RatedItem) else 1.0 for i in items}
 
 
 async def score_greedy(client: EngineClient, items: list[Item]) -> dict[str, float]:
@@ -94,16 +116,34 @@ async def score_greedy(client: EngineClient, items: list[Item]) -> dict[str, flo
     return {i.id: v for i, v in zip(items, got.scores, strict=True)}
 
 
-async def score_all(client: EngineClient, pools: dict[str, list[Item]]) -> dict[str, dict[str, float]]:
-    """Each pool by likelihood, and the reference pool also greedy (``greedy`` pool)."""
-    out = {name: await score(client, items) for name, items in pools.items()}
-    out["greedy"] = await score_greedy(client, pools["reference"])
+# pool arm -> (items, scoring): likelihood arms weigh each item's score (:func:`weighted`)
+ARMS = {
+    "reference": ("reference", "likelihood"),
+    "greedy": ("reference", "greedy"),
+    "rated": ("rated", "centred"),
+    "rated-raw": ("rated", "raw"),
+}
+
+
+async def score_all(client: EngineClient, pools: dict[str, list[Item]], arms: list[str]) -> dict[str, dict]:
+    """Each needed pool's raw likelihoods, and the reference pool's greedy scores if asked."""
+    out = {name: await score(client, pools[name]) for name in {ARMS[a][0] for a in arms}}
+    if "greedy" in arms:
+        out["greedy"] = await score_greedy(client, pools["reference"])
     return out
 
 
-def judge(cand: dict[str, float], base: dict[str, float], n: int, t: Thresholds, unit: str) -> dict:
-    keys = list(base)[:n]
-    c, b = {k: cand[k] for k in keys}, {k: base[k] for k in keys}
+def arm_scores(arm: str, scored: dict[str, dict], pools: dict[str, list[Item]], n: int) -> dict[str, float]:
+    """The first ``n`` items of the arm's pool as the target check scores them together."""
+    pool, scoring = ARMS[arm]
+    items = pools[pool][:n]
+    if scoring == "greedy":
+        return {i.id: scored["greedy"][i.id] for i in items}
+    weights = weighted(items, centred=scoring != "raw")
+    return {i.id: weights[i.id] * scored[pool][i.id] for i in items}
+
+
+def judge(c: dict[str, float], b: dict[str, float], n: int, t: Thresholds, unit: str) -> dict:
     ci = paired_interval(c, b, t.confidence, key="target")
     return {
         "n": n,
@@ -121,8 +161,12 @@ async def run(args: argparse.Namespace) -> dict:
     async with engine(args.engine_url, model_dir) as url:
         client = EngineClient(url, timeout_s=900)
         try:
-            pools = {"reference": reference_pool(max(sizes)), "rated": await rated_pool(client, max(sizes))}
-            base = await score_all(client, pools)
+            arms = args.arms.split(",")
+            pools = {
+                "reference": reference_pool(max(sizes)),
+                "rated": await rated_pool(client, max(sizes), style=args.style),
+            }
+            base = await score_all(client, pools, arms)
             accepted = sum(i.reward > 0 for i in pools["rated"]) / len(pools["rated"])
             print(
                 f"pools: reference {len(pools['reference'])} items, rated {len(pools['rated'])} "
@@ -135,13 +179,15 @@ async def run(args: argparse.Namespace) -> dict:
                     with tempfile.TemporaryDirectory(prefix="perennial-target-") as tmp:
                         l2 = perturbed_copy(model_dir, Path(tmp), rms, seed=seed)
                         await load(client, Path(tmp))
-                        cand = await score_all(client, pools)
-                    for name in cand:
+                        cand = await score_all(client, pools, arms)
+                    for arm in arms:
                         for n in sizes:
-                            if n <= len(base[name]):
-                                unit = "points" if name == "greedy" else "nats/token"
-                                verdict = judge(cand[name], base[name], n, t, unit)
-                                rows.append({"pool": name, "noise_rms": rms, "seed": seed, **verdict})
+                            if n <= len(pools[ARMS[arm][0]]):
+                                unit = "points" if arm == "greedy" else "nats/token"
+                                c, b = arm_scores(arm, cand, pools, n), arm_scores(arm, base, pools, n)
+                                rows.append(
+                                    {"pool": arm, "noise_rms": rms, "seed": seed, **judge(c, b, n, t, unit)}
+                                )
                     print(
                         f"rms {rms:g} seed {seed}: ||noise|| {l2:.1f}, "
                         + ", ".join(
@@ -205,6 +251,12 @@ def main() -> None:
     parser.add_argument("--engine-url", help=f"use a running engine serving {MODEL}")
     parser.add_argument("--noise", default="2e-3,4e-3", help="noise RMS levels")
     parser.add_argument("--seeds", type=int, default=20, help="noise candidates per level")
+    parser.add_argument(
+        "--arms", default=",".join(ARMS), help=f"pools and scorings to judge, of {', '.join(ARMS)}"
+    )
+    parser.add_argument(
+        "--style", choices=list(STYLES), default="concise", help="the simulated users who rate the rated pool"
+    )
     parser.add_argument("--pool-sizes", default="16,64,256", help="items of each pool the check sees")
     parser.add_argument("--out", type=Path, default=REPO / "bench/results/target_power.json")
     args = parser.parse_args()

@@ -4,7 +4,9 @@
   (the ES paper's setting); the component is the mean score.
 * **likelihood**: for rated replies and corrections, the mean per-token log-likelihood of the
   reply under the member minus the same under theta0, times the item's reward (up-rated
-  replies become likelier, down-rated ones less likely). It reads ``prompt_logprobs`` of one
+  replies become likelier, down-rated ones less likely), centred over the minibatch's rated
+  replies where they are mostly rated down (:func:`learner.items.rated_weights`: otherwise
+  drift alone, which makes any sampled reply less likely, scores as a gain). It reads ``prompt_logprobs`` of one
   ``/v1/completions`` call per item: a forward pass, no generation.
 * **reference**: for verifiable items with a reference reply (not a tool call), the mean
   per-token log-probability of the reference as the member's reply, from one ``prompt_logprobs``
@@ -35,7 +37,7 @@ from typing import Any, NamedTuple, Protocol
 from evals.scoring import ReplyTokens, reply_logprobs, reply_tokens
 from evals.verifiers import VerifierError, tool_call_text
 from evals.verifiers import score as verify
-from learner.items import ItemSet, RatedItem, VerifiableItem
+from learner.items import ItemSet, RatedItem, VerifiableItem, rated_weights
 from weights.config import FITNESS_COMPONENTS as COMPONENTS
 from weights.config import ESConfig
 from weights.es import zscore
@@ -270,11 +272,11 @@ class FitnessEvaluator:
         failed += sum(v is None for v in ref_liks)
         ref_values = [v if v is not None else 0.0 for v in ref_liks]
         rel = []
-        for item, value in zip(rated, liks, strict=True):
+        for item, weight, value in zip(rated, rated_weights(rated), liks, strict=True):
             base = self._baseline.get(item.id)
             ok = value is not None and base is not None
             failed += not ok
-            rel.append(item.reward * (value - base) if ok else 0.0)
+            rel.append(weight * (value - base) if ok else 0.0)
         return MemberFitness(
             verifiable=sum(scores) / len(scores) if scores else None,
             likelihood=sum(rel) / len(rel) if rel else None,

@@ -6,7 +6,7 @@ candidate and the incumbent on all of it so far (the newest ``learner_heldout_ma
 task), so the check gains power as feedback accumulates instead of judging 17-30 items of one
 round. An item's score is ``weight * mean per-token log-probability`` (nats/token) of its reply
 from one prompt-logprob pass, no decoding: the reference (weight 1), the correction (1), or the
-rated reply (its reward: a down-rated reply should become less likely). The gate compares the
+rated reply (its reward, centred where the pool is mostly rated down: :func:`item_weights`). The gate compares the
 two versions item by item (``learner.gate``: a paired interval of candidate - incumbent), where
 the rated items' change against theta0 of the fitness reduces to the same difference. The
 verifiable items' greedy accuracy is scored beside it, reported, not decided on.
@@ -25,7 +25,7 @@ from typing import Any
 
 from learner.feedback_items import heldout_bucket, heldout_pool
 from learner.fitness import ServingEngine, mean_logprob, score_verifiable
-from learner.items import Item, ItemSet, RatedItem
+from learner.items import Item, ItemSet, rated_weights
 from learner.settings import LearnerSettings
 from store.db import Database
 from store.queries import feedback_newest_first
@@ -93,20 +93,25 @@ async def read_pool(db: Database, s: LearnerSettings, *, upto_seq: int) -> tuple
     )
 
 
-def item_weight(item: Item) -> float:
-    """A rated reply counts with its reward; a reference or a correction with 1."""
-    return item.reward if isinstance(item, RatedItem) else 1.0
+def item_weights(pool: ItemSet) -> dict[str, float]:
+    """Item id -> the weight of its likelihood: a reference or a correction 1, a rated reply its
+    reward, centred over the pool's rated replies where they are mostly rated down
+    (:func:`learner.items.rated_weights`: a uniform likelihood drop must not read as a gain)."""
+    weights = {item.id: 1.0 for item in pool.verifiable}
+    weights.update(zip((i.id for i in pool.rated), rated_weights(pool.rated), strict=True))
+    return weights
 
 
 async def score_pool(engine: ServingEngine, pool: ItemSet, config: ESConfig) -> TargetScores:
     """Score whatever the engine serves on the pool (one retry per item; what fails twice is left out)."""
     sem = asyncio.Semaphore(config.concurrency)
+    weights = item_weights(pool)
 
     async def one(item: Item) -> float | None:
         for attempt in range(2):
             try:
                 async with sem:
-                    return item_weight(item) * await mean_logprob(engine, item)
+                    return weights[item.id] * await mean_logprob(engine, item)
             except Exception as exc:  # noqa: BLE001 - an item that fails is left out, never fatal
                 if attempt:
                     log.warning("held-out item %s failed: %s", item.id, exc)

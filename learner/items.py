@@ -193,3 +193,28 @@ def load_items(path: Path) -> ItemSet:
         item = parse_item(obj, lineno)
         (items.verifiable if isinstance(item, VerifiableItem) else items.rated).append(item)
     return items
+
+
+def rated_weights(items: list[RatedItem]) -> list[float]:
+    """The weight of each rated reply's log-likelihood change: its reward, less the set's mean
+    reward where that mean is negative.
+
+    Any change of the weights makes a model's own near-mode replies less likely (a sampled
+    reply sits near the mode). With raw rewards, a set rated mostly down (users who reject most
+    replies) turns that drop into a gain, so drift alone would look like learning, to the fitness
+    and to the gate's target check alike (measured: every noise-only candidate passed the target
+    check on down-rated replies). Less a negative mean, the weights sum to 0 and a uniform drop
+    cancels: only making the up-rated replies likelier *than* the down-rated ones counts (a
+    baseline, as in REINFORCE). A mean of 0 or more is kept as it is: a uniform drop then counts
+    as a loss or nothing, the conservative side, and all-up feedback still pulls its replies up.
+
+    >>> rated_weights([RatedItem("a", (), "x", -1.0), RatedItem("b", (), "y", -1.0), RatedItem("c", (), "z", 1.0)])
+    [-0.6666666666666667, -0.6666666666666667, 1.3333333333333333]
+    >>> rated_weights([RatedItem("a", (), "x", 1.0), RatedItem("b", (), "y", -0.5)])
+    [1.0, -0.5]
+    >>> rated_weights([])
+    []
+    """
+    mean = sum(i.reward for i in items) / len(items) if items else 0.0
+    shift = min(mean, 0.0)
+    return [i.reward - shift for i in items]
