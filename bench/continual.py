@@ -2,7 +2,8 @@
 measured after each one (slow; by hand).
 
     .venv/bin/python bench/continual.py [--arms "defaults;NAME:KEY=VALUE,..."] [--rounds 6] [--task addition|concise]
-        [--feedback-per-round 96] [--rate 0.5] [--check-items 200] [--out bench/results/continual.json]
+        [--feedback-per-round 96] [--rate 0.5] [--check-items 200] [--user-temperature 0.0]
+        [--out bench/results/continual.json]
 
 Per arm, a fresh ``perennial serve`` on the embedded default (SQLite, the learner inside the
 gateway, the bundled SmolLM2-135M-Instruct; data in ``bench/.work/continual/<arm>``) with the
@@ -127,11 +128,15 @@ def admin(url: str, path: str) -> Any:
     return httpx.get(url + path, headers={"authorization": f"Bearer {ADMIN_KEY}"}, timeout=60).json()
 
 
-async def users(url: str, task, rate: float, stop: asyncio.Event, report: list) -> None:
+async def users(
+    url: str, task, rate: float, stop: asyncio.Event, report: list, temperature: float = 0.0
+) -> None:
     """Simulated users chatting and giving feedback at a steady rate until ``stop``."""
     batch = 0
     while not stop.is_set():
-        config = SimulationConfig(url=url, api_key=API_KEY, count=16, rate=rate, concurrency=4, seed=batch)
+        config = SimulationConfig(
+            url=url, api_key=API_KEY, count=16, rate=rate, concurrency=4, seed=batch, temperature=temperature
+        )
         report.append((await simulate(task, config)).to_json())
         batch += 1
 
@@ -177,7 +182,14 @@ async def run_arm(name: str, env: dict[str, str], args, save) -> dict[str, Any]:
         )
         intervals: dict[str, dict[str, float]] = {}  # the served version's suites vs the base (none yet)
         feeder = asyncio.create_task(
-            users(gw.url, user_task(args.task, excluded, args.seed), args.rate, stop, traffic)
+            users(
+                gw.url,
+                user_task(args.task, excluded, args.seed),
+                args.rate,
+                stop,
+                traffic,
+                args.user_temperature,
+            )
         )
         seen: set[int] = set()
         deadline = time.monotonic() + args.budget_minutes * 60
@@ -278,6 +290,12 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--feedback-per-round", type=int, default=96)
     p.add_argument("--rate", type=float, default=0.5, help="chats started per second")
     p.add_argument("--check-items", type=int, default=200)
+    p.add_argument(
+        "--user-temperature",
+        type=float,
+        default=0.0,
+        help="the users' sampling temperature (0: greedy, every user sees one reply per prompt)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--budget-minutes", type=float, default=180, help="per arm")
     p.add_argument("--fresh", action="store_true", help="wipe the arms' data directories first")

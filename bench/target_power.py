@@ -1,7 +1,7 @@
 """How often does the held-out target check promote a candidate that learned nothing?
 
     .venv/bin/python bench/target_power.py [--noise 2e-3,4e-3] [--seeds 20] [--pool-sizes 16,64,256]
-                                           [--arms rated,rated-raw] [--style concise]
+                                           [--arms rated,rated-raw] [--style concise] [--up-share 0.25]
                                            [--engine-url URL]
                                            [--out bench/results/target_power.json]
 
@@ -14,7 +14,8 @@ the gate meets:
   verifier's 0/1 score of each item's greedy reply (16 tokens), what users see;
 * ``rated``: the base's own sampled replies to the open prompts, rated +1 / -1 by the simulated
   users' hidden preference (``--style``: ``concise``, at most 25 words, which the base's
-  64-token samples almost never meet; ``enthusiastic``, an exclamation mark, a mix), scored by
+  64-token samples never met in our runs; ``enthusiastic``, an exclamation mark, neither; or
+  ``--up-share q``: up for the shortest share q of the replies, a mix), scored by
   reward-weighted likelihood as the gate scores thumbs (rewards centred where the pool is mostly
   rated down: ``learner.items.rated_weights``);
 * ``rated-raw``: the same, weighted by the raw reward as before the centring, for comparison.
@@ -39,6 +40,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import random
 import statistics
 import sys
 import tempfile
@@ -68,8 +70,12 @@ def reference_pool(n: int) -> list[Item]:
     return [parse_item(row, i) for i, row in enumerate(rows[:n])]
 
 
-async def rated_pool(client: EngineClient, n: int, seed: int = 0, style: str = "concise") -> list[Item]:
-    """The base's sampled replies to the open prompts, rated +1/-1 by a simulated style's preference."""
+async def rated_pool(
+    client: EngineClient, n: int, seed: int = 0, style: str = "concise", up_share: float | None = None
+) -> list[Item]:
+    """The base's sampled replies to the open prompts, rated +1/-1 by a simulated style's
+    preference, or (``up_share``) up for the shortest ``up_share`` of them by word count, down
+    for the rest: a concise taste relative to what the model writes, so the pool is a mix."""
     prefers, items = STYLES[style], []
     per_prompt = -(-n // len(OPEN_PROMPTS))
     for i, prompt in enumerate(OPEN_PROMPTS):
@@ -80,7 +86,20 @@ async def rated_pool(client: EngineClient, n: int, seed: int = 0, style: str = "
             reply = choice["message"]["content"] or ""
             row = {"id": f"open-{i}-{j}", "messages": messages, "completion": reply}
             items.append(parse_item({**row, "reward": 1.0 if prefers(reply) else -1.0}, len(items)))
-    return items[:n]
+    random.Random(seed).shuffle(items)  # each pool size's first n items mix the prompts
+    items = items[:n]
+    if up_share is not None:
+        words = sorted(len(i.completion.split()) for i in items)
+        cut = words[max(0, int(up_share * len(words)) - 1)]
+        items = [
+            parse_item({**_row(i), "reward": 1.0 if len(i.completion.split()) <= cut else -1.0}, k)
+            for k, i in enumerate(items)
+        ]
+    return items
+
+
+def _row(item: RatedItem) -> dict:
+    return {"id": item.id, "messages": list(item.messages), "completion": item.completion}
 
 
 async def score(client: EngineClient, items: list[Item], concurrency: int = 16) -> dict[str, float]:
@@ -158,16 +177,24 @@ async def run(args: argparse.Namespace) -> dict:
     model_dir, t = shared_model_dir(), Thresholds()
     sizes = [int(x) for x in args.pool_sizes.split(",")]
     rows: list[dict] = []
+    result = {
+        "thresholds": t.model_dump(),
+        "pool_sizes": sizes,
+        "style": args.style,
+        "up_share": args.up_share,
+        "candidates": rows,
+    }
     async with engine(args.engine_url, model_dir) as url:
         client = EngineClient(url, timeout_s=900)
         try:
             arms = args.arms.split(",")
             pools = {
                 "reference": reference_pool(max(sizes)),
-                "rated": await rated_pool(client, max(sizes), style=args.style),
+                "rated": await rated_pool(client, max(sizes), style=args.style, up_share=args.up_share),
             }
             base = await score_all(client, pools, arms)
             accepted = sum(i.reward > 0 for i in pools["rated"]) / len(pools["rated"])
+            result["rated_up_share"] = accepted
             print(
                 f"pools: reference {len(pools['reference'])} items, rated {len(pools['rated'])} "
                 f"({accepted:.0%} rated up)",
@@ -198,10 +225,15 @@ async def run(args: argparse.Namespace) -> dict:
                         + f" ({time.perf_counter() - started:.0f} s)",
                         flush=True,
                     )
+                    save(result, args.out)  # a run stopped by hand keeps every candidate so far
             await load(client, model_dir)
         finally:
             await client.aclose()
-    return {"thresholds": t.model_dump(), "pool_sizes": sizes, "candidates": rows}
+    return result
+
+
+def save(result: dict, out: Path) -> None:
+    out.write_text(json.dumps({**result, "summary": summarise(result)}, indent=1) + "\n")
 
 
 def summarise(result: dict) -> list[dict]:
@@ -257,13 +289,17 @@ def main() -> None:
     parser.add_argument(
         "--style", choices=list(STYLES), default="concise", help="the simulated users who rate the rated pool"
     )
+    parser.add_argument(
+        "--up-share",
+        type=float,
+        help="rate up the shortest share of the rated pool's replies instead of --style (a mix)",
+    )
     parser.add_argument("--pool-sizes", default="16,64,256", help="items of each pool the check sees")
     parser.add_argument("--out", type=Path, default=REPO / "bench/results/target_power.json")
     args = parser.parse_args()
     result = asyncio.run(run(args))
-    result["summary"] = summarise(result)
-    args.out.write_text(json.dumps(result, indent=1) + "\n")
-    report(result["summary"])
+    save(result, args.out)
+    report(summarise(result))
     print(f"wrote {args.out}")
 
 
