@@ -45,6 +45,7 @@ import statistics
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -91,15 +92,8 @@ async def rated_pool(
     if up_share is not None:
         words = sorted(len(i.completion.split()) for i in items)
         cut = words[max(0, int(up_share * len(words)) - 1)]
-        items = [
-            parse_item({**_row(i), "reward": 1.0 if len(i.completion.split()) <= cut else -1.0}, k)
-            for k, i in enumerate(items)
-        ]
+        items = [replace(i, reward=1.0 if len(i.completion.split()) <= cut else -1.0) for i in items]
     return items
-
-
-def _row(item: RatedItem) -> dict:
-    return {"id": item.id, "messages": list(item.messages), "completion": item.completion}
 
 
 async def score(client: EngineClient, items: list[Item], concurrency: int = 16) -> dict[str, float]:

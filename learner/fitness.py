@@ -6,8 +6,8 @@
   reply under the member minus the same under theta0, times the item's reward (up-rated
   replies become likelier, down-rated ones less likely), centred over the minibatch's rated
   replies where they are mostly rated down (:func:`learner.items.rated_weights`: otherwise
-  drift alone, which makes any sampled reply less likely, scores as a gain). It reads ``prompt_logprobs`` of one
-  ``/v1/completions`` call per item: a forward pass, no generation.
+  drift alone, which makes any sampled reply less likely, scores as a gain). It reads
+  ``prompt_logprobs`` of one ``/v1/completions`` call per item: a forward pass, no generation.
 * **reference**: for verifiable items with a reference reply (not a tool call), the mean
   per-token log-probability of the reference as the member's reply, from one ``prompt_logprobs``
   pass over prompt + reference (``max_tokens=1``): the MeZO objective, continuous where the

@@ -6,8 +6,8 @@ candidate and the incumbent on all of it so far (the newest ``learner_heldout_ma
 task), so the check gains power as feedback accumulates instead of judging 17-30 items of one
 round. An item's score is ``weight * mean per-token log-probability`` (nats/token) of its reply
 from one prompt-logprob pass, no decoding: the reference (weight 1), the correction (1), or the
-rated reply (its reward, centred where the pool is mostly rated down: :func:`item_weights`). The gate compares the
-two versions item by item (``learner.gate``: a paired interval of candidate - incumbent), where
+rated reply (its reward, centred where the pool is mostly rated down: :func:`item_weights`). The
+gate compares the two versions item by item (``learner.gate``: a paired interval of candidate - incumbent), where
 the rated items' change against theta0 of the fitness reduces to the same difference. The
 verifiable items' greedy accuracy is scored beside it, reported, not decided on.
 
