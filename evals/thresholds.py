@@ -28,8 +28,9 @@ class Thresholds(BaseModel):
     min_gain: float = Field(
         0.0,
         description="The held-out target check: the lower bound of the paired confidence interval of "
-        "candidate - incumbent over the held-out pool (reward-weighted mean per-token log-likelihood of "
-        "the reference, correction or rated reply, nats/token) must be strictly above this to promote.",
+        "candidate - incumbent over the held-out pool must be strictly above this to promote; in the "
+        "unit of the score that decides (learner_target_scoring): points (a fraction) for the "
+        "verifiers' scores of greedy replies, nats/token for the reward-weighted likelihood.",
     )
     min_target_items: int = Field(
         16,

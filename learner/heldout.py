@@ -9,7 +9,9 @@ from one prompt-logprob pass, no decoding: the reference (weight 1), the correct
 rated reply (its reward, centred where the pool is mostly rated down: :func:`item_weights`). The
 gate compares the two versions item by item (``learner.gate``: a paired interval of candidate - incumbent), where
 the rated items' change against theta0 of the fitness reduces to the same difference. The
-verifiable items' greedy accuracy is scored beside it, reported, not decided on.
+verifiable items' greedy replies are scored too, by their verifiers; :func:`resolve_scoring`
+picks which of the two scores the check decides on (``auto``: greedy where the pool has enough
+verifiable items).
 
     pool, summary = await read_pool(db, settings, upto_seq=page.next_after_id)
     incumbent = await score_pool(engine, pool, config)
@@ -33,7 +35,7 @@ from weights.config import ESConfig
 
 log = logging.getLogger(__name__)
 
-# The target check's unit per learner_target_scoring (points: verifier scores in [0, 1]).
+# The target check's unit per scoring it decides on (points: verifier scores in [0, 1]).
 TARGET_UNITS = {"likelihood": "nats/token", "greedy": "points"}
 
 # Bounds of the pool's scan, in units of learner_heldout_max_items: rows kept (room for 16 tasks
@@ -131,6 +133,29 @@ async def score_pool(engine: ServingEngine, pool: ItemSet, config: ESConfig) -> 
         failed=len(items) - len(scores),
         verifier_failed=greedy.verifier_failed,
     )
+
+
+def resolve_scoring(setting: str, candidate: TargetScores, incumbent: TargetScores, min_items: int) -> str:
+    """The scoring the target check decides on: ``setting``, where ``auto`` is ``greedy`` when
+    both versions' greedy replies were scored on at least ``min_items`` (and at least one) of the
+    pool's verifiable items, else ``likelihood``.
+
+    Why ``auto``: the round's default fitness is the verifier's score of greedy replies, which
+    rewards the right answer in any words; the reference likelihood scores the exact reference
+    text, and fell on a candidate that answered 12.5 points more of its pool correctly
+    (docs/gate.md). Where a verifier exists, the check judges what the round optimised and what
+    users see; a pool of rated replies only has no verifier, so its likelihood decides.
+
+    >>> v = TargetScores(greedy={str(i): 1.0 for i in range(16)})
+    >>> resolve_scoring("auto", v, v, 16), resolve_scoring("auto", v, TargetScores(), 16)
+    ('greedy', 'likelihood')
+    >>> resolve_scoring("likelihood", v, v, 16), resolve_scoring("greedy", TargetScores(), v, 16)
+    ('likelihood', 'greedy')
+    """
+    if setting != "auto":
+        return setting
+    both = len(candidate.greedy.keys() & incumbent.greedy.keys())
+    return "greedy" if both >= max(min_items, 1) else "likelihood"
 
 
 def paired(

@@ -37,7 +37,7 @@ from learner.gate import (
     reject_without_suites,
 )
 from learner.gate_eval import cached_suite_scores, kl_to_base, load_dir
-from learner.heldout import TARGET_UNITS, paired, read_pool, score_pool
+from learner.heldout import TARGET_UNITS, paired, read_pool, resolve_scoring, score_pool
 from learner.settings import LearnerSettings
 from store.db import Database
 from store.queries import feedback_since
@@ -150,7 +150,12 @@ async def run_round(ctx: RoundContext, round_id: int, overrides: dict[str, Any])
         "verifier_failed": sum(r.verifier_failed for r in result.records),
     }
     candidate_scores = await score_pool(engine, pool, config)
-    scoring = s.learner_target_scoring
+    scoring = resolve_scoring(
+        s.learner_target_scoring,
+        candidate_scores,
+        incumbent_scores,
+        s.thresholds(overrides.get("gate")).min_target_items,
+    )
     candidate_target, incumbent_target = paired(candidate_scores, incumbent_scores, scoring)
     unit = TARGET_UNITS[scoring]
     target = {

@@ -69,13 +69,14 @@ class LearnerSettings(_RoundKnobs, ChatFormatSettings):
         "as too_long. The learner engine's context is 2048 tokens: this default allows 6 characters "
         "a token; an item under it that still overflows scores 0 and is counted as failed.",
     )
-    learner_target_scoring: Literal["likelihood", "greedy"] = Field(
-        "likelihood",
-        description="How the gate's target check scores the held-out pool: likelihood (each item's "
-        "reference, correction or rated reply, reward-weighted, in nats/token: one forward pass) or "
-        "greedy (the verifier's score of each verifiable item's greedy reply, what users see; rated "
-        "and correction items are then reported, not decided on). The check is a paired interval "
-        "of candidate - incumbent either way (docs/gate.md).",
+    learner_target_scoring: Literal["auto", "likelihood", "greedy"] = Field(
+        "auto",
+        description="How the gate's target check scores the held-out pool: greedy (the verifier's "
+        "score of each verifiable item's greedy reply, what users see, in points; rated and "
+        "correction items reported, not decided on), likelihood (each item's reference, correction "
+        "or rated reply, reward-weighted, in nats/token: one forward pass), or auto: greedy where "
+        "the pool has at least gate_min_target_items verifiable items, else likelihood. The check "
+        "is a paired interval of candidate - incumbent either way (docs/gate.md).",
     )
     learner_heldout_fraction: float = Field(
         0.25,

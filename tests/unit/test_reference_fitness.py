@@ -11,7 +11,7 @@ import pytest
 
 from learner.feedback_items import build_round_items, heldout_bucket, heldout_pool
 from learner.fitness import FitnessEvaluator, mean_logprob
-from learner.heldout import TargetScores, paired
+from learner.heldout import TargetScores, paired, resolve_scoring
 from learner.items import ItemSet, parse_item
 
 
@@ -168,3 +168,46 @@ def test_greedy_target_scoring_pairs_the_verifiers_scores_of_greedy_replies():
     assert paired(cand, inc, "greedy") == ({"a": 1.0, "b": 1.0}, {"a": 0.0, "b": 1.0})
     assert paired(cand, inc, "likelihood") == paired(cand, inc)
     assert set(paired(cand, inc)[0]) == {"a", "b", "r"}
+
+
+def _greedy(n: int, score: float = 1.0) -> TargetScores:
+    return TargetScores({f"r{i}": -1.0 for i in range(n)}, greedy={f"v{i}": score for i in range(n)})
+
+
+@pytest.mark.parametrize(
+    ("setting", "cand_n", "inc_n", "min_items", "expected"),
+    [
+        ("auto", 16, 16, 16, "greedy"),  # enough verifiable items both versions answered
+        ("auto", 40, 15, 16, "likelihood"),  # only 15 in common: too few for a 0/1 decision
+        ("auto", 0, 0, 16, "likelihood"),  # thumbs only: no verifier, likelihood decides
+        ("auto", 1, 1, 0, "greedy"),  # min_target_items 0 still needs one verifiable item
+        ("auto", 0, 0, 0, "likelihood"),
+        ("likelihood", 64, 64, 16, "likelihood"),  # forced either way
+        ("greedy", 0, 0, 16, "greedy"),  # forced: the check then says the pool is too small
+    ],
+)
+def test_auto_target_scoring_decides_on_greedy_where_the_pool_has_verifiable_items(
+    setting, cand_n, inc_n, min_items, expected
+):
+    assert resolve_scoring(setting, _greedy(cand_n), _greedy(inc_n), min_items) == expected
+
+
+def test_auto_scoring_turns_a_greedy_gain_with_a_likelihood_drop_into_a_promotion():
+    """The case behind ``auto``: the candidate answers more held-out items right while its
+    reference likelihood falls. Likelihood rejects it; auto (greedy) promotes it."""
+    from evals.thresholds import Thresholds
+    from learner.gate import reject_without_suites
+    from learner.heldout import TARGET_UNITS
+
+    n = 48
+    inc = TargetScores({f"v{i}": -1.0 for i in range(n)}, greedy={f"v{i}": float(i < 15) for i in range(n)})
+    cand = TargetScores({f"v{i}": -1.2 for i in range(n)}, greedy={f"v{i}": float(i < 27) for i in range(n)})
+    t = Thresholds()
+    verdicts = {}
+    for setting in ("likelihood", "auto"):
+        scoring = resolve_scoring(setting, cand, inc, t.min_target_items)
+        c, i = paired(cand, inc, scoring)
+        verdicts[setting] = reject_without_suites(c, i, t, unit=TARGET_UNITS[scoring])
+    assert verdicts["likelihood"] is not None and not verdicts["likelihood"].promote
+    assert "nats/token" in verdicts["likelihood"].reasons[0]
+    assert verdicts["auto"] is None  # passed the target check: the suites decide next
