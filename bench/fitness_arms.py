@@ -3,7 +3,8 @@
     .venv/bin/python bench/fitness_arms.py [--arms verifier,reference,mixed] [--iterations 3]
         [--population 8] [--minibatch 16] [--max-tokens 16] [--heldout 48] [--out FILE]
 
-One learner engine (float32, thread plan ``all``), the shipped addition task
+One learner engine (the round's dtype: ``auto``, eager bf16 on CPUs with native bf16, else
+float32; thread plan ``all``), the shipped addition task
 (``evals/tasks/addition``: train items for ES, held-out items for the check). Each arm starts
 from the bundled model (``init_state``) and runs ``--iterations`` ES iterations (the ``cpu``
 preset's sigma and alpha) with its ``fitness_weights``:
@@ -36,6 +37,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from engine.supervisor import resolve_dtype  # noqa: E402
 from harness.processes import shared_model_dir  # noqa: E402
 from learner.engines import LocalLearnerEngine  # noqa: E402
 from learner.es_loop import run_es, target_score  # noqa: E402
@@ -110,7 +112,7 @@ async def main(args: argparse.Namespace) -> dict:
     finally:
         await engine.close()
     base = results.get("verifier", {}).get("members_per_min")
-    kind = machine()
+    kind = f"{machine()}, {resolve_dtype('auto')}"
     print(
         f"\nmachine: {kind}; {args.iterations} iterations x N={args.population}, minibatch {args.minibatch}"
     )
