@@ -150,11 +150,9 @@ async def run_round(ctx: RoundContext, round_id: int, overrides: dict[str, Any])
         "verifier_failed": sum(r.verifier_failed for r in result.records),
     }
     candidate_scores = await score_pool(engine, pool, config)
+    thresholds = s.thresholds(overrides.get("gate"))
     scoring = resolve_scoring(
-        s.learner_target_scoring,
-        candidate_scores,
-        incumbent_scores,
-        s.thresholds(overrides.get("gate")).min_target_items,
+        s.learner_target_scoring, candidate_scores, incumbent_scores, thresholds.min_target_items
     )
     candidate_target, incumbent_target = paired(candidate_scores, incumbent_scores, scoring)
     unit = TARGET_UNITS[scoring]
@@ -197,7 +195,6 @@ async def run_round(ctx: RoundContext, round_id: int, overrides: dict[str, Any])
 
     # ---- 5. gate: held-out target, prior suites, KL(candidate || base) -----------------------
     await phase("gate", candidate=version_id)
-    thresholds = s.thresholds(overrides.get("gate"))
     early = (
         reject_without_suites(candidate_target, incumbent_target, thresholds, unit=unit)
         if s.gate_early_reject
