@@ -3,8 +3,8 @@
     .venv/bin/python bench/fitness_arms.py [--arms verifier,reference,mixed] [--iterations 3]
         [--population 8] [--minibatch 16] [--max-tokens 16] [--heldout 48] [--out FILE]
 
-One learner engine (the round's dtype: ``auto``, eager bf16 on CPUs with native bf16, else
-float32; thread plan ``all``), the shipped addition task
+One learner engine (the round's dtype: ``auto``, eager bf16 on CPUs with AVX-512 BF16 and
+no AMX, else float32; thread plan ``all``), the shipped addition task
 (``evals/tasks/addition``: train items for ES, held-out items for the check). Each arm starts
 from the bundled model (``init_state``) and runs ``--iterations`` ES iterations (the ``cpu``
 preset's sigma and alpha) with its ``fitness_weights``:

